@@ -1,0 +1,24 @@
+# Thin aliases: the logic lives in `cargo xtask` (xtask/).
+CARGO ?= cargo
+
+.PHONY: tools verify test run bench lint
+
+## Build or install every pinned external tool into the cache.
+tools:
+	$(CARGO) xtask tools
+
+## Validate manifests, workflows and negative fixtures with the upstream tools.
+verify:
+	$(CARGO) xtask verify
+
+## Everything CI checks: tools, formatting, lints, tests, verification.
+test:
+	$(CARGO) xtask test
+
+## The workload locally (filled by the demo-app work).
+run:
+	$(CARGO) xtask run
+
+## Benchmarks (filled by the benchmark work).
+bench:
+	$(CARGO) xtask bench

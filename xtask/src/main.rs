@@ -1,0 +1,49 @@
+//! `cargo xtask`: every piece of project automation, in Rust.
+//!
+//! The Makefile only aliases these subcommands; CI runs the same ones.
+
+mod cmd;
+mod pipeline;
+mod project;
+mod schemas;
+mod tools;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+use crate::project::Project;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Automation for the demo-platform repository"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build or install every pinned external tool into the cache.
+    Tools {
+        /// Only report what is missing; build nothing. Exits 1 if anything is missing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Validate every manifest, workflow and negative fixture with the upstream tools.
+    Verify,
+    /// The full gate: tools, fmt, clippy, tests, verify (what CI runs).
+    Test,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let project = Project::discover()?;
+    match cli.command {
+        Command::Tools { check: true } => tools::check(&project),
+        Command::Tools { check: false } => tools::install_all(&project),
+        Command::Verify => verify::run(&project),
+        Command::Test => pipeline::run(&project),
+    }
+}

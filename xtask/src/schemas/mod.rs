@@ -1,0 +1,4 @@
+//! JSON schemas the validators need, derived from pinned inputs into the cache.
+
+pub mod crd;
+pub mod k8s;

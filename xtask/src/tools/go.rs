@@ -1,0 +1,172 @@
+//! Tools built from the Go module proxy, one pinned module per tool under `tools/`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+
+use super::{fingerprint, read};
+use crate::cmd;
+use crate::project::Project;
+
+pub struct GoTool {
+    /// Binary name, also the folder under `tools/`.
+    pub name: &'static str,
+    /// Module that provides the tool, as required in `tools/<name>/go.mod`.
+    pub module: &'static str,
+    pub version: &'static str,
+    /// The `tool` directive of `tools/<name>/go.mod`.
+    pub package: &'static str,
+    /// Linker flags, mostly to stamp the version that a module build cannot know.
+    pub ldflags: &'static str,
+}
+
+pub const GO_TOOLS: &[GoTool] = &[
+    GoTool {
+        name: "helm",
+        module: "helm.sh/helm/v4",
+        version: "v4.3.1",
+        package: "helm.sh/helm/v4/cmd/helm",
+        ldflags: "-X helm.sh/helm/v4/internal/version.version=v4.3.1",
+    },
+    GoTool {
+        name: "kubeconform",
+        module: "github.com/yannh/kubeconform",
+        version: "v0.8.0",
+        package: "github.com/yannh/kubeconform/cmd/kubeconform",
+        ldflags: "-X main.version=v0.8.0",
+    },
+    GoTool {
+        name: "kubectl-validate",
+        module: "sigs.k8s.io/kubectl-validate",
+        version: "v0.0.4",
+        package: "sigs.k8s.io/kubectl-validate",
+        ldflags: "",
+    },
+    GoTool {
+        name: "kyverno",
+        module: "github.com/kyverno/kyverno",
+        version: "v1.19.1",
+        package: "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno",
+        ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
+    },
+    GoTool {
+        name: "istioctl",
+        module: "istio.io/istio",
+        // Istio tags (`1.30.3`) are not Go semver; the proxy serves only
+        // pseudo-versions of master. This is the newest one it serves.
+        version: "v0.0.0-20260827124520-eed52ebb66ad",
+        package: "istio.io/istio/istioctl/cmd/istioctl",
+        ldflags: "-X istio.io/istio/pkg/version.buildVersion=1.30-dev+eed52ebb66ad",
+    },
+    GoTool {
+        name: "actionlint",
+        module: "github.com/rhysd/actionlint",
+        version: "v1.7.12",
+        package: "github.com/rhysd/actionlint/cmd/actionlint",
+        ldflags: "",
+    },
+    GoTool {
+        name: "jaeger",
+        module: "github.com/jaegertracing/jaeger",
+        version: "v1.76.0",
+        package: "github.com/jaegertracing/jaeger/cmd/jaeger",
+        ldflags: "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v1.76.0",
+    },
+    GoTool {
+        name: "podinfo",
+        module: "github.com/stefanprodan/podinfo",
+        // The commit of podinfo 6.9.2 (pkg/version says so); used as an oracle only.
+        version: "v1.8.1-0.20250910200901-e86405a8674e",
+        package: "github.com/stefanprodan/podinfo/cmd/podinfo",
+        ldflags: "-X github.com/stefanprodan/podinfo/pkg/version.REVISION=e86405a8674e",
+    },
+];
+
+fn module_dir(project: &Project, tool: &GoTool) -> PathBuf {
+    project.root.join("tools").join(tool.name)
+}
+
+/// `go env GOVERSION`, once per process: a new Go means a new build.
+pub fn go_version() -> Result<&'static str> {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    if let Some(v) = VERSION.get() {
+        return Ok(v);
+    }
+    let out = cmd::run(Command::new("go").args(["env", "GOVERSION"]))
+        .context("Go is required (>= 1.26); install it and put `go` on PATH")?;
+    Ok(VERSION.get_or_init(|| cmd::first_line(&out)))
+}
+
+pub fn binary_path(project: &Project, tool: &GoTool) -> Result<PathBuf> {
+    let dir = module_dir(project, tool);
+    let key = fingerprint(&[
+        &read(&dir.join("go.mod"))?,
+        &read(&dir.join("go.sum"))?,
+        go_version()?.as_bytes(),
+        tool.ldflags.as_bytes(),
+    ]);
+    Ok(project
+        .tools_dir()
+        .join("go")
+        .join(format!("{}-{key}", tool.name))
+        .join(tool.name))
+}
+
+pub fn build(project: &Project, tool: &GoTool) -> Result<()> {
+    let target = binary_path(project, tool)?;
+    let out_dir = target.parent().expect("binary path has a folder");
+    let staging = out_dir.with_extension("partial");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging)?;
+    let mut build = Command::new("go");
+    build
+        .current_dir(module_dir(project, tool))
+        .env("CGO_ENABLED", "0")
+        .args(["build", "-trimpath", "-mod=readonly"])
+        .args(["-ldflags", &format!("-s -w {}", tool.ldflags)])
+        .arg("-o")
+        .arg(staging.join(tool.name))
+        .arg(tool.package);
+    cmd::run(&mut build)
+        .with_context(|| format!("building {}@{} failed", tool.module, tool.version))?;
+    let _ = fs::remove_dir_all(out_dir);
+    fs::rename(&staging, out_dir)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table above and the go.mod files must agree, or the table lies.
+    #[test]
+    fn every_go_tool_matches_its_go_mod() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        for tool in GO_TOOLS {
+            let go_mod =
+                fs::read_to_string(root.join("tools").join(tool.name).join("go.mod")).unwrap();
+            assert!(
+                go_mod
+                    .lines()
+                    .any(|l| l.trim() == format!("tool {}", tool.package)),
+                "tools/{}/go.mod lacks `tool {}`",
+                tool.name,
+                tool.package
+            );
+            let required = format!("{} {}", tool.module, tool.version);
+            assert!(
+                go_mod.lines().any(|l| l
+                    .trim()
+                    .trim_start_matches("require ")
+                    .starts_with(&required)),
+                "tools/{}/go.mod does not require {required}",
+                tool.name
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Fixtures that keep the validators honest: a validator is trusted only while
+//! it accepts `tests/fixtures/valid/` and rejects each file of
+//! `tests/fixtures/invalid/` that it is meant to catch.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use super::{Outcome, Validators, actionlint, kubeconform, kubectl_validate, yamllint};
+use crate::project::Project;
+
+#[derive(Clone, Copy, Debug)]
+enum Validator {
+    Yamllint,
+    Kubeconform,
+    KubectlValidate,
+    Actionlint,
+}
+
+/// Each invalid fixture, and every validator that must reject it.
+const INVALID: &[(&str, &[Validator])] = &[
+    (
+        "deployment-wrong-type.yaml",
+        &[Validator::Kubeconform, Validator::KubectlValidate],
+    ),
+    (
+        "deployment-unknown-field.yaml",
+        &[Validator::Kubeconform, Validator::KubectlValidate],
+    ),
+    (
+        "helmrelease-bad-field.yaml",
+        &[Validator::Kubeconform, Validator::KubectlValidate],
+    ),
+    ("duplicate-key.yaml", &[Validator::Yamllint]),
+    ("workflow-broken.yml", &[Validator::Actionlint]),
+];
+
+fn run_one(v: &Validators, validator: Validator, file: &Path) -> Result<Outcome> {
+    let files = [file.to_path_buf()];
+    match validator {
+        Validator::Yamllint => yamllint::check(v, &files),
+        Validator::Kubeconform => kubeconform::check(v, &files),
+        Validator::KubectlValidate => kubectl_validate::check(v, &files),
+        Validator::Actionlint => actionlint::check(v, &files),
+    }
+}
+
+fn listed(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    Ok(files)
+}
+
+/// Every valid fixture passes every validator that applies to it.
+pub fn check_valid(project: &Project, v: &Validators) -> Result<Outcome> {
+    let dir = project.root.join("tests/fixtures/valid");
+    let mut outcome = Outcome::default();
+    for file in listed(&dir)? {
+        let validators: &[Validator] = if file.to_string_lossy().contains("workflow") {
+            &[Validator::Yamllint, Validator::Actionlint]
+        } else {
+            &[
+                Validator::Yamllint,
+                Validator::Kubeconform,
+                Validator::KubectlValidate,
+            ]
+        };
+        for &validator in validators {
+            let result = run_one(v, validator, &file)?;
+            for failure in result.failures {
+                outcome
+                    .failures
+                    .push(format!("{validator:?} rejected a valid fixture: {failure}"));
+            }
+        }
+        outcome.checked += 1;
+    }
+    if outcome.checked == 0 {
+        bail!("no valid fixtures in {}", dir.display());
+    }
+    Ok(outcome)
+}
+
+/// Every invalid fixture is rejected by each validator meant to catch it, and
+/// no fixture sits in the folder without an expectation.
+pub fn check_invalid(project: &Project, v: &Validators) -> Result<Outcome> {
+    let dir = project.root.join("tests/fixtures/invalid");
+    let mut outcome = Outcome::default();
+    for file in listed(&dir)? {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((_, validators)) = INVALID.iter().find(|(n, _)| *n == name) else {
+            outcome.failures.push(format!(
+                "{name}: no expectation in xtask/src/verify/fixtures.rs"
+            ));
+            continue;
+        };
+        for &validator in *validators {
+            let result = run_one(v, validator, &file)?;
+            if result.failures.is_empty() {
+                outcome
+                    .failures
+                    .push(format!("{validator:?} accepted invalid fixture {name}"));
+            }
+        }
+        outcome.checked += 1;
+    }
+    for (name, _) in INVALID {
+        if !dir.join(name).is_file() {
+            outcome
+                .failures
+                .push(format!("{name}: expected in {} but missing", dir.display()));
+        }
+    }
+    Ok(outcome)
+}
