@@ -32,6 +32,7 @@ pub fn binary_path(project: &Project) -> Result<PathBuf> {
     let dir = module_dir(project);
     let key = fingerprint(&[
         &read(&dir.join("manifest.yaml"))?,
+        &read(&dir.join("stub/semconvtest/go.mod"))?,
         &read(&dir.join("go.mod"))?,
         &read(&dir.join("go.sum"))?,
         go_version()?.as_bytes(),
@@ -54,6 +55,7 @@ pub fn build(project: &Project) -> Result<()> {
     let mut manifest: serde_norway::Value =
         serde_norway::from_slice(&read(&module_dir(project).join("manifest.yaml"))?)?;
     manifest["dist"]["output_path"] = serde_norway::Value::String(staging.display().to_string());
+    absolutize_replaces(&mut manifest, &module_dir(project));
     let config = staging.join("builder-config.yaml");
     fs::write(&config, serde_norway::to_string(&manifest)?)?;
     let mut builder = Command::new("go");
@@ -79,4 +81,43 @@ fn binary_name(project: &Project) -> Result<String> {
         .as_str()
         .map(str::to_string)
         .context("tools/otelcol/manifest.yaml has no dist.name")
+}
+
+/// `old => ./local/path` replaces are written relative to tools/otelcol; the
+/// builder resolves them against its output folder, so make them absolute.
+fn absolutize_replaces(manifest: &mut serde_norway::Value, base: &std::path::Path) {
+    let Some(replaces) = manifest
+        .get_mut("replaces")
+        .and_then(|r| r.as_sequence_mut())
+    else {
+        return;
+    };
+    for entry in replaces {
+        let Some(line) = entry.as_str() else { continue };
+        if let Some((old, new)) = line.split_once("=>")
+            && let Some(rel) = new.trim().strip_prefix("./")
+        {
+            *entry = serde_norway::Value::String(format!(
+                "{} => {}",
+                old.trim(),
+                base.join(rel).display()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_replaces_become_absolute_and_module_replaces_stay() {
+        let mut manifest: serde_norway::Value =
+            serde_norway::from_str("replaces:\n  - a/b => ./stub/b\n  - c/d => c/e v1.0.0\n")
+                .unwrap();
+        super::absolutize_replaces(&mut manifest, std::path::Path::new("/repo/tools/otelcol"));
+        assert_eq!(
+            manifest["replaces"][0].as_str(),
+            Some("a/b => /repo/tools/otelcol/stub/b")
+        );
+        assert_eq!(manifest["replaces"][1].as_str(), Some("c/d => c/e v1.0.0"));
+    }
 }
