@@ -5,6 +5,7 @@
 mod cmd;
 mod pipeline;
 mod project;
+mod run;
 mod schemas;
 mod tools;
 mod verify;
@@ -35,6 +36,11 @@ enum Command {
     Verify,
     /// The full gate: tools, fmt, clippy, tests, verify (what CI runs).
     Test,
+    /// demo-app locally (role all, SQLite in ./.data); extra flags pass through.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Tools { check: false } => tools::install_all(&project),
         Command::Verify => verify::run(&project),
         Command::Test => pipeline::run(&project),
+        Command::Run { args } => run::run(&project, &args),
     }
 }

@@ -1,0 +1,185 @@
+//! Command-line flags, each with an environment fallback `DEMO_APP_<FLAG>`.
+//! Names follow podinfo's where the two overlap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The default JWT secret: fine on a laptop, refused anywhere else.
+pub const INSECURE_JWT_SECRET: &str = "demo-app-insecure-default-secret";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "demo-app",
+    version,
+    about = "podinfo-compatible workload with an orders API"
+)]
+pub struct Config {
+    /// HTTP port of the API and UI.
+    #[arg(long, env = "DEMO_APP_PORT", default_value_t = 9898)]
+    pub port: u16,
+    /// Port of the Prometheus metrics and probe server (0 disables it).
+    #[arg(long, env = "DEMO_APP_PORT_METRICS", default_value_t = 9797)]
+    pub port_metrics: u16,
+    /// Address to bind.
+    #[arg(long, env = "DEMO_APP_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "DEMO_APP_LEVEL", default_value = "info")]
+    pub level: String,
+    /// Message shown by the UI and /api/info.
+    #[arg(
+        long,
+        env = "DEMO_APP_UI_MESSAGE",
+        default_value = "greetings from demo-app"
+    )]
+    pub ui_message: String,
+    /// UI background colour (the canary demo shows two).
+    #[arg(long, env = "DEMO_APP_UI_COLOR", default_value = "#34577c")]
+    pub ui_color: String,
+    /// UI logo URL.
+    #[arg(long, env = "DEMO_APP_UI_LOGO", default_value = "")]
+    pub ui_logo: String,
+    /// Backend URL for echo fan-out and checkout; repeat for several.
+    #[arg(
+        long = "backend-url",
+        env = "DEMO_APP_BACKEND_URL",
+        value_delimiter = ','
+    )]
+    pub backend_urls: Vec<String>,
+    /// Delay every app response by a random amount.
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY")]
+    pub random_delay: bool,
+    /// Unit of the random delay bounds.
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY_UNIT", value_enum, default_value_t = DelayUnit::S)]
+    pub random_delay_unit: DelayUnit,
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY_MIN", default_value_t = 0)]
+    pub random_delay_min: u64,
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY_MAX", default_value_t = 5)]
+    pub random_delay_max: u64,
+    /// Fail a third of app responses with a random 5xx.
+    #[arg(long, env = "DEMO_APP_RANDOM_ERROR")]
+    pub random_error: bool,
+    /// Start with /healthz failing.
+    #[arg(long, env = "DEMO_APP_UNHEALTHY")]
+    pub unhealthy: bool,
+    /// Start with /readyz failing.
+    #[arg(long, env = "DEMO_APP_UNREADY")]
+    pub unready: bool,
+    /// Time given to in-flight requests after the listener closes.
+    #[arg(long, env = "DEMO_APP_SERVER_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub server_shutdown_timeout: Duration,
+    /// Timeout of outgoing HTTP calls.
+    #[arg(long, env = "DEMO_APP_HTTP_CLIENT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub http_client_timeout: Duration,
+    /// Folder for the content-addressed store and the SQLite database.
+    #[arg(long, env = "DEMO_APP_DATA_PATH", default_value = "/data")]
+    pub data_path: PathBuf,
+    /// Which APIs this process serves.
+    #[arg(long, env = "DEMO_APP_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite under --data-path.
+    #[arg(long, env = "DEMO_APP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Time between turning unready on SIGTERM and closing the listener, so
+    /// load balancers stop sending traffic first.
+    #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// Secret for HS256 tokens.
+    #[arg(
+        long,
+        env = "DEMO_APP_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_secret_file"
+    )]
+    pub jwt_secret: Option<String>,
+    /// File holding the token secret (a mounted Kubernetes Secret).
+    #[arg(long, env = "DEMO_APP_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Allow the built-in JWT secret without --level debug.
+    #[arg(long, env = "DEMO_APP_INSECURE_DEV")]
+    pub insecure_dev: bool,
+    /// Serve /readyz/enable|disable, /fault_injection/* and /panic.
+    #[arg(long, env = "DEMO_APP_CONTROL_ENDPOINTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub control_endpoints: bool,
+    /// Substrings (case-insensitive) of variable names whose values /env redacts.
+    #[arg(
+        long,
+        env = "DEMO_APP_ENV_REDACT",
+        value_delimiter = ',',
+        default_value = "SECRET,TOKEN,PASSWORD,KEY,CREDENTIAL"
+    )]
+    pub env_redact: Vec<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// UI, podinfo API and checkout; orders come from --backend-url.
+    Frontend,
+    /// podinfo API and the orders/cache store.
+    Backend,
+    /// Everything in one process.
+    All,
+}
+
+impl Role {
+    pub fn serves_orders(self) -> bool {
+        matches!(self, Role::Backend | Role::All)
+    }
+
+    pub fn serves_checkout(self) -> bool {
+        matches!(self, Role::Frontend | Role::All)
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayUnit {
+    S,
+    Ms,
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_path.join("demo-app.db").display()))
+    }
+
+    /// The token secret, refusing the built-in one outside development.
+    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.clone());
+        }
+        if let Some(path) = &self.jwt_secret_file {
+            let secret = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --jwt-secret-file {}: {e}", path.display())
+            })?;
+            return Ok(secret.trim_end().to_string());
+        }
+        if self.level == "debug" || self.insecure_dev {
+            return Ok(INSECURE_JWT_SECRET.to_string());
+        }
+        anyhow::bail!(
+            "no JWT secret: set --jwt-secret-file (or DEMO_APP_JWT_SECRET); \
+             the built-in secret is allowed only with --level debug or --insecure-dev"
+        )
+    }
+
+    /// A configuration for tests: ephemeral ports, data in `data_path`.
+    pub fn for_tests(data_path: PathBuf) -> Self {
+        let mut config = Config::parse_from([
+            "demo-app",
+            "--port",
+            "0",
+            "--port-metrics",
+            "0",
+            "--insecure-dev",
+        ]);
+        config.host = "127.0.0.1".into();
+        config.data_path = data_path;
+        config.server_shutdown_timeout = Duration::from_secs(5);
+        config.http_client_timeout = Duration::from_secs(5);
+        config
+    }
+}

@@ -1,0 +1,16 @@
+//! demo-app: a podinfo-compatible workload with an orders API.
+//!
+//! `config` parses flags, `startup` binds and runs, `routes` holds one
+//! handler per file, `store` the database engines, `metrics` the Prometheus
+//! exposition, `faults` the chaos middlewares.
+
+pub mod api_error;
+pub mod config;
+pub mod faults;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod version;

@@ -1,0 +1,212 @@
+//! Prometheus metrics with podinfo's names, served on --port-metrics (and on
+//! /metrics of the main port, as podinfo does). Labels use route templates
+//! only, never raw paths or ids, so cardinality stays bounded.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+use crate::version::{REVISION, VERSION};
+
+/// Prometheus' default buckets, which podinfo's histogram uses.
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub path: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    commit: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn default_histogram() -> Histogram {
+    Histogram::new(DEFAULT_BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub request_duration: HistogramFamily<RequestLabels>,
+    pub requests: Family<StatusLabels, Counter>,
+    pub orders_created: Counter,
+    pub orders_value_cents: Counter,
+    pub checkout_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let request_duration =
+            HistogramFamily::<RequestLabels>::new_with_constructor(default_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Duration of HTTP requests by method, route template and status",
+            request_duration.clone(),
+        );
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by status", requests.clone());
+        let orders_created = Counter::default();
+        registry.register(
+            "orders_created",
+            "Orders committed (replays excluded)",
+            orders_created.clone(),
+        );
+        let orders_value_cents = Counter::default();
+        registry.register(
+            "orders_value_cents",
+            "Sum of total_cents of committed orders",
+            orders_value_cents.clone(),
+        );
+        let checkout_duration = default_histogram();
+        registry.register(
+            "checkout_duration_seconds",
+            "Duration of checkouts, including the call to the orders backend",
+            checkout_duration.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: VERSION.into(),
+                commit: REVISION.into(),
+            })
+            .set(1);
+        registry.register(
+            "demo_app_build_info",
+            "Version and commit of the running binary",
+            build_info,
+        );
+        Self {
+            registry,
+            request_duration,
+            requests,
+            orders_created,
+            orders_value_cents,
+            checkout_duration,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// GET /metrics.
+pub async fn handler(State(state): State<AppState>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Records every routed request. Unmatched paths (404) carry no template and
+/// are counted under `path="unmatched"` so an attacker's random URLs cannot
+/// grow the label set.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let path = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_string(),
+        |p| podinfo_path_label(p.as_str()),
+    );
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&RequestLabels {
+            method,
+            path,
+            status: status.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&StatusLabels { status })
+        .inc();
+    response
+}
+
+/// podinfo's label for a route: runs of non-alphanumerics become `_`,
+/// trimmed and lowercased; `/` is `root`.
+pub fn podinfo_path_label(template: &str) -> String {
+    let mut label = String::with_capacity(template.len());
+    for c in template.chars() {
+        if c.is_ascii_alphanumeric() {
+            label.push(c.to_ascii_lowercase());
+        } else if !label.ends_with('_') {
+            label.push('_');
+        }
+    }
+    let label = label.trim_matches('_');
+    if label.is_empty() {
+        "root".into()
+    } else {
+        label.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_labels_follow_podinfo() {
+        assert_eq!(podinfo_path_label("/"), "root");
+        assert_eq!(podinfo_path_label("/api/info"), "api_info");
+        assert_eq!(podinfo_path_label("/cache/{key}"), "cache_key");
+        assert_eq!(podinfo_path_label("/api/orders/{id}"), "api_orders_id");
+    }
+
+    #[test]
+    fn exposition_has_podinfo_and_business_names() {
+        let metrics = Metrics::default();
+        metrics
+            .requests
+            .get_or_create(&StatusLabels {
+                status: "200".into(),
+            })
+            .inc();
+        metrics.orders_created.inc();
+        let text = metrics.encode();
+        for name in [
+            "http_requests_total{status=\"200\"} 1",
+            "orders_created_total 1",
+            "demo_app_build_info{",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Probes: /healthz (liveness), /readyz (readiness) and the readiness switches.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// A readiness check must answer well inside the kubelet's probe timeout.
+const STORE_PING_TIMEOUT: Duration = Duration::from_millis(1500);
+
+fn ok() -> Response {
+    Json(json!({ "status": "OK" })).into_response()
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if state.flags.healthy() {
+        ok()
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+}
+
+/// Ready when switched on, not draining, and the database (if this role has
+/// one) answers within the timeout.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.flags.ready() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(store) = &state.store {
+        match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "not ready: database ping failed");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            Err(_) => {
+                tracing::warn!("not ready: database ping timed out");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
+    }
+    ok()
+}
+
+pub async fn enable(State(state): State<AppState>) -> StatusCode {
+    state.flags.set_ready(true);
+    StatusCode::ACCEPTED
+}
+
+pub async fn disable(State(state): State<AppState>) -> StatusCode {
+    state.flags.set_ready(false);
+    StatusCode::ACCEPTED
+}

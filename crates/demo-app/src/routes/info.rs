@@ -1,0 +1,69 @@
+//! GET /api/info (and / for non-browsers) and GET /version, with podinfo's keys.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::state::AppState;
+use crate::version::{REVISION, VERSION};
+
+/// podinfo's info document; every value is a string, as there. The `go*`
+/// keys keep their names for compatibility and describe this Rust binary.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Info {
+    hostname: String,
+    version: String,
+    revision: String,
+    color: String,
+    logo: String,
+    message: String,
+    goos: String,
+    goarch: String,
+    runtime: String,
+    num_goroutine: String,
+    num_cpu: String,
+}
+
+pub fn info(state: &AppState) -> Info {
+    let config = &state.config;
+    Info {
+        hostname: state.hostname.to_string(),
+        version: VERSION.into(),
+        revision: REVISION.into(),
+        color: config.ui_color.clone(),
+        logo: config.ui_logo.clone(),
+        message: config.ui_message.clone(),
+        goos: std::env::consts::OS.into(),
+        goarch: std::env::consts::ARCH.into(),
+        runtime: format!(
+            "rust (tokio {} workers)",
+            tokio::runtime::Handle::current().metrics().num_workers()
+        ),
+        num_goroutine: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            .to_string(),
+        num_cpu: std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .to_string(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/info", operation_id = "getInfo", tag = "podinfo", responses((status = 200, body = Info)))]
+pub async fn handler(State(state): State<AppState>) -> Json<Info> {
+    Json(info(&state))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Version {
+    commit: &'static str,
+    version: &'static str,
+}
+
+#[utoipa::path(get, path = "/version", operation_id = "getVersion", tag = "podinfo", responses((status = 200, body = Version)))]
+pub async fn version() -> Json<Version> {
+    Json(Version {
+        commit: REVISION,
+        version: VERSION,
+    })
+}

@@ -1,0 +1,120 @@
+//! The HTTP surface: one handler per file, assembled here.
+//!
+//! Routes fall in two groups. *App* routes are subject to fault injection and
+//! the random delay/error middlewares. *Operational* routes (probes, metrics,
+//! control switches) never are: a chaos experiment must not make Kubernetes
+//! kill the pod or lose its ability to switch the experiment off.
+
+mod cache;
+mod checkout;
+mod chunked;
+mod control;
+mod delay;
+mod echo;
+mod env;
+mod headers;
+mod health;
+mod index;
+mod info;
+mod openapi;
+mod orders;
+mod status;
+mod store_files;
+mod token;
+mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::http::header::X_CONTENT_TYPE_OPTIONS;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{any, get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use openapi::ApiDoc;
+
+use crate::faults;
+use crate::metrics;
+use crate::state::AppState;
+
+/// Request bodies above this size are refused with 413.
+pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let role = state.config.role;
+    let mut app = Router::new()
+        .route("/", get(index::handler))
+        .route("/api/info", get(info::handler))
+        .route("/version", get(info::version))
+        .route(
+            "/status/{code}",
+            get(status::handler)
+                .post(status::handler)
+                .put(status::handler),
+        )
+        .route("/delay/{seconds}", get(delay::handler))
+        .route("/chunked", any(chunked::random))
+        .route("/chunked/{seconds}", any(chunked::handler))
+        .route("/env", get(env::handler).post(env::handler))
+        .route("/headers", get(headers::handler).post(headers::handler))
+        .route("/echo", any(echo::handler))
+        .route("/echo/{*rest}", any(echo::handler))
+        .route("/api/echo", any(echo::handler))
+        .route("/api/echo/{*rest}", any(echo::handler))
+        .route("/token", post(token::issue))
+        .route("/token/validate", get(token::validate))
+        .route("/store", post(store_files::write).put(store_files::write))
+        .route("/store/{hash}", get(store_files::read))
+        .route("/ws/echo", any(ws::handler))
+        .route("/openapi.json", get(openapi::handler))
+        .route("/swagger.json", get(openapi::handler))
+        .route("/ui/{asset}", get(index::asset));
+    if role.serves_orders() {
+        app = app
+            .route(
+                "/cache/{key}",
+                get(cache::read)
+                    .post(cache::write)
+                    .put(cache::write)
+                    .delete(cache::delete),
+            )
+            .route("/api/orders", post(orders::create).get(orders::list))
+            .route("/api/orders/{id}", get(orders::get));
+    }
+    if role.serves_checkout() {
+        app = app.route("/api/checkout", post(checkout::handler));
+    }
+    let app = app.layer(from_fn_with_state(state.clone(), faults::inject));
+
+    let mut operational = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::handler));
+    if state.config.control_endpoints {
+        operational = operational
+            .route("/readyz/enable", post(health::enable))
+            .route("/readyz/disable", post(health::disable))
+            .route("/fault_injection/enable", post(control::enable_faults))
+            .route("/fault_injection/disable", post(control::disable_faults))
+            .route("/fault_injection/status", get(control::fault_status))
+            .route("/panic", get(control::panic));
+    }
+
+    app.merge(operational)
+        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state)
+}
+
+/// The metrics port: Prometheus scrapes and a liveness answer that does not
+/// depend on the app (podinfo's metrics server does the same).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::handler))
+        .route("/healthz", get(|| async { "OK" }))
+        .with_state(state)
+}

@@ -1,0 +1,217 @@
+//! The orders API: create (idempotent with `Idempotency-Key`), get, list
+//! with keyset pagination.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::state::AppState;
+use crate::store::{Created, NewOrder, Order, Store};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const MAX_PAGE: u32 = 100;
+const DEFAULT_PAGE: u32 = 20;
+const MAX_QUANTITY: i64 = 10_000;
+const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000;
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    /// Stock-keeping unit: 1-64 characters of `A-Z a-z 0-9 - _ .`
+    pub sku: String,
+    /// 1 to 10000.
+    pub quantity: i64,
+    /// 0 to 100000000 (one million in the currency).
+    pub unit_price_cents: i64,
+}
+
+impl OrderRequest {
+    /// The first invalid field, named, or the order to store.
+    pub fn validate(self) -> Result<NewOrder, ApiError> {
+        let invalid = |detail: String| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
+        };
+        let sku_ok = (1..=64).contains(&self.sku.len())
+            && self
+                .sku
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !sku_ok {
+            return Err(invalid("sku: 1-64 characters of A-Z a-z 0-9 - _ .".into()));
+        }
+        if !(1..=MAX_QUANTITY).contains(&self.quantity) {
+            return Err(invalid(format!("quantity: must be 1-{MAX_QUANTITY}")));
+        }
+        if !(0..=MAX_UNIT_PRICE_CENTS).contains(&self.unit_price_cents) {
+            return Err(invalid(format!(
+                "unit_price_cents: must be 0-{MAX_UNIT_PRICE_CENTS}"
+            )));
+        }
+        Ok(NewOrder {
+            sku: self.sku,
+            quantity: self.quantity,
+            unit_price_cents: self.unit_price_cents,
+        })
+    }
+}
+
+/// Maps axum's JSON rejections onto our error body.
+pub fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            e.body_text(),
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the order as JSON with Content-Type: application/json",
+        ),
+        other => ApiError::new(other.status(), "invalid_json", other.body_text()),
+    }
+}
+
+fn store(state: &AppState) -> Result<&Store, ApiError> {
+    state
+        .store
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("this instance has no order store"))
+}
+
+/// `Idempotency-Key`: optional, 1-255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key: 1-255 visible ASCII characters",
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/api/orders", operation_id = "createOrder", tag = "orders", request_body = OrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key return the same order")),
+    responses((status = 201, body = Order, headers(("Location" = String))), (status = 400, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<OrderRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let order = body.map_err(json_error)?.0.validate()?;
+    let (order, replayed) = match store(&state)?.create_order(&order, key.as_deref()).await? {
+        Created::New(order) => {
+            state.metrics.orders_created.inc();
+            state
+                .metrics
+                .orders_value_cents
+                .inc_by(u64::try_from(order.total_cents).unwrap_or(0));
+            (order, false)
+        }
+        Created::Replayed(order) => (order, true),
+    };
+    let location = HeaderValue::from_str(&format!("/api/orders/{}", order.id))
+        .expect("digits are a valid header");
+    let mut response = (StatusCode::CREATED, [(LOCATION, location)], Json(order)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/orders/{id}", operation_id = "getOrder", tag = "orders", params(("id" = i64, Path)),
+    responses((status = 200, body = Order), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            format!("id: {id:?} is not an order id"),
+        )
+    })?;
+    store(&state)?
+        .get_order(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("order {id} does not exist"),
+            )
+        })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Page size, 1-100 (default 20).
+    limit: Option<String>,
+    /// Return orders with an id greater than this (the previous page's `next_after`).
+    after: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrderPage {
+    orders: Vec<Order>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_after: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/orders", operation_id = "listOrders", tag = "orders", params(ListParams),
+    responses((status = 200, body = OrderPage), (status = 400, body = ApiError), (status = 503, body = ApiError)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let bad = |field: &str, detail: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            format!("{field}: {detail}"),
+        )
+    };
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| bad("limit", "must be 1-100"))?,
+    };
+    let after = match params.after.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|a| *a >= 0)
+                .ok_or_else(|| bad("after", "must be an order id"))?,
+        ),
+    };
+    let orders = store(&state)?.list_orders(limit, after).await?;
+    let next_after = (orders.len() == limit as usize)
+        .then(|| orders.last().map(|o| o.id))
+        .flatten();
+    Ok(Json(OrderPage { orders, next_after }))
+}

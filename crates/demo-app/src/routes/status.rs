@@ -1,0 +1,29 @@
+//! /status/{code}: answers with the status it is asked for.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::api_error::PodinfoError;
+
+#[utoipa::path(get, path = "/status/{code}", operation_id = "getStatus", tag = "podinfo",
+    params(("code" = u16, Path, description = "HTTP status to answer with, 200-599")),
+    responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
+pub async fn handler(Path(code): Path<String>) -> Response {
+    // podinfo drops the connection for codes it cannot send; we say why.
+    match code
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (200..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        Some(status) => (status, Json(json!({ "status": status.as_u16() }))).into_response(),
+        None => PodinfoError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid status code {code:?}: use 200-599"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,126 @@
+//! POST|PUT /store keeps a body under its SHA-256; GET /store/{hash} returns
+//! it. Only a 64-hex-digit hash is accepted, so a request can never name a
+//! path outside the store (podinfo's path traversal), and content is served
+//! as an opaque download that cannot run as a page (podinfo's stored XSS).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api_error::PodinfoError;
+use crate::state::AppState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Stored {
+    hash: String,
+}
+
+fn store_dir(data_path: &Path) -> PathBuf {
+    data_path.join("store")
+}
+
+/// Accepts exactly 64 lowercase hex digits.
+pub fn is_digest(hash: &str) -> bool {
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"),
+    responses((status = 202, body = Stored)))]
+pub async fn write(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
+    let hash = hex::encode(Sha256::digest(&body));
+    let dir = store_dir(&state.config.data_path);
+    let target = dir.join(&hash);
+    tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &body))
+        .await
+        .map_err(|e| {
+            PodinfoError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing file failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "store write failed");
+            PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed")
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(Stored { hash })))
+}
+
+/// Temp file, fsync, rename: a reader never sees half a file, and a 202
+/// means the bytes are on disk.
+fn write_atomically(dir: &Path, target: &Path, body: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(body)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(target).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/store/{hash}", operation_id = "storeRead", tag = "podinfo", params(("hash" = String, Path, description = "SHA-256, 64 hex digits")),
+    responses((status = 202, description = "the stored bytes (podinfo answers 202 here)"), (status = 400, description = "not a digest"), (status = 404)))]
+pub async fn read(
+    State(state): State<AppState>,
+    UrlPath(hash): UrlPath<String>,
+) -> Result<Response, PodinfoError> {
+    if !is_digest(&hash) {
+        return Err(PodinfoError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid hash: expected 64 lowercase hex digits",
+        ));
+    }
+    match tokio::fs::read(store_dir(&state.config.data_path).join(&hash)).await {
+        Ok(bytes) => Ok((
+            StatusCode::ACCEPTED,
+            [
+                (CONTENT_TYPE, "application/octet-stream"),
+                (CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(PodinfoError::new(StatusCode::NOT_FOUND, "no such hash"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            Err(PodinfoError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading file failed",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_digest;
+
+    #[test]
+    fn only_sha256_hex_digests_are_accepted() {
+        assert!(is_digest(&"a".repeat(64)));
+        for bad in [
+            "",
+            "..",
+            "../etc/passwd",
+            &"A".repeat(64),
+            &"a".repeat(63),
+            &format!("{}/", "a".repeat(63)),
+        ] {
+            assert!(!is_digest(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! POST /token issues a one-minute HS256 JWT; GET /token/validate checks one.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::api_error::PodinfoError;
+use crate::state::AppState;
+
+const ISSUER: &str = "demo-app";
+const LIFETIME_SECONDS: i64 = 60;
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    name: String,
+    exp: i64,
+    iss: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Issued {
+    token: String,
+    expires_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Validated {
+    token_name: String,
+    expires_at: String,
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+#[utoipa::path(post, path = "/token", operation_id = "issueToken", tag = "podinfo", request_body(content = String, description = "user name (default anonymous)"),
+    responses((status = 200, body = Issued)))]
+pub async fn issue(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Issued>, PodinfoError> {
+    let name = match String::from_utf8_lossy(&body).trim() {
+        "" => "anonymous".to_string(),
+        name => name.chars().take(256).collect(),
+    };
+    let exp = OffsetDateTime::now_utc().unix_timestamp() + LIFETIME_SECONDS;
+    let claims = Claims {
+        name,
+        exp,
+        iss: ISSUER.into(),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(state.jwt_secret.as_bytes()),
+    )
+    .map_err(|e| {
+        PodinfoError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("signing failed: {e}"),
+        )
+    })?;
+    Ok(Json(Issued {
+        token,
+        expires_at: rfc3339(exp),
+    }))
+}
+
+#[utoipa::path(get, path = "/token/validate", operation_id = "validateToken", tag = "podinfo", security(("bearer" = [])),
+    responses((status = 200, body = Validated), (status = 401, description = "missing, invalid or expired token")))]
+pub async fn validate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Validated>, PodinfoError> {
+    let unauthorized = |msg: String| PodinfoError::new(StatusCode::UNAUTHORIZED, msg);
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("authorization bearer header required".into()))?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.leeway = 0;
+    let data = jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(state.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|e| unauthorized(e.to_string()))?;
+    Ok(Json(Validated {
+        token_name: data.claims.name,
+        expires_at: rfc3339(data.claims.exp),
+    }))
+}

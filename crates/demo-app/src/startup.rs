@@ -1,0 +1,189 @@
+//! Building the application and running it until a shutdown signal, with
+//! the drain sequence Kubernetes needs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::{AppState, Flags};
+use crate::store::Store;
+
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds both ports and opens the store; nothing is served yet.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let jwt_secret = config.jwt_secret()?;
+        let store = if config.role.serves_orders() {
+            let url = config.database_url();
+            if url.starts_with("sqlite:") {
+                std::fs::create_dir_all(&config.data_path).with_context(|| {
+                    format!("cannot create --data-path {}", config.data_path.display())
+                })?;
+            }
+            Some(
+                Store::open(&url)
+                    .await
+                    .with_context(|| format!("cannot open the database {}", redact_url(&url)))?,
+            )
+        } else {
+            None
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.http_client_timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let listener = bind(&config.host, config.port).await?;
+        let metrics_listener = bind(&config.host, config.port_metrics).await?;
+        let state = AppState {
+            hostname: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into())
+                .into(),
+            flags: Arc::new(Flags::new(!config.unhealthy, !config.unready)),
+            store,
+            http,
+            jwt_secret: jwt_secret.into(),
+            metrics: Arc::new(Metrics::default()),
+            config: Arc::new(config),
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: readiness 503 at once, wait
+    /// --drain-delay while still serving (load balancers notice), stop
+    /// accepting, give in-flight requests --server-shutdown-timeout.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            metrics_listener,
+            state,
+        } = self;
+        let config = state.config.clone();
+        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let metrics_app = routes::metrics_router(state.clone());
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stop_server = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_server.wait_for(|stop| *stop).await;
+        });
+        let mut stop_metrics = stop_rx;
+        let metrics_server =
+            axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(async move {
+                let _ = stop_metrics.wait_for(|stop| *stop).await;
+            });
+        let mut server = tokio::spawn(async move { server.await });
+        let mut metrics_server = tokio::spawn(async move { metrics_server.await });
+
+        tokio::select! {
+            result = &mut server => return result?.context("HTTP server failed"),
+            result = &mut metrics_server => return result?.context("metrics server failed"),
+            () = shutdown => {}
+        }
+        tracing::info!(drain_delay = ?config.drain_delay, "shutdown requested: readiness off, draining");
+        state.flags.begin_shutdown();
+        tokio::time::sleep(config.drain_delay).await;
+        tracing::info!(timeout = ?config.server_shutdown_timeout, "closing listeners, finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(config.server_shutdown_timeout, async {
+            let served = server.await;
+            let _ = metrics_server.await;
+            served
+        })
+        .await
+        {
+            Ok(result) => result?.context("HTTP server failed while draining")?,
+            Err(_) => {
+                tracing::warn!("in-flight requests did not finish within --server-shutdown-timeout")
+            }
+        }
+        crate::telemetry::flush();
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))
+}
+
+/// Hides the password of a database URL in messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/orders"),
+            "postgres://app:***@db:5432/orders"
+        );
+        assert_eq!(
+            super::redact_url("sqlite:///data/demo.db"),
+            "sqlite:///data/demo.db"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Durable state: orders (with idempotency keys) and the key/value cache.
+//!
+//! One interface, two engines with the same behaviour: SQLite (embedded
+//! default, a file under --data-path, WAL) and PostgreSQL. A successful
+//! `create_order` means the row is committed.
+
+mod postgres;
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What a client asks to order (already validated by the route).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Order {
+    pub id: i64,
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    pub total_cents: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// Result of `create_order`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// A new row was committed.
+    New(Order),
+    /// The idempotency key was seen before with the same order: the original.
+    Replayed(Order),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or timed out: callers answer 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The idempotency key was used before for a different order: 422.
+    #[error("idempotency key reused with a different order")]
+    IdempotencyConflict,
+    /// quantity * unit_price_cents does not fit in i64: 422.
+    #[error("order total overflows")]
+    Overflow,
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How long a request may wait for a pooled connection before the store
+/// reports `Unavailable`: short, so a dead database gives a fast 503 instead
+/// of a hung request.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The configured engine. An enum rather than a trait object: two engines,
+/// async methods, no boxing.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Upper bound of any one store operation, whatever the engine is doing: a
+/// connection that went silent mid-query must not hold a request forever.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        tokio::time::timeout(OPERATION_TIMEOUT, async {
+            match $self {
+                Store::Sqlite($store) => $call,
+                Store::Postgres($store) => $call,
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            ))
+        })
+    };
+}
+
+impl Store {
+    /// Opens `sqlite://PATH` or `postgres://...`. PostgreSQL connects lazily
+    /// and migrates in the background, so the app starts while the database
+    /// is down and recovers when it returns.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(
+                SqliteStore::connect(url, ACQUIRE_TIMEOUT).await?,
+            ))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Store::Postgres(
+                PostgresStore::connect(url, ACQUIRE_TIMEOUT).await?,
+            ))
+        } else {
+            anyhow::bail!(
+                "unsupported --database-url {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            )
+        }
+    }
+
+    /// The engine's name, as OpenTelemetry's `db.system.name` spells it.
+    pub fn system(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgresql",
+        }
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    pub async fn create_order(
+        &self,
+        order: &NewOrder,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<Created> {
+        dispatch!(self, s => s.create_order(order, idempotency_key).await)
+    }
+
+    pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
+        dispatch!(self, s => s.get_order(id).await)
+    }
+
+    /// Up to `limit` orders with `id > after`, by ascending id (keyset pagination).
+    pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
+        dispatch!(self, s => s.list_orders(limit, after).await)
+    }
+
+    pub async fn cache_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        dispatch!(self, s => s.cache_get(key).await)
+    }
+
+    pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        dispatch!(self, s => s.cache_set(key, value).await)
+    }
+
+    /// True when the key existed.
+    pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
+        dispatch!(self, s => s.cache_delete(key).await)
+    }
+}

@@ -1,0 +1,238 @@
+//! PostgreSQL engine. The app must start while the database is down and heal
+//! when it returns, so the pool connects lazily, migrations run in a
+//! background task that retries, and every connection-level failure is
+//! reported as `Unavailable` (a fast 503) rather than an error or a hang.
+
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::sqlite::{OrderRow, now_utc_micros, order_columns, order_total, request_fingerprint};
+use super::{Created, NewOrder, Order, StoreError, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Pause between migration attempts while the database is unreachable.
+const MIGRATE_RETRY: Duration = Duration::from_millis(500);
+
+/// Server-side cap on any statement (lock waits included), so a stuck query
+/// cannot hold a request and a pooled connection forever.
+const STATEMENT_TIMEOUT: &str = "5s";
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Set once the background task has applied the migrations. Until then
+    /// the tables may not exist, so operations answer `Unavailable`.
+    migrated: Arc<AtomicBool>,
+}
+
+impl PostgresStore {
+    /// Returns at once without touching the network: only a malformed URL
+    /// fails here. Must be called inside a Tokio runtime.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .context("invalid PostgreSQL URL")?
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        // The pool checks an idle connection before handing it out
+        // (`test_before_acquire`, on by default), so connections broken by a
+        // server restart are replaced instead of failing a request.
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        let migrated = Arc::new(AtomicBool::new(false));
+        tokio::spawn(migrate_until_done(pool.clone(), Arc::clone(&migrated)));
+        Ok(Self { pool, migrated })
+    }
+
+    fn ensure_migrated(&self) -> StoreResult<()> {
+        if self.migrated.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "schema migrations not applied yet".into(),
+            ))
+        }
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.ensure_migrated()?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Inserts the order, or with a key returns the order first stored under
+    /// it. `ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
+    /// key to commit, and under READ COMMITTED the following SELECT (a new
+    /// snapshot) then sees that row.
+    pub async fn create_order(
+        &self,
+        order: &NewOrder,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<Created> {
+        let total = order_total(order)?;
+        self.ensure_migrated()?;
+        let fingerprint = request_fingerprint(order);
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+
+        // A NULL key never conflicts, so requests without one always insert.
+        let inserted: Option<OrderRow> = sqlx::query_as(concat!(
+            "INSERT INTO orders (sku, quantity, unit_price_cents, total_cents, created_at, ",
+            "idempotency_key, request_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7) ",
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
+            order_columns!()
+        ))
+        .bind(&order.sku)
+        .bind(order.quantity)
+        .bind(order.unit_price_cents)
+        .bind(total)
+        .bind(now_utc_micros())
+        .bind(idempotency_key)
+        .bind(&fingerprint)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        let created = match inserted {
+            Some(row) => Created::New(row.into()),
+            None => {
+                let existing: OrderRow = sqlx::query_as(concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM orders WHERE idempotency_key = $1"
+                ))
+                .bind(idempotency_key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                existing.replay_of(&fingerprint)?
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
+        self.ensure_migrated()?;
+        let row: Option<OrderRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(Order::from))
+    }
+
+    pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
+        self.ensure_migrated()?;
+        let rows: Vec<OrderRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(i64::MIN))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(Order::from).collect())
+    }
+
+    pub async fn cache_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.ensure_migrated()?;
+        sqlx::query_scalar("SELECT value FROM cache WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.ensure_migrated()?;
+        sqlx::query(
+            "INSERT INTO cache (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now_utc_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
+        self.ensure_migrated()?;
+        let done = sqlx::query("DELETE FROM cache WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// Applies migrations, retrying until the database accepts them. Concurrent
+/// app instances are safe: sqlx serialises them with an advisory lock.
+async fn migrate_until_done(pool: PgPool, migrated: Arc<AtomicBool>) {
+    let mut failures = 0u64;
+    loop {
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => {
+                migrated.store(true, Ordering::Release);
+                tracing::info!(after_failures = failures, "PostgreSQL migrations applied");
+                return;
+            }
+            Err(_) if pool.is_closed() => return,
+            // Warn once, then quietly: an outage would otherwise log twice a second.
+            Err(error) if failures == 0 => {
+                tracing::warn!(%error, "PostgreSQL migrations failed; retrying until they succeed");
+            }
+            Err(error) => tracing::debug!(%error, "PostgreSQL migrations still failing"),
+        }
+        failures += 1;
+        tokio::time::sleep(MIGRATE_RETRY).await;
+    }
+}
+
+/// Connection failures, pool timeouts, I/O errors and the server refusing or
+/// cancelling work mean "try again later" (503); anything else is a bug or
+/// bad data.
+fn map_err(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // SQLSTATE classes: 08 connection exception; 53 insufficient
+        // resources (too many connections, disk full); 57 operator
+        // intervention (shutdown, starting up, statement_timeout's 57014).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Other(error.to_string())
+    }
+}

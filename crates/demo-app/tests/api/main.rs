@@ -1,0 +1,7 @@
+//! Black-box tests: the real application on port 0, spoken to over HTTP.
+
+mod control;
+mod helpers;
+mod orders;
+mod podinfo_api;
+mod security;

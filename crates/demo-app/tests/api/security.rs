@@ -1,0 +1,80 @@
+//! Body limits, traversal, redaction, headers.
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn bodies_over_10_mib_are_refused_with_413() {
+    let app = spawn_app().await;
+    let big = vec![b'x'; 10 * 1024 * 1024 + 1];
+    assert_eq!(app.post("/store", big.clone()).await.status(), 413);
+    assert_eq!(app.post("/api/echo", big).await.status(), 413);
+    assert_eq!(
+        app.post("/store", vec![b'x'; 1024 * 1024]).await.status(),
+        202
+    );
+}
+
+#[tokio::test]
+async fn store_reads_never_leave_the_data_path() {
+    let app = spawn_app().await;
+    std::fs::write(app.data.path().join("secret.txt"), "top secret").unwrap();
+    for path in [
+        "/store/..%2Fsecret.txt",
+        "/store/%2e%2e%2fsecret.txt",
+        "/store/secret.txt",
+        "/store/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/store/%2Fetc%2Fpasswd",
+    ] {
+        let response = app.get(path).await;
+        let status = response.status().as_u16();
+        assert!([400, 404].contains(&status), "{path} → {status}");
+        assert!(
+            !response.text().await.unwrap().contains("top secret"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn env_redacts_the_configured_names() {
+    let app = spawn_app_with(|c| c.env_redact = vec!["path".into()]).await;
+    let env: Vec<String> = app.get("/env").await.json().await.unwrap();
+    assert!(env.contains(&"PATH=[redacted]".to_string()), "{env:?}");
+    assert!(
+        env.iter()
+            .any(|e| e.starts_with("HOME=") && e != "HOME=[redacted]")
+    );
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    let app = spawn_app().await;
+    for path in ["/api/info", "/healthz", "/nope"] {
+        assert_eq!(
+            app.get(path).await.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn the_built_in_jwt_secret_is_refused_outside_development() {
+    use clap::Parser;
+    let config = demo_app::config::Config::parse_from(["demo-app"]);
+    let err = config.jwt_secret().unwrap_err().to_string();
+    assert!(err.contains("--jwt-secret-file"), "{err}");
+    let debug = demo_app::config::Config::parse_from(["demo-app", "--level", "debug"]);
+    assert!(debug.jwt_secret().is_ok());
+    let explicit = demo_app::config::Config::parse_from(["demo-app", "--jwt-secret", "x"]);
+    assert_eq!(explicit.jwt_secret().unwrap(), "x");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_json() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["info"]["title"], "demo-app");
+}
