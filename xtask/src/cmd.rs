@@ -25,11 +25,7 @@ pub fn display(cmd: &Command) -> String {
 
 fn shell_word(word: &OsStr) -> String {
     let word = word.to_string_lossy();
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%{}".contains(c))
-    {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%{}".contains(c)) {
         word.into_owned()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
@@ -38,32 +34,21 @@ fn shell_word(word: &OsStr) -> String {
 
 /// Runs to completion and captures output; a non-zero exit is *not* an error.
 pub fn capture(cmd: &mut Command) -> Result<Output> {
-    cmd.stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{}`", display(cmd)))
+    cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{}`", display(cmd)))
 }
 
 /// Runs to completion and fails, quoting the end of stderr, unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let output = capture(cmd)?;
     if !output.status.success() {
-        bail!(
-            "`{}` failed ({}):\n{}",
-            display(cmd),
-            output.status,
-            tail(&output.stderr, &output.stdout, 40)
-        );
+        bail!("`{}` failed ({}):\n{}", display(cmd), output.status, tail(&output.stderr, &output.stdout, 40));
     }
     Ok(output)
 }
 
 /// The last `lines` lines of stderr, or of stdout when stderr is empty.
 pub fn tail(stderr: &[u8], stdout: &[u8], lines: usize) -> String {
-    let text = if stderr.iter().all(u8::is_ascii_whitespace) {
-        stdout
-    } else {
-        stderr
-    };
+    let text = if stderr.iter().all(u8::is_ascii_whitespace) { stdout } else { stderr };
     let text = String::from_utf8_lossy(text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -71,17 +56,8 @@ pub fn tail(stderr: &[u8], stdout: &[u8], lines: usize) -> String {
 
 /// First line of stdout (or stderr), trimmed: handy for `--version` output.
 pub fn first_line(output: &Output) -> String {
-    let text = if output.stdout.is_empty() {
-        &output.stderr
-    } else {
-        &output.stdout
-    };
-    String::from_utf8_lossy(text)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    let text = if output.stdout.is_empty() { &output.stderr } else { &output.stdout };
+    String::from_utf8_lossy(text).lines().next().unwrap_or("").trim().to_string()
 }
 
 #[cfg(test)]

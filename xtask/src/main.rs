@@ -15,10 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::project::Project;
 
 #[derive(Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Automation for the demo-platform repository"
-)]
+#[command(name = "cargo xtask", about = "Automation for the demo-platform repository")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

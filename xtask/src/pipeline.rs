@@ -13,32 +13,13 @@ pub fn run(project: &Project) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
     step("tools", || tools::install_all(project))?;
-    step("cargo fmt --check", || {
-        cargo_cmd(project, &cargo, &["fmt", "--all", "--check"])
-    })?;
+    step("cargo fmt --check", || cargo_cmd(project, &cargo, &["fmt", "--all", "--check"]))?;
     step("cargo clippy", || {
-        cargo_cmd(
-            project,
-            &cargo,
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        )
+        cargo_cmd(project, &cargo, &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
     })?;
-    step("cargo test", || {
-        cargo_cmd(project, &cargo, &["test", "--workspace", "--locked"])
-    })?;
+    step("cargo test", || cargo_cmd(project, &cargo, &["test", "--workspace", "--locked"]))?;
     step("verify", || verify::run(project))?;
-    println!(
-        "==> make test passed in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("==> make test passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -28,21 +28,16 @@ impl Project {
             .to_path_buf();
         let cache = match env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(
-                env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?,
-            )
-            .join(".cache"),
+            None => {
+                PathBuf::from(env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache")
+            }
         }
         .join(CACHE_NAME);
         let crd_dir = match env::var_os("CRD_DIR").filter(|v| !v.is_empty()) {
             None => None,
             Some(dir) => {
                 let dir = PathBuf::from(dir);
-                let dir = if dir.is_relative() {
-                    root.join(dir)
-                } else {
-                    dir
-                };
+                let dir = if dir.is_relative() { root.join(dir) } else { dir };
                 if !dir.is_dir() {
                     bail!(
                         "CRD_DIR={} is not a directory; point it at the upstream CRDs (e.g. CRD_DIR=../shared/crds)",
@@ -52,11 +47,7 @@ impl Project {
                 Some(dir.canonicalize()?)
             }
         };
-        Ok(Self {
-            root,
-            cache,
-            crd_dir,
-        })
+        Ok(Self { root, cache, crd_dir })
     }
 
     pub fn tools_dir(&self) -> PathBuf {

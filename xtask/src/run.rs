@@ -23,12 +23,7 @@ pub fn run(project: &Project, extra: &[String]) -> Result<()> {
         .current_dir(&project.root)
         .args(["run", "--quiet", "--package", "demo-app", "--"])
         .args(["--host", "127.0.0.1", "--role", "all", "--insecure-dev"])
-        .args([
-            "--port",
-            &PORT.to_string(),
-            "--port-metrics",
-            &METRICS_PORT.to_string(),
-        ])
+        .args(["--port", &PORT.to_string(), "--port-metrics", &METRICS_PORT.to_string()])
         .arg("--data-path")
         .arg(&data)
         .args(extra)

@@ -20,10 +20,7 @@ pub struct PodinfoError {
 
 impl PodinfoError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 }
 
@@ -35,10 +32,7 @@ struct PodinfoErrorBody<'a> {
 
 impl IntoResponse for PodinfoError {
     fn into_response(self) -> Response {
-        let body = PodinfoErrorBody {
-            code: self.status.as_u16(),
-            message: &self.message,
-        };
+        let body = PodinfoErrorBody { code: self.status.as_u16(), message: &self.message };
         (self.status, Json(body)).into_response()
     }
 }
@@ -56,11 +50,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            detail: detail.into(),
-        }
+        Self { status, error: error.into(), detail: detail.into() }
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
@@ -77,9 +67,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => {
-                Self::unavailable("the database is unavailable, retry later")
-            }
+            StoreError::Unavailable(_) => Self::unavailable("the database is unavailable, retry later"),
             StoreError::IdempotencyConflict => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_conflict",
@@ -92,11 +80,7 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Other(msg) => {
                 tracing::error!(error = %msg, "store failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "unexpected database error",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected database error")
             }
         }
     }

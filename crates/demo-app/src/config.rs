@@ -10,11 +10,7 @@ use clap::{Parser, ValueEnum};
 pub const INSECURE_JWT_SECRET: &str = "demo-app-insecure-default-secret";
 
 #[derive(Parser, Debug, Clone)]
-#[command(
-    name = "demo-app",
-    version,
-    about = "podinfo-compatible workload with an orders API"
-)]
+#[command(name = "demo-app", version, about = "podinfo-compatible workload with an orders API")]
 pub struct Config {
     /// HTTP port of the API and UI.
     #[arg(long, env = "DEMO_APP_PORT", default_value_t = 9898)]
@@ -29,11 +25,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_LEVEL", default_value = "info")]
     pub level: String,
     /// Message shown by the UI and /api/info.
-    #[arg(
-        long,
-        env = "DEMO_APP_UI_MESSAGE",
-        default_value = "greetings from demo-app"
-    )]
+    #[arg(long, env = "DEMO_APP_UI_MESSAGE", default_value = "greetings from demo-app")]
     pub ui_message: String,
     /// UI background colour (the canary demo shows two).
     #[arg(long, env = "DEMO_APP_UI_COLOR", default_value = "#34577c")]
@@ -42,11 +34,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_UI_LOGO", default_value = "")]
     pub ui_logo: String,
     /// Backend URL for echo fan-out and checkout; repeat for several.
-    #[arg(
-        long = "backend-url",
-        env = "DEMO_APP_BACKEND_URL",
-        value_delimiter = ','
-    )]
+    #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',')]
     pub backend_urls: Vec<String>,
     /// Delay every app response by a random amount.
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY")]
@@ -87,12 +75,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub drain_delay: Duration,
     /// Secret for HS256 tokens.
-    #[arg(
-        long,
-        env = "DEMO_APP_JWT_SECRET",
-        hide_env_values = true,
-        conflicts_with = "jwt_secret_file"
-    )]
+    #[arg(long, env = "DEMO_APP_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
     /// File holding the token secret (a mounted Kubernetes Secret).
     #[arg(long, env = "DEMO_APP_JWT_SECRET_FILE")]
@@ -152,9 +135,8 @@ impl Config {
             return Ok(secret.clone());
         }
         if let Some(path) = &self.jwt_secret_file {
-            let secret = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("cannot read --jwt-secret-file {}: {e}", path.display())
-            })?;
+            let secret = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read --jwt-secret-file {}: {e}", path.display()))?;
             return Ok(secret.trim_end().to_string());
         }
         if self.level == "debug" || self.insecure_dev {
@@ -168,14 +150,7 @@ impl Config {
 
     /// A configuration for tests: ephemeral ports, data in `data_path`.
     pub fn for_tests(data_path: PathBuf) -> Self {
-        let mut config = Config::parse_from([
-            "demo-app",
-            "--port",
-            "0",
-            "--port-metrics",
-            "0",
-            "--insecure-dev",
-        ]);
+        let mut config = Config::parse_from(["demo-app", "--port", "0", "--port-metrics", "0", "--insecure-dev"]);
         config.host = "127.0.0.1".into();
         config.data_path = data_path;
         config.server_shutdown_timeout = Duration::from_secs(5);

@@ -15,11 +15,7 @@ use crate::state::AppState;
 
 pub async fn inject(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.flags.fault_injection() {
-        return PodinfoError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "fault injection is enabled",
-        )
-        .into_response();
+        return PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "fault injection is enabled").into_response();
     }
     if let Some(delay) = random_delay(&state.config) {
         tokio::time::sleep(delay).await;
@@ -35,10 +31,7 @@ fn random_delay(config: &Config) -> Option<Duration> {
     if !config.random_delay {
         return None;
     }
-    let (low, high) = (
-        config.random_delay_min,
-        config.random_delay_max.max(config.random_delay_min),
-    );
+    let (low, high) = (config.random_delay_min, config.random_delay_max.max(config.random_delay_min));
     let amount = rand::rng().random_range(low..=high);
     Some(match config.random_delay_unit {
         DelayUnit::S => Duration::from_secs(amount),
@@ -48,17 +41,12 @@ fn random_delay(config: &Config) -> Option<Duration> {
 
 /// One request in three fails with 500, 400 or 409, when --random-error is on.
 fn random_error(config: &Config) -> Option<StatusCode> {
-    const CODES: [StatusCode; 3] = [
-        StatusCode::INTERNAL_SERVER_ERROR,
-        StatusCode::BAD_REQUEST,
-        StatusCode::CONFLICT,
-    ];
+    const CODES: [StatusCode; 3] = [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_REQUEST, StatusCode::CONFLICT];
     if !config.random_error {
         return None;
     }
     let mut rng = rand::rng();
-    rng.random_ratio(1, 3)
-        .then(|| CODES[rng.random_range(0..CODES.len())])
+    rng.random_ratio(1, 3).then(|| CODES[rng.random_range(0..CODES.len())])
 }
 
 #[cfg(test)]
@@ -83,10 +71,7 @@ mod tests {
         ]);
         for _ in 0..100 {
             let d = random_delay(&c).unwrap();
-            assert!(
-                (Duration::from_millis(5)..=Duration::from_millis(7)).contains(&d),
-                "{d:?}"
-            );
+            assert!((Duration::from_millis(5)..=Duration::from_millis(7)).contains(&d), "{d:?}");
         }
         assert_eq!(random_delay(&config(&[])), None);
     }
@@ -95,11 +80,7 @@ mod tests {
     fn random_errors_hit_about_a_third_with_podinfo_codes() {
         let c = config(&["--random-error"]);
         let errors: Vec<_> = (0..3000).filter_map(|_| random_error(&c)).collect();
-        assert!(
-            (800..1200).contains(&errors.len()),
-            "{} errors of 3000",
-            errors.len()
-        );
+        assert!((800..1200).contains(&errors.len()), "{} errors of 3000", errors.len());
         assert!(errors.iter().all(|s| [500, 400, 409].contains(&s.as_u16())));
         assert_eq!(random_error(&config(&[])), None);
     }

@@ -19,9 +19,7 @@ use crate::state::AppState;
 use crate::version::{REVISION, VERSION};
 
 /// Prometheus' default buckets, which podinfo's histogram uses.
-const DEFAULT_BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -59,8 +57,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let request_duration =
-            HistogramFamily::<RequestLabels>::new_with_constructor(default_histogram);
+        let request_duration = HistogramFamily::<RequestLabels>::new_with_constructor(default_histogram);
         registry.register(
             "http_request_duration_seconds",
             "Duration of HTTP requests by method, route template and status",
@@ -69,17 +66,9 @@ impl Default for Metrics {
         let requests = Family::<StatusLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by status", requests.clone());
         let orders_created = Counter::default();
-        registry.register(
-            "orders_created",
-            "Orders committed (replays excluded)",
-            orders_created.clone(),
-        );
+        registry.register("orders_created", "Orders committed (replays excluded)", orders_created.clone());
         let orders_value_cents = Counter::default();
-        registry.register(
-            "orders_value_cents",
-            "Sum of total_cents of committed orders",
-            orders_value_cents.clone(),
-        );
+        registry.register("orders_value_cents", "Sum of total_cents of committed orders", orders_value_cents.clone());
         let checkout_duration = default_histogram();
         registry.register(
             "checkout_duration_seconds",
@@ -87,46 +76,23 @@ impl Default for Metrics {
             checkout_duration.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: VERSION.into(),
-                commit: REVISION.into(),
-            })
-            .set(1);
-        registry.register(
-            "demo_app_build_info",
-            "Version and commit of the running binary",
-            build_info,
-        );
-        Self {
-            registry,
-            request_duration,
-            requests,
-            orders_created,
-            orders_value_cents,
-            checkout_duration,
-        }
+        build_info.get_or_create(&BuildLabels { version: VERSION.into(), commit: REVISION.into() }).set(1);
+        registry.register("demo_app_build_info", "Version and commit of the running binary", build_info);
+        Self { registry, request_duration, requests, orders_created, orders_value_cents, checkout_duration }
     }
 }
 
 impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
 
 /// GET /metrics.
 pub async fn handler(State(state): State<AppState>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
         .into_response()
 }
 
@@ -136,26 +102,18 @@ pub async fn handler(State(state): State<AppState>) -> Response {
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_string();
-    let path = request.extensions().get::<MatchedPath>().map_or_else(
-        || "unmatched".to_string(),
-        |p| podinfo_path_label(p.as_str()),
-    );
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| podinfo_path_label(p.as_str()));
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     state
         .metrics
         .request_duration
-        .get_or_create(&RequestLabels {
-            method,
-            path,
-            status: status.clone(),
-        })
+        .get_or_create(&RequestLabels { method, path, status: status.clone() })
         .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .requests
-        .get_or_create(&StatusLabels { status })
-        .inc();
+    state.metrics.requests.get_or_create(&StatusLabels { status }).inc();
     response
 }
 
@@ -171,11 +129,7 @@ pub fn podinfo_path_label(template: &str) -> String {
         }
     }
     let label = label.trim_matches('_');
-    if label.is_empty() {
-        "root".into()
-    } else {
-        label.into()
-    }
+    if label.is_empty() { "root".into() } else { label.into() }
 }
 
 #[cfg(test)]
@@ -193,19 +147,10 @@ mod tests {
     #[test]
     fn exposition_has_podinfo_and_business_names() {
         let metrics = Metrics::default();
-        metrics
-            .requests
-            .get_or_create(&StatusLabels {
-                status: "200".into(),
-            })
-            .inc();
+        metrics.requests.get_or_create(&StatusLabels { status: "200".into() }).inc();
         metrics.orders_created.inc();
         let text = metrics.encode();
-        for name in [
-            "http_requests_total{status=\"200\"} 1",
-            "orders_created_total 1",
-            "demo_app_build_info{",
-        ] {
+        for name in ["http_requests_total{status=\"200\"} 1", "orders_created_total 1", "demo_app_build_info{"] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
     }

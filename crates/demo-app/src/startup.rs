@@ -27,15 +27,10 @@ impl Application {
         let store = if config.role.serves_orders() {
             let url = config.database_url();
             if url.starts_with("sqlite:") {
-                std::fs::create_dir_all(&config.data_path).with_context(|| {
-                    format!("cannot create --data-path {}", config.data_path.display())
-                })?;
+                std::fs::create_dir_all(&config.data_path)
+                    .with_context(|| format!("cannot create --data-path {}", config.data_path.display()))?;
             }
-            Some(
-                Store::open(&url)
-                    .await
-                    .with_context(|| format!("cannot open the database {}", redact_url(&url)))?,
-            )
+            Some(Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?)
         } else {
             None
         };
@@ -57,11 +52,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
         };
-        Ok(Self {
-            listener,
-            metrics_listener,
-            state,
-        })
+        Ok(Self { listener, metrics_listener, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -69,10 +60,7 @@ impl Application {
     }
 
     pub fn metrics_port(&self) -> u16 {
-        self.metrics_listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(0)
+        self.metrics_listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
     pub fn state(&self) -> &AppState {
@@ -82,15 +70,8 @@ impl Application {
     /// Serves until `shutdown` resolves, then: readiness 503 at once, wait
     /// --drain-delay while still serving (load balancers notice), stop
     /// accepting, give in-flight requests --server-shutdown-timeout.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            metrics_listener,
-            state,
-        } = self;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, metrics_listener, state } = self;
         let config = state.config.clone();
         let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let metrics_app = routes::metrics_router(state.clone());
@@ -101,10 +82,9 @@ impl Application {
             let _ = stop_server.wait_for(|stop| *stop).await;
         });
         let mut stop_metrics = stop_rx;
-        let metrics_server =
-            axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(async move {
-                let _ = stop_metrics.wait_for(|stop| *stop).await;
-            });
+        let metrics_server = axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(async move {
+            let _ = stop_metrics.wait_for(|stop| *stop).await;
+        });
         let mut server = tokio::spawn(async move { server.await });
         let mut metrics_server = tokio::spawn(async move { metrics_server.await });
 
@@ -137,9 +117,7 @@ impl Application {
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port))
-        .await
-        .with_context(|| format!("cannot listen on {host}:{port}"))
+    TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))
 }
 
 /// Hides the password of a database URL in messages.
@@ -177,13 +155,7 @@ pub async fn shutdown_signal() {
 mod tests {
     #[test]
     fn database_passwords_are_hidden() {
-        assert_eq!(
-            super::redact_url("postgres://app:s3cret@db:5432/orders"),
-            "postgres://app:***@db:5432/orders"
-        );
-        assert_eq!(
-            super::redact_url("sqlite:///data/demo.db"),
-            "sqlite:///data/demo.db"
-        );
+        assert_eq!(super::redact_url("postgres://app:s3cret@db:5432/orders"), "postgres://app:***@db:5432/orders");
+        assert_eq!(super::redact_url("sqlite:///data/demo.db"), "sqlite:///data/demo.db");
     }
 }

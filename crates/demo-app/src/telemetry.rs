@@ -5,8 +5,7 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 /// JSON lines on stdout at `level` (RUST_LOG overrides it).
 pub fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn")));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -29,11 +29,7 @@ fn require(path: &str, package: &str) {
 async fn start_chromedriver() -> (Driver, String) {
     require("/usr/bin/chromium", "chromium");
     require("/usr/bin/chromedriver", "chromium-driver");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new("/usr/bin/chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -68,12 +64,8 @@ async fn a_visitor_sees_the_version_and_places_an_order() {
                      "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
         }),
     );
-    let browser = ClientBuilder::rustls()
-        .expect("tls")
-        .capabilities(caps)
-        .connect(&webdriver)
-        .await
-        .expect("a browser session");
+    let browser =
+        ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&webdriver).await.expect("a browser session");
     let result = async {
         browser.goto(&app.url("/")).await?;
         let version = browser.wait().for_element(Locator::Css("#version")).await?;
@@ -85,24 +77,10 @@ async fn a_visitor_sees_the_version_and_places_an_order() {
         let sku = browser.find(Locator::Css("input[name=sku]")).await?;
         sku.clear().await?;
         sku.send_keys("ui-test-sku").await?;
-        browser
-            .find(Locator::Css("#order-form button"))
-            .await?
-            .click()
-            .await?;
-        let row = browser
-            .wait()
-            .for_element(Locator::XPath("//tbody[@id='orders']/tr[td='ui-test-sku']"))
-            .await?;
-        let status = browser
-            .find(Locator::Css("#order-status"))
-            .await?
-            .text()
-            .await?;
-        assert!(
-            status.starts_with("order ") && status.ends_with(" placed"),
-            "{status}"
-        );
+        browser.find(Locator::Css("#order-form button")).await?.click().await?;
+        let row = browser.wait().for_element(Locator::XPath("//tbody[@id='orders']/tr[td='ui-test-sku']")).await?;
+        let status = browser.find(Locator::Css("#order-status")).await?.text().await?;
+        assert!(status.starts_with("order ") && status.ends_with(" placed"), "{status}");
         assert!(row.text().await?.contains("ui-test-sku"));
         Ok::<_, fantoccini::error::CmdError>(())
     }

@@ -22,28 +22,15 @@ async fn assert_unavailable(app: &helpers::TestApp) {
     let started = Instant::now();
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "/readyz took {:?}",
-        started.elapsed()
-    );
-    for response in [
-        app.post_json("/api/orders", &order()).await,
-        app.get("/api/orders").await,
-        app.get("/cache/k").await,
-    ] {
+    assert!(started.elapsed() < Duration::from_secs(2), "/readyz took {:?}", started.elapsed());
+    for response in
+        [app.post_json("/api/orders", &order()).await, app.get("/api/orders").await, app.get("/cache/k").await]
+    {
         assert_eq!(response.status(), 503);
         let body: Value = response.json().await.unwrap();
-        assert!(
-            body.get("error").or(body.get("message")).is_some(),
-            "a JSON error: {body}"
-        );
+        assert!(body.get("error").or(body.get("message")).is_some(), "a JSON error: {body}");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "503s took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "503s took {:?}", started.elapsed());
 }
 
 async fn wait_until_ready(app: &helpers::TestApp) {
@@ -60,11 +47,7 @@ async fn orders_survive_a_database_outage() {
     pg.stop();
     let url = pg.url("orders");
     let app = helpers::spawn_app_with(|c| c.database_url = Some(url)).await;
-    assert_eq!(
-        app.get("/healthz").await.status(),
-        200,
-        "alive even without a database"
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200, "alive even without a database");
     assert_unavailable(&app).await;
 
     pg.start();
@@ -77,9 +60,5 @@ async fn orders_survive_a_database_outage() {
     pg.start();
     wait_until_ready(&app).await;
     let page: Value = app.get("/api/orders").await.json().await.unwrap();
-    assert_eq!(
-        page["orders"].as_array().unwrap().len(),
-        1,
-        "the committed order survived"
-    );
+    assert_eq!(page["orders"].as_array().unwrap().len(), 1, "the committed order survived");
 }

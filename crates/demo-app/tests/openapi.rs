@@ -5,10 +5,7 @@ use utoipa::OpenApi;
 
 #[test]
 fn committed_openapi_document_matches_the_code() {
-    let generated = demo_app::routes::ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("serializable")
-        + "\n";
+    let generated = demo_app::routes::ApiDoc::openapi().to_pretty_json().expect("serializable") + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -25,19 +22,11 @@ fn committed_openapi_document_matches_the_code() {
 #[test]
 fn every_documented_operation_has_a_success_response() {
     let doc = demo_app::routes::ApiDoc::openapi();
-    assert!(
-        doc.paths.paths.len() >= 15,
-        "only {} paths documented",
-        doc.paths.paths.len()
-    );
+    assert!(doc.paths.paths.len() >= 15, "only {} paths documented", doc.paths.paths.len());
     for (path, item) in &doc.paths.paths {
         let operations = [&item.get, &item.post, &item.put, &item.delete];
         for op in operations.into_iter().flatten() {
-            let ok = op
-                .responses
-                .responses
-                .keys()
-                .any(|code| code.starts_with('2'));
+            let ok = op.responses.responses.keys().any(|code| code.starts_with('2'));
             assert!(ok, "{path} has an operation without a 2xx response");
         }
     }

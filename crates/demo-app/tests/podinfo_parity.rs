@@ -32,52 +32,26 @@ fn podinfo_binary() -> std::path::PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
-        });
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
     let bin = cache.join("demo-platform/tools/bin/podinfo");
-    assert!(
-        bin.exists(),
-        "podinfo not found at {}; run `make tools` first",
-        bin.display()
-    );
+    assert!(bin.exists(), "podinfo not found at {}; run `make tools` first", bin.display());
     bin
 }
 
 async fn start_podinfo() -> Podinfo {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
     let child = Command::new(podinfo_binary())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--level",
-            "error",
-        ])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--level", "error"])
         .arg("--data-path")
         .arg(data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("podinfo starts");
-    let podinfo = Podinfo {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _data: data,
-    };
+    let podinfo = Podinfo { child, base: format!("http://127.0.0.1:{port}"), _data: data };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("{}/readyz", podinfo.base))
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
+    while reqwest::get(format!("{}/readyz", podinfo.base)).await.map(|r| r.status().is_success()).ok() != Some(true) {
         assert!(Instant::now() < deadline, "podinfo did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -91,18 +65,8 @@ struct Observed {
     shape: String,
 }
 
-async fn observe(
-    client: &Client,
-    method: Method,
-    url: &str,
-    body: &'static str,
-) -> (Observed, Option<Value>) {
-    let response = client
-        .request(method, url)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
+async fn observe(client: &Client, method: Method, url: &str, body: &'static str) -> (Observed, Option<Value>) {
+    let response = client.request(method, url).body(body).send().await.expect("request");
     let status = response.status();
     let text = response.text().await.unwrap();
     let json: Option<Value> = serde_json::from_str(&text).ok();
@@ -152,13 +116,7 @@ async fn shared_endpoints_answer_like_podinfo() {
     ];
     let mut mismatches = Vec::new();
     for (method, path, body) in cases {
-        let (theirs, _) = observe(
-            &client,
-            method.clone(),
-            &format!("{}{path}", podinfo.base),
-            body,
-        )
-        .await;
+        let (theirs, _) = observe(&client, method.clone(), &format!("{}{path}", podinfo.base), body).await;
         let (mine, _) = observe(&client, method.clone(), &ours.url(path), body).await;
         let same_shape = theirs.shape == mine.shape
             // podinfo's 404/405 bodies are text; ours are empty. Content, not contract.
@@ -167,16 +125,10 @@ async fn shared_endpoints_answer_like_podinfo() {
             // but podinfo sends no content type. Compare as text.
             || (theirs.shape == "text" && mine.shape == "text");
         if theirs.status != mine.status || !same_shape {
-            mismatches.push(format!(
-                "{method} {path}: podinfo {theirs:?}, demo-app {mine:?}"
-            ));
+            mismatches.push(format!("{method} {path}: podinfo {theirs:?}, demo-app {mine:?}"));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "differences from podinfo:\n{}",
-        mismatches.join("\n")
-    );
+    assert!(mismatches.is_empty(), "differences from podinfo:\n{}", mismatches.join("\n"));
 }
 
 #[tokio::test]
@@ -186,37 +138,18 @@ async fn headers_echo_tokens_and_readiness_behave_like_podinfo() {
     let client = Client::new();
     for base in [podinfo.base.clone(), ours.address.clone()] {
         // /headers reflects request headers under Go's canonical names.
-        let headers: Value = client
-            .get(format!("{base}/headers"))
-            .header("x-test", "1")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let headers: Value =
+            client.get(format!("{base}/headers")).header("x-test", "1").send().await.unwrap().json().await.unwrap();
         assert_eq!(headers["X-Test"], serde_json::json!(["1"]), "{base}");
         assert!(headers.get("X-Api-Version").is_some(), "{base}");
         // /echo without backends returns the body, 202, X-Color.
-        let echo = client
-            .post(format!("{base}/echo"))
-            .body("ping")
-            .send()
-            .await
-            .unwrap();
+        let echo = client.post(format!("{base}/echo")).body("ping").send().await.unwrap();
         assert_eq!(echo.status(), 202, "{base}");
         assert!(echo.headers().contains_key("x-color"), "{base}");
         assert_eq!(echo.text().await.unwrap(), "ping", "{base}");
         // A token issued by the server validates there, with podinfo's keys.
-        let token: Value = client
-            .post(format!("{base}/token"))
-            .body("alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token: Value =
+            client.post(format!("{base}/token")).body("alice").send().await.unwrap().json().await.unwrap();
         let valid = client
             .get(format!("{base}/token/validate"))
             .bearer_auth(token["token"].as_str().unwrap())
@@ -227,57 +160,14 @@ async fn headers_echo_tokens_and_readiness_behave_like_podinfo() {
         let valid: Value = valid.json().await.unwrap();
         assert_eq!(valid["token_name"], "alice", "{base}");
         // Readiness switches: 202, then 503, then back.
-        assert_eq!(
-            client
-                .post(format!("{base}/readyz/disable"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            202
-        );
-        assert_eq!(
-            client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            503
-        );
-        assert_eq!(
-            client
-                .post(format!("{base}/readyz/enable"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            202
-        );
-        assert_eq!(
-            client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(client.post(format!("{base}/readyz/disable")).send().await.unwrap().status(), 202);
+        assert_eq!(client.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
+        assert_eq!(client.post(format!("{base}/readyz/enable")).send().await.unwrap().status(), 202);
+        assert_eq!(client.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
         // Content-addressed store round trip (202 on read, as podinfo).
-        let stored: Value = client
-            .post(format!("{base}/store"))
-            .body("abc")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let read = client
-            .get(format!("{base}/store/{}", stored["hash"].as_str().unwrap()))
-            .send()
-            .await
-            .unwrap();
+        let stored: Value =
+            client.post(format!("{base}/store")).body("abc").send().await.unwrap().json().await.unwrap();
+        let read = client.get(format!("{base}/store/{}", stored["hash"].as_str().unwrap())).send().await.unwrap();
         assert_eq!(read.status(), 202, "{base}");
         assert_eq!(read.text().await.unwrap(), "abc", "{base}");
     }
@@ -290,46 +180,19 @@ async fn deliberate_differences_are_what_the_readme_says() {
     let ours = spawn_app().await;
     let client = Client::new();
     // Errors: podinfo sends {"code": 401, ...} with HTTP 200; we send the real status.
-    let (theirs, body) = observe(
-        &client,
-        Method::GET,
-        &format!("{}/token/validate", podinfo.base),
-        "",
-    )
-    .await;
-    assert_eq!(
-        (theirs.status, body.unwrap()["code"].as_u64()),
-        (StatusCode::OK, Some(401))
-    );
+    let (theirs, body) = observe(&client, Method::GET, &format!("{}/token/validate", podinfo.base), "").await;
+    assert_eq!((theirs.status, body.unwrap()["code"].as_u64()), (StatusCode::OK, Some(401)));
     let (mine, body) = observe(&client, Method::GET, &ours.url("/token/validate"), "").await;
-    assert_eq!(
-        (mine.status, body.unwrap()["code"].as_u64()),
-        (StatusCode::UNAUTHORIZED, Some(401))
-    );
+    assert_eq!((mine.status, body.unwrap()["code"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
     assert_eq!(theirs.shape, mine.shape, "same keys: code, message");
     // /store hashes: SHA-1 (40 hex) there, SHA-256 (64 hex) here.
-    let (_, theirs) = observe(
-        &client,
-        Method::POST,
-        &format!("{}/store", podinfo.base),
-        "x",
-    )
-    .await;
+    let (_, theirs) = observe(&client, Method::POST, &format!("{}/store", podinfo.base), "x").await;
     let (_, mine) = observe(&client, Method::POST, &ours.url("/store"), "x").await;
     assert_eq!(theirs.unwrap()["hash"].as_str().unwrap().len(), 40);
     assert_eq!(mine.unwrap()["hash"].as_str().unwrap().len(), 64);
     // /cache: podinfo needs Redis ("cache server is offline"); ours keeps values in the database.
-    let (theirs, body) = observe(
-        &client,
-        Method::POST,
-        &format!("{}/cache/k", podinfo.base),
-        "v",
-    )
-    .await;
-    assert_eq!(
-        (theirs.status, body.unwrap()["code"].as_u64()),
-        (StatusCode::OK, Some(400))
-    );
+    let (theirs, body) = observe(&client, Method::POST, &format!("{}/cache/k", podinfo.base), "v").await;
+    assert_eq!((theirs.status, body.unwrap()["code"].as_u64()), (StatusCode::OK, Some(400)));
     let (mine, _) = observe(&client, Method::POST, &ours.url("/cache/k"), "v").await;
     assert_eq!(mine.status, StatusCode::ACCEPTED);
 }

@@ -9,11 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,12 +18,7 @@ async fn sigterm_under_load_loses_no_request() {
     let (port, metrics_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
         .args(["--host", "127.0.0.1", "--insecure-dev", "--level", "warn"])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--port-metrics",
-            &metrics_port.to_string(),
-        ])
+        .args(["--port", &port.to_string(), "--port-metrics", &metrics_port.to_string()])
         .args(["--drain-delay", "2s", "--server-shutdown-timeout", "5s"])
         .arg("--data-path")
         .arg(data.path())
@@ -37,14 +28,7 @@ async fn sigterm_under_load_loses_no_request() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() == 200)
-        .ok()
-        != Some(true)
-    {
+    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() == 200).ok() != Some(true) {
         assert!(Instant::now() < deadline, "demo-app did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -54,22 +38,17 @@ async fn sigterm_under_load_loses_no_request() {
     let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
     for worker in 0..8 {
-        let (client, base, routing, sent, failed) = (
-            client.clone(),
-            base.clone(),
-            routing.clone(),
-            sent.clone(),
-            failed.clone(),
-        );
+        let (client, base, routing, sent, failed) =
+            (client.clone(), base.clone(), routing.clone(), sent.clone(), failed.clone());
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while routing.load(Ordering::Relaxed) {
                 n += 1;
                 let request = match (worker, n % 3) {
                     (0, _) => client.get(format!("{base}/delay/1")),
-                    (_, 0) => client.post(format!("{base}/api/orders")).json(
-                        &serde_json::json!({"sku": "load", "quantity": 1, "unit_price_cents": 1}),
-                    ),
+                    (_, 0) => client
+                        .post(format!("{base}/api/orders"))
+                        .json(&serde_json::json!({"sku": "load", "quantity": 1, "unit_price_cents": 1})),
                     _ => client.get(format!("{base}/api/info")),
                 };
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -88,36 +67,23 @@ async fn sigterm_under_load_loses_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let signalled = Instant::now();
     // Readiness must flip at once (well before the drain delay ends).
     loop {
-        let status = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16());
+        let status = client.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16());
         if status.as_ref().ok() == Some(&503) {
             break;
         }
-        assert!(
-            signalled.elapsed() < Duration::from_millis(1500),
-            "readiness did not turn 503: {status:?}"
-        );
+        assert!(signalled.elapsed() < Duration::from_millis(1500), "readiness did not turn 503: {status:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     routing.store(false, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "demo-app exited with {exit}");
     let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(sent > 50, "only {sent} requests were sent");

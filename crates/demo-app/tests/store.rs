@@ -13,11 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use support::postgres::PgServer;
 
 fn new_order(sku: &str, quantity: i64, unit_price_cents: i64) -> NewOrder {
-    NewOrder {
-        sku: sku.into(),
-        quantity,
-        unit_price_cents,
-    }
+    NewOrder { sku: sku.into(), quantity, unit_price_cents }
 }
 
 async fn create(store: &Store, order: &NewOrder, key: Option<&str>) -> Order {
@@ -32,10 +28,7 @@ async fn count_orders(store: &Store) -> usize {
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(result: StoreResult<T>) {
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "expected Unavailable, got {result:?}"
-    );
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "expected Unavailable, got {result:?}");
 }
 
 // ---------------------------------------------------------------- the suite
@@ -47,30 +40,16 @@ async fn ping(store: Store) {
 async fn create_then_get(store: Store) {
     let before = time::OffsetDateTime::now_utc();
     let order = create(&store, &new_order("sku-1", 3, 250), None).await;
-    assert_eq!(
-        (
-            order.sku.as_str(),
-            order.quantity,
-            order.unit_price_cents,
-            order.total_cents
-        ),
-        ("sku-1", 3, 250, 750)
-    );
+    assert_eq!((order.sku.as_str(), order.quantity, order.unit_price_cents, order.total_cents), ("sku-1", 3, 250, 750));
     // created_at: UTC, microseconds, now-ish, and exact through RFC 3339.
     let created_at = order.created_at;
     assert!(created_at.offset().is_utc());
     assert_eq!(created_at.nanosecond() % 1_000, 0);
     assert!((created_at - before).abs() < time::Duration::minutes(1));
     let text = created_at.format(&Rfc3339).unwrap();
-    assert_eq!(
-        time::OffsetDateTime::parse(&text, &Rfc3339).unwrap(),
-        created_at
-    );
+    assert_eq!(time::OffsetDateTime::parse(&text, &Rfc3339).unwrap(), created_at);
 
-    assert_eq!(
-        store.get_order(order.id).await.unwrap(),
-        Some(order.clone())
-    );
+    assert_eq!(store.get_order(order.id).await.unwrap(), Some(order.clone()));
     assert_eq!(store.get_order(order.id + 1_000).await.unwrap(), None);
 }
 
@@ -85,27 +64,14 @@ async fn list_paginates_by_id(store: Store) {
     assert!(store.list_orders(10, None).await.unwrap().is_empty());
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(
-            create(&store, &new_order(&format!("sku-{i}"), 1, 100), None)
-                .await
-                .id,
-        );
+        ids.push(create(&store, &new_order(&format!("sku-{i}"), 1, 100), None).await.id);
     }
     let page_ids = |page: Vec<Order>| page.into_iter().map(|o| o.id).collect::<Vec<_>>();
 
     assert_eq!(page_ids(store.list_orders(100, None).await.unwrap()), ids);
-    assert_eq!(
-        page_ids(store.list_orders(2, None).await.unwrap()),
-        ids[..2]
-    );
-    assert_eq!(
-        page_ids(store.list_orders(2, Some(ids[1])).await.unwrap()),
-        ids[2..4]
-    );
-    assert_eq!(
-        page_ids(store.list_orders(2, Some(ids[3])).await.unwrap()),
-        ids[4..]
-    );
+    assert_eq!(page_ids(store.list_orders(2, None).await.unwrap()), ids[..2]);
+    assert_eq!(page_ids(store.list_orders(2, Some(ids[1])).await.unwrap()), ids[2..4]);
+    assert_eq!(page_ids(store.list_orders(2, Some(ids[3])).await.unwrap()), ids[4..]);
     assert!(store.list_orders(2, Some(ids[4])).await.unwrap().is_empty());
     assert!(store.list_orders(0, None).await.unwrap().is_empty());
 }
@@ -133,16 +99,9 @@ async fn same_key_same_order_replays(store: Store) {
 
 async fn same_key_other_order_conflicts(store: Store) {
     create(&store, &new_order("sku", 2, 100), Some("key")).await;
-    for changed in [
-        new_order("other-sku", 2, 100),
-        new_order("sku", 3, 100),
-        new_order("sku", 2, 101),
-    ] {
+    for changed in [new_order("other-sku", 2, 100), new_order("sku", 3, 100), new_order("sku", 2, 101)] {
         let result = store.create_order(&changed, Some("key")).await;
-        assert!(
-            matches!(result, Err(StoreError::IdempotencyConflict)),
-            "{changed:?}: {result:?}"
-        );
+        assert!(matches!(result, Err(StoreError::IdempotencyConflict)), "{changed:?}: {result:?}");
     }
     assert_eq!(count_orders(&store).await, 1);
 }
@@ -151,11 +110,7 @@ async fn concurrent_same_key_creates_one_row(store: Store) {
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .create_order(&new_order("sku", 1, 100), Some("race"))
-                    .await
-            })
+            tokio::spawn(async move { store.create_order(&new_order("sku", 1, 100), Some("race")).await })
         })
         .collect();
     let mut new = Vec::new();
@@ -172,9 +127,7 @@ async fn concurrent_same_key_creates_one_row(store: Store) {
 }
 
 async fn total_overflow_is_rejected(store: Store) {
-    let result = store
-        .create_order(&new_order("sku", i64::MAX, 2), Some("k"))
-        .await;
+    let result = store.create_order(&new_order("sku", i64::MAX, 2), Some("k")).await;
     assert!(matches!(result, Err(StoreError::Overflow)), "{result:?}");
     assert_eq!(count_orders(&store).await, 0);
 }
@@ -210,22 +163,14 @@ impl Fixture {
         // A folder that does not exist yet: the store must create it.
         let url = format!("sqlite://{}/data/app.db", dir.path().display());
         let store = Store::open(&url).await.unwrap();
-        Self {
-            store,
-            _sqlite_dir: Some(dir),
-            _server: None,
-        }
+        Self { store, _sqlite_dir: Some(dir), _server: None }
     }
 
     async fn postgres() -> Self {
         let server = PgServer::with_database("app").await;
         let store = Store::open(&server.url("app")).await.unwrap();
         wait_until_ready(&store, Duration::from_secs(10)).await;
-        Self {
-            store,
-            _sqlite_dir: None,
-            _server: Some(server),
-        }
+        Self { store, _sqlite_dir: None, _server: Some(server) }
     }
 }
 
@@ -346,14 +291,8 @@ async fn postgres_starts_while_down_and_recovers_from_outages() {
     server.start();
     let took = wait_until_ready(&store, RECOVERY).await;
     eprintln!("restart: ready after {took:?}");
-    assert_eq!(
-        store.get_order(first.id).await.unwrap(),
-        Some(first.clone())
-    );
-    let replay = store
-        .create_order(&new_order("sku", 1, 100), Some("k"))
-        .await
-        .unwrap();
+    assert_eq!(store.get_order(first.id).await.unwrap(), Some(first.clone()));
+    let replay = store.create_order(&new_order("sku", 1, 100), Some("k")).await.unwrap();
     assert_eq!(replay, Created::Replayed(first));
     create(&store, &new_order("sku", 2, 100), None).await;
     assert_eq!(count_orders(&store).await, 2);

@@ -85,11 +85,7 @@ pub fn ensure(project: &Project, source: &Path) -> Result<CrdSchemas> {
     }
     let key = fingerprint(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let root = project.schemas_dir().join(format!("crds-{key}"));
-    let schemas = CrdSchemas {
-        json_dir: root.join("json"),
-        crd_dir: root.join("crds"),
-        crd_count: files.len(),
-    };
+    let schemas = CrdSchemas { json_dir: root.join("json"), crd_dir: root.join("crds"), crd_count: files.len() };
     if root.join(".complete").is_file() {
         return Ok(schemas);
     }
@@ -100,19 +96,14 @@ pub fn ensure(project: &Project, source: &Path) -> Result<CrdSchemas> {
         let text = fs::read_to_string(path)?;
         fs::write(staging.join("crds").join(name), &text)?;
         for doc in serde_norway::Deserializer::from_str(&text) {
-            let value = serde_json::Value::deserialize(doc)
-                .with_context(|| format!("{} is not YAML", path.display()))?;
+            let value =
+                serde_json::Value::deserialize(doc).with_context(|| format!("{} is not YAML", path.display()))?;
             if value.is_null() {
                 continue;
             }
-            let crd: Crd = serde_json::from_value(value)
-                .with_context(|| format!("{}: not a CRD", path.display()))?;
+            let crd: Crd = serde_json::from_value(value).with_context(|| format!("{}: not a CRD", path.display()))?;
             if crd.kind != "CustomResourceDefinition" {
-                bail!(
-                    "{}: expected CustomResourceDefinition, found {}",
-                    path.display(),
-                    crd.kind
-                );
+                bail!("{}: expected CustomResourceDefinition, found {}", path.display(), crd.kind);
             }
             for version in crd.spec.versions {
                 let Some(schema) = version.schema else {
@@ -124,10 +115,7 @@ pub fn ensure(project: &Project, source: &Path) -> Result<CrdSchemas> {
                     version.name
                 ));
                 fs::create_dir_all(out.parent().unwrap())?;
-                fs::write(
-                    &out,
-                    serde_json::to_vec(&strict_schema(schema.open_api_v3_schema))?,
-                )?;
+                fs::write(&out, serde_json::to_vec(&strict_schema(schema.open_api_v3_schema))?)?;
             }
         }
     }
@@ -142,15 +130,8 @@ fn crd_files(source: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(source).sort_by_file_name() {
         let entry = entry?;
-        let rel = entry
-            .path()
-            .strip_prefix(source)?
-            .to_string_lossy()
-            .into_owned();
-        let is_yaml = entry
-            .path()
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml");
+        let rel = entry.path().strip_prefix(source)?.to_string_lossy().into_owned();
+        let is_yaml = entry.path().extension().is_some_and(|e| e == "yaml" || e == "yml");
         if !entry.file_type().is_file() || !is_yaml || EXCLUDED.iter().any(|x| rel.starts_with(x)) {
             continue;
         }
@@ -164,15 +145,9 @@ pub fn strict_schema(mut schema: Value) -> Value {
     tighten(&mut schema);
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         // Every object carries these even when the CRD does not list them.
-        props
-            .entry("apiVersion")
-            .or_insert_with(|| json!({"type": "string"}));
-        props
-            .entry("kind")
-            .or_insert_with(|| json!({"type": "string"}));
-        props
-            .entry("metadata")
-            .or_insert_with(|| json!({"type": "object"}));
+        props.entry("apiVersion").or_insert_with(|| json!({"type": "string"}));
+        props.entry("kind").or_insert_with(|| json!({"type": "string"}));
+        props.entry("metadata").or_insert_with(|| json!({"type": "object"}));
     }
     schema
 }
@@ -181,12 +156,8 @@ fn tighten(node: &mut Value) {
     let Some(obj) = node.as_object_mut() else {
         return;
     };
-    let preserves_unknown =
-        obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-    if obj.contains_key("properties")
-        && !obj.contains_key("additionalProperties")
-        && !preserves_unknown
-    {
+    let preserves_unknown = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if obj.contains_key("properties") && !obj.contains_key("additionalProperties") && !preserves_unknown {
         obj.insert("additionalProperties".into(), Value::Bool(false));
     }
     if obj.get("nullable") == Some(&Value::Bool(true))
@@ -194,13 +165,8 @@ fn tighten(node: &mut Value) {
     {
         obj.insert("type".into(), json!([ty, "null"]));
     }
-    if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
-        && !obj.contains_key("type")
-    {
-        obj.insert(
-            "anyOf".into(),
-            json!([{"type": "integer"}, {"type": "string"}]),
-        );
+    if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) && !obj.contains_key("type") {
+        obj.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
     }
     if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
         props.values_mut().for_each(tighten);
@@ -240,35 +206,17 @@ mod tests {
         let spec = &schema["properties"]["spec"];
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(spec["additionalProperties"], false);
-        assert!(
-            spec["properties"]["values"]
-                .get("additionalProperties")
-                .is_none()
-        );
-        assert_eq!(
-            spec["properties"]["list"]["items"]["additionalProperties"],
-            false
-        );
-        assert_eq!(
-            spec["properties"]["map"]["additionalProperties"]["additionalProperties"],
-            false
-        );
+        assert!(spec["properties"]["values"].get("additionalProperties").is_none());
+        assert_eq!(spec["properties"]["list"]["items"]["additionalProperties"], false);
+        assert_eq!(spec["properties"]["map"]["additionalProperties"]["additionalProperties"], false);
         assert_eq!(spec["properties"]["port"]["anyOf"][1]["type"], "string");
-        assert_eq!(
-            spec["properties"]["maybe"]["type"],
-            json!(["string", "null"])
-        );
+        assert_eq!(spec["properties"]["maybe"]["type"], json!(["string", "null"]));
         assert_eq!(schema["properties"]["metadata"]["type"], "object");
     }
 
     #[test]
     fn objects_without_listed_properties_stay_open() {
-        let schema =
-            strict_schema(json!({"type": "object", "properties": {"status": {"type": "object"}}}));
-        assert!(
-            schema["properties"]["status"]
-                .get("additionalProperties")
-                .is_none()
-        );
+        let schema = strict_schema(json!({"type": "object", "properties": {"status": {"type": "object"}}}));
+        assert!(schema["properties"]["status"].get("additionalProperties").is_none());
     }
 }

@@ -1,9 +1,11 @@
 //! Kubernetes JSON schemas for kubeconform, taken from the PyPI package
 //! `kubernetes-validate` (pinned in the Python lock).
 //!
-//! The package's `$ref`s are absolute (`/api/_definitions.json#/$defs/...`)
-//! while kubeconform resolves references next to the schema file, so the copy
-//! in the cache has them made relative (`_definitions.json#/$defs/...`).
+//! The package's schemas carry an `$id` on kubernetes.io and absolute `$ref`s
+//! (`/api/_definitions.json#/$defs/...`), which resolve to URLs this machine
+//! cannot fetch. The copy in the cache drops `$id` and makes the references
+//! relative (`_definitions.json#/$defs/...`), so they resolve next to the
+//! schema file, offline.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,9 @@ fn variant() -> String {
 /// The converted schemas for the pinned Kubernetes version.
 pub fn dir(project: &Project) -> Result<PathBuf> {
     let venv = tools::python_venv(project)?;
-    let key = fingerprint(&[venv.to_string_lossy().as_bytes()]);
-    Ok(project
-        .schemas_dir()
-        .join(format!("k8s-{key}"))
-        .join(variant()))
+    // Bump the tag when the conversion changes, so the copy is rebuilt.
+    let key = fingerprint(&[venv.to_string_lossy().as_bytes(), b"k8s-schemas-v2"]);
+    Ok(project.schemas_dir().join(format!("k8s-{key}")).join(variant()))
 }
 
 /// Builds the converted copy if the current pin does not have one yet.
@@ -48,10 +48,8 @@ pub fn ensure(project: &Project) -> Result<PathBuf> {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json") {
             let text = fs::read_to_string(&path)?;
-            fs::write(
-                staging.join(path.file_name().unwrap()),
-                relative_refs(&text),
-            )?;
+            let offline = offline_schema(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            fs::write(staging.join(path.file_name().unwrap()), offline)?;
         }
     }
     let _ = fs::remove_dir_all(&target);
@@ -59,27 +57,26 @@ pub fn ensure(project: &Project) -> Result<PathBuf> {
     Ok(target)
 }
 
-fn relative_refs(schema: &str) -> String {
-    schema.replace("\"/api/_definitions.json#", "\"_definitions.json#")
+fn offline_schema(schema: &str) -> Result<String> {
+    let mut value: serde_json::Value = serde_json::from_str(schema)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("$id");
+    }
+    Ok(serde_json::to_string(&value)?.replace("\"/api/_definitions.json#", "\"_definitions.json#"))
 }
 
 /// `<venv>/lib/python3.X/site-packages/kubernetes_validate/kubernetes-json-schema`.
 fn package_dir(venv: &Path) -> Result<PathBuf> {
     let lib = venv.join("lib");
-    for entry in fs::read_dir(&lib)
-        .with_context(|| format!("no Python venv at {}; run `make tools`", venv.display()))?
+    for entry in
+        fs::read_dir(&lib).with_context(|| format!("no Python venv at {}; run `make tools`", venv.display()))?
     {
-        let candidate = entry?
-            .path()
-            .join("site-packages/kubernetes_validate/kubernetes-json-schema");
+        let candidate = entry?.path().join("site-packages/kubernetes_validate/kubernetes-json-schema");
         if candidate.is_dir() {
             return Ok(candidate);
         }
     }
-    bail!(
-        "kubernetes-validate is not installed in {}; run `make tools`",
-        venv.display()
-    )
+    bail!("kubernetes-validate is not installed in {}; run `make tools`", venv.display())
 }
 
 #[cfg(test)]
@@ -87,11 +84,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absolute_definition_refs_become_relative_and_nothing_else_changes() {
-        let input = r#"{"$ref": "/api/_definitions.json#/$defs/io.k8s.api.apps.v1.DeploymentSpec", "description": "see /api/_definitions.json"}"#;
+    fn ids_are_dropped_and_definition_refs_become_relative() {
+        let input = r#"{"$id": "https://kubernetes.io/api/x", "$ref": "/api/_definitions.json#/$defs/io.k8s.api.apps.v1.DeploymentSpec", "description": "see /api/_definitions.json"}"#;
+        let output: serde_json::Value = serde_json::from_str(&offline_schema(input).unwrap()).unwrap();
         assert_eq!(
-            relative_refs(input),
-            r#"{"$ref": "_definitions.json#/$defs/io.k8s.api.apps.v1.DeploymentSpec", "description": "see /api/_definitions.json"}"#
+            output,
+            serde_json::json!({"$ref": "_definitions.json#/$defs/io.k8s.api.apps.v1.DeploymentSpec", "description": "see /api/_definitions.json"})
         );
     }
 }

@@ -16,51 +16,22 @@ pub struct DebianTool {
 }
 
 pub const DEBIAN_TOOLS: &[DebianTool] = &[
-    DebianTool {
-        binary: "promtool",
-        package: "prometheus",
-    },
-    DebianTool {
-        binary: "prometheus",
-        package: "prometheus",
-    },
-    DebianTool {
-        binary: "initdb",
-        package: "postgresql",
-    },
-    DebianTool {
-        binary: "pg_ctl",
-        package: "postgresql",
-    },
-    DebianTool {
-        binary: "shellcheck",
-        package: "shellcheck",
-    },
-    DebianTool {
-        binary: "wrk",
-        package: "wrk",
-    },
-    DebianTool {
-        binary: "chromium",
-        package: "chromium",
-    },
-    DebianTool {
-        binary: "chromedriver",
-        package: "chromium-driver",
-    },
+    DebianTool { binary: "promtool", package: "prometheus" },
+    DebianTool { binary: "prometheus", package: "prometheus" },
+    DebianTool { binary: "initdb", package: "postgresql" },
+    DebianTool { binary: "pg_ctl", package: "postgresql" },
+    DebianTool { binary: "shellcheck", package: "shellcheck" },
+    DebianTool { binary: "wrk", package: "wrk" },
+    DebianTool { binary: "chromium", package: "chromium" },
+    DebianTool { binary: "chromedriver", package: "chromium-driver" },
 ];
 
 /// Where the program is on PATH (or in PostgreSQL's versioned folder), or
 /// where apt-get would put it.
 pub fn binary_path(tool: &DebianTool) -> PathBuf {
-    let path_dirs = env::var_os("PATH")
-        .map(|p| env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let postgres_dirs = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin"));
+    let path_dirs = env::var_os("PATH").map(|p| env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    let postgres_dirs =
+        std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin"));
     path_dirs
         .into_iter()
         .chain(postgres_dirs)
@@ -71,31 +42,15 @@ pub fn binary_path(tool: &DebianTool) -> PathBuf {
 
 /// The installed version of the package that provides the program, if any.
 pub fn installed_version(tool: &DebianTool) -> Option<String> {
-    let package = if tool.package == "postgresql" {
-        postgres_package()?
-    } else {
-        tool.package.to_string()
-    };
-    let out =
-        cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${Version}", &package])).ok()?;
-    out.status
-        .success()
-        .then(|| cmd::first_line(&out))
-        .filter(|v| !v.is_empty())
+    let package = if tool.package == "postgresql" { postgres_package()? } else { tool.package.to_string() };
+    let out = cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${Version}", &package])).ok()?;
+    out.status.success().then(|| cmd::first_line(&out)).filter(|v| !v.is_empty())
 }
 
 /// PostgreSQL's server package is versioned (`postgresql-15`).
 fn postgres_package() -> Option<String> {
-    let out = cmd::capture(Command::new("dpkg-query").args([
-        "-W",
-        "-f=${Package}\n",
-        "postgresql-[0-9]*",
-    ]))
-    .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(str::to_string)
+    let out = cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${Package}\n", "postgresql-[0-9]*"])).ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
 }
 
 pub fn install(tool: &DebianTool) -> Result<()> {
@@ -110,17 +65,13 @@ pub fn install(tool: &DebianTool) -> Result<()> {
     if !UPDATED.swap(true, Ordering::SeqCst) {
         cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
     }
-    cmd::run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                tool.package,
-            ]),
-    )?;
+    cmd::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        tool.package,
+    ]))?;
     Ok(())
 }
 

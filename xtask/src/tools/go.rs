@@ -108,11 +108,7 @@ pub fn binary_path(project: &Project, tool: &GoTool) -> Result<PathBuf> {
         go_version()?.as_bytes(),
         tool.ldflags.as_bytes(),
     ]);
-    Ok(project
-        .tools_dir()
-        .join("go")
-        .join(format!("{}-{key}", tool.name))
-        .join(tool.name))
+    Ok(project.tools_dir().join("go").join(format!("{}-{key}", tool.name)).join(tool.name))
 }
 
 pub fn build(project: &Project, tool: &GoTool) -> Result<()> {
@@ -130,8 +126,7 @@ pub fn build(project: &Project, tool: &GoTool) -> Result<()> {
         .arg("-o")
         .arg(staging.join(tool.name))
         .arg(tool.package);
-    cmd::run(&mut build)
-        .with_context(|| format!("building {}@{} failed", tool.module, tool.version))?;
+    cmd::run(&mut build).with_context(|| format!("building {}@{} failed", tool.module, tool.version))?;
     let _ = fs::remove_dir_all(out_dir);
     fs::rename(&staging, out_dir)?;
     Ok(())
@@ -144,26 +139,18 @@ mod tests {
     /// The table above and the go.mod files must agree, or the table lies.
     #[test]
     fn every_go_tool_matches_its_go_mod() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         for tool in GO_TOOLS {
-            let go_mod =
-                fs::read_to_string(root.join("tools").join(tool.name).join("go.mod")).unwrap();
+            let go_mod = fs::read_to_string(root.join("tools").join(tool.name).join("go.mod")).unwrap();
             assert!(
-                go_mod
-                    .lines()
-                    .any(|l| l.trim() == format!("tool {}", tool.package)),
+                go_mod.lines().any(|l| l.trim() == format!("tool {}", tool.package)),
                 "tools/{}/go.mod lacks `tool {}`",
                 tool.name,
                 tool.package
             );
             let required = format!("{} {}", tool.module, tool.version);
             assert!(
-                go_mod.lines().any(|l| l
-                    .trim()
-                    .trim_start_matches("require ")
-                    .starts_with(&required)),
+                go_mod.lines().any(|l| l.trim().trim_start_matches("require ").starts_with(&required)),
                 "tools/{}/go.mod does not require {required}",
                 tool.name
             );

@@ -55,9 +55,7 @@ impl Tool {
             Tool::Go(t) => Ok(t.version.to_string()),
             Tool::Otelcol => otelcol::version(project),
             Tool::Python(t) => python::version(project, t),
-            Tool::Debian(t) => {
-                Ok(debian::installed_version(t).unwrap_or_else(|| "(not installed)".into()))
-            }
+            Tool::Debian(t) => Ok(debian::installed_version(t).unwrap_or_else(|| "(not installed)".into())),
         }
     }
 
@@ -102,10 +100,7 @@ pub fn locate(project: &Project, name: &str) -> Result<PathBuf> {
         .with_context(|| format!("`{name}` is not a tool of this project (see xtask/src/tools)"))?;
     let path = tool.path(project)?;
     if !tool.is_installed(project)? {
-        bail!(
-            "{name} is not installed for the current pin (expected {}); run `make tools`",
-            path.display()
-        );
+        bail!("{name} is not installed for the current pin (expected {}); run `make tools`", path.display());
     }
     Ok(path)
 }
@@ -143,11 +138,7 @@ pub fn install_all(project: &Project) -> Result<()> {
         rows.push([
             tool.name().to_string(),
             tool.version(project)?,
-            if installed {
-                path.display().to_string()
-            } else {
-                "FAILED (see below)".into()
-            },
+            if installed { path.display().to_string() } else { "FAILED (see below)".into() },
             format!("{:.0}", started.elapsed().as_secs_f64()),
         ]);
     }
@@ -156,16 +147,9 @@ pub fn install_all(project: &Project) -> Result<()> {
     }
     print_table(&["tool", "version", "path", "build s"], &rows);
     if !failures.is_empty() {
-        bail!(
-            "{} tool(s) failed to install:\n{}",
-            failures.len(),
-            failures.join("\n\n")
-        );
+        bail!("{} tool(s) failed to install:\n{}", failures.len(), failures.join("\n\n"));
     }
-    println!(
-        "\nAll tools are in {} (add it to PATH to use them by hand).",
-        bin_dir(project).display()
-    );
+    println!("\nAll tools are in {} (add it to PATH to use them by hand).", bin_dir(project).display());
     Ok(())
 }
 
@@ -184,12 +168,7 @@ pub fn check(project: &Project) -> Result<()> {
         if !installed {
             missing.push(tool.name());
         }
-        rows.push([
-            tool.name().to_string(),
-            tool.version(project)?,
-            path.display().to_string(),
-            state.into(),
-        ]);
+        rows.push([tool.name().to_string(), tool.version(project)?, path.display().to_string(), state.into()]);
     }
     print_table(&["tool", "version", "path", "state"], &rows);
     if !missing.is_empty() {
@@ -211,8 +190,7 @@ fn link_into_bin(project: &Project, name: &str, target: &Path) -> Result<()> {
         return Ok(());
     }
     let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(target, &link)
-        .with_context(|| format!("cannot link {}", link.display()))
+    std::os::unix::fs::symlink(target, &link).with_context(|| format!("cannot link {}", link.display()))
 }
 
 /// Short hex digest naming one pinned build.
@@ -222,12 +200,7 @@ pub fn fingerprint(parts: &[&[u8]]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -242,23 +215,11 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
-    line(
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str)
-            .collect(),
-    );
+    line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }

@@ -20,8 +20,7 @@ fn module_dir(project: &Project) -> PathBuf {
 
 /// `dist.version` of the manifest: the Collector release it is built from.
 pub fn version(project: &Project) -> Result<String> {
-    let manifest: serde_norway::Value =
-        serde_norway::from_slice(&read(&module_dir(project).join("manifest.yaml"))?)?;
+    let manifest: serde_norway::Value = serde_norway::from_slice(&read(&module_dir(project).join("manifest.yaml"))?)?;
     manifest["dist"]["version"]
         .as_str()
         .map(|v| format!("v{v}"))
@@ -37,11 +36,7 @@ pub fn binary_path(project: &Project) -> Result<PathBuf> {
         &read(&dir.join("go.sum"))?,
         go_version()?.as_bytes(),
     ]);
-    Ok(project
-        .tools_dir()
-        .join("go")
-        .join(format!("{NAME}-{key}"))
-        .join(NAME))
+    Ok(project.tools_dir().join("go").join(format!("{NAME}-{key}")).join(NAME))
 }
 
 pub fn build(project: &Project) -> Result<()> {
@@ -66,8 +61,7 @@ pub fn build(project: &Project) -> Result<()> {
         .arg(&config);
     cmd::run(&mut builder)?;
     let built = staging.join(binary_name(project)?);
-    fs::rename(&built, staging.join(NAME))
-        .with_context(|| format!("builder produced no {}", built.display()))?;
+    fs::rename(&built, staging.join(NAME)).with_context(|| format!("builder produced no {}", built.display()))?;
     let _ = fs::remove_dir_all(out_dir);
     fs::rename(&staging, out_dir)?;
     Ok(())
@@ -75,21 +69,14 @@ pub fn build(project: &Project) -> Result<()> {
 
 /// `dist.name` of the manifest: what the builder calls the binary.
 fn binary_name(project: &Project) -> Result<String> {
-    let manifest: serde_norway::Value =
-        serde_norway::from_slice(&read(&module_dir(project).join("manifest.yaml"))?)?;
-    manifest["dist"]["name"]
-        .as_str()
-        .map(str::to_string)
-        .context("tools/otelcol/manifest.yaml has no dist.name")
+    let manifest: serde_norway::Value = serde_norway::from_slice(&read(&module_dir(project).join("manifest.yaml"))?)?;
+    manifest["dist"]["name"].as_str().map(str::to_string).context("tools/otelcol/manifest.yaml has no dist.name")
 }
 
 /// `old => ./local/path` replaces are written relative to tools/otelcol; the
 /// builder resolves them against its output folder, so make them absolute.
 fn absolutize_replaces(manifest: &mut serde_norway::Value, base: &std::path::Path) {
-    let Some(replaces) = manifest
-        .get_mut("replaces")
-        .and_then(|r| r.as_sequence_mut())
-    else {
+    let Some(replaces) = manifest.get_mut("replaces").and_then(|r| r.as_sequence_mut()) else {
         return;
     };
     for entry in replaces {
@@ -97,11 +84,7 @@ fn absolutize_replaces(manifest: &mut serde_norway::Value, base: &std::path::Pat
         if let Some((old, new)) = line.split_once("=>")
             && let Some(rel) = new.trim().strip_prefix("./")
         {
-            *entry = serde_norway::Value::String(format!(
-                "{} => {}",
-                old.trim(),
-                base.join(rel).display()
-            ));
+            *entry = serde_norway::Value::String(format!("{} => {}", old.trim(), base.join(rel).display()));
         }
     }
 }
@@ -111,13 +94,9 @@ mod tests {
     #[test]
     fn local_replaces_become_absolute_and_module_replaces_stay() {
         let mut manifest: serde_norway::Value =
-            serde_norway::from_str("replaces:\n  - a/b => ./stub/b\n  - c/d => c/e v1.0.0\n")
-                .unwrap();
+            serde_norway::from_str("replaces:\n  - a/b => ./stub/b\n  - c/d => c/e v1.0.0\n").unwrap();
         super::absolutize_replaces(&mut manifest, std::path::Path::new("/repo/tools/otelcol"));
-        assert_eq!(
-            manifest["replaces"][0].as_str(),
-            Some("a/b => /repo/tools/otelcol/stub/b")
-        );
+        assert_eq!(manifest["replaces"][0].as_str(), Some("a/b => /repo/tools/otelcol/stub/b"));
         assert_eq!(manifest["replaces"][1].as_str(), Some("c/d => c/e v1.0.0"));
     }
 }

@@ -19,18 +19,9 @@ pub struct PythonTool {
 }
 
 pub const PYTHON_TOOLS: &[PythonTool] = &[
-    PythonTool {
-        name: "kubernetes-validate",
-        dist: "kubernetes-validate",
-    },
-    PythonTool {
-        name: "yamllint",
-        dist: "yamllint",
-    },
-    PythonTool {
-        name: "checkov",
-        dist: "checkov",
-    },
+    PythonTool { name: "kubernetes-validate", dist: "kubernetes-validate" },
+    PythonTool { name: "yamllint", dist: "yamllint" },
+    PythonTool { name: "checkov", dist: "checkov" },
 ];
 
 const PYTHON: &str = "python3";
@@ -42,10 +33,7 @@ fn lock_file(project: &Project) -> PathBuf {
 pub fn venv_dir(project: &Project) -> Result<PathBuf> {
     let python = cmd::run(Command::new(PYTHON).arg("--version"))
         .context("Python 3.11 is required; install it and put `python3` on PATH")?;
-    let key = fingerprint(&[
-        &read(&lock_file(project))?,
-        cmd::first_line(&python).as_bytes(),
-    ]);
+    let key = fingerprint(&[&read(&lock_file(project))?, cmd::first_line(&python).as_bytes()]);
     Ok(project.tools_dir().join(format!("python-{key}")))
 }
 
@@ -58,12 +46,7 @@ pub fn version(project: &Project, tool: &PythonTool) -> Result<String> {
     lock.lines()
         .find_map(|l| l.strip_prefix(tool.dist)?.strip_prefix("=="))
         .map(str::to_string)
-        .with_context(|| {
-            format!(
-                "{} is not pinned in tools/python/requirements.lock",
-                tool.dist
-            )
-        })
+        .with_context(|| format!("{} is not pinned in tools/python/requirements.lock", tool.dist))
 }
 
 /// Written last: a venv without it is a half-finished install.
@@ -84,13 +67,7 @@ pub fn install_venv(project: &Project) -> Result<()> {
     let result = cmd::run(Command::new(PYTHON).args(["-m", "venv"]).arg(&venv)).and_then(|_| {
         cmd::run(
             Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
+                .args(["install", "--quiet", "--no-deps", "--disable-pip-version-check", "-r"])
                 .arg(lock_file(project)),
         )
     });

@@ -13,10 +13,7 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         return Ok(Outcome::default());
     }
     let output = cmd::capture(
-        Command::new(&v.actionlint)
-            .args(["-no-color", "-oneline", "-shellcheck"])
-            .arg(&v.shellcheck)
-            .args(files),
+        Command::new(&v.actionlint).args(["-no-color", "-oneline", "-shellcheck"]).arg(&v.shellcheck).args(files),
     )?;
     Ok(Outcome::from_lines("actionlint", files.len(), &output))
 }

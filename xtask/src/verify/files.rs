@@ -13,21 +13,14 @@ const SKIPPED_DIRS: &[&str] = &[".git", "target", ".data", "node_modules", "tool
 /// are Go templates, not YAML, and fixtures are checked on their own.
 pub fn yaml_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            let name = e.file_name().to_string_lossy();
-            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-            !(e.file_type().is_dir()
-                && (SKIPPED_DIRS.contains(&name.as_ref())
-                    || name == "templates"
-                        && rel
-                            .parent()
-                            .and_then(Path::parent)
-                            .is_some_and(|p| p.ends_with("charts"))
-                    || rel == Path::new("tests/fixtures")))
-        });
+    let walker = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
+        let name = e.file_name().to_string_lossy();
+        let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+        !(e.file_type().is_dir()
+            && (SKIPPED_DIRS.contains(&name.as_ref())
+                || name == "templates" && rel.parent().and_then(Path::parent).is_some_and(|p| p.ends_with("charts"))
+                || rel == Path::new("tests/fixtures")))
+    });
     for entry in walker {
         let entry = entry?;
         if entry.file_type().is_file() && is_yaml(entry.path()) {
@@ -59,8 +52,7 @@ pub fn manifests(root: &Path, yaml_files: &[PathBuf]) -> Result<ManifestSet> {
     for file in yaml_files {
         let name = file.file_name().unwrap_or_default();
         if name == "kustomization.yaml" || name == "kustomization.yml" {
-            set.kustomizations
-                .push(file.parent().unwrap().to_path_buf());
+            set.kustomizations.push(file.parent().unwrap().to_path_buf());
         }
     }
     for file in yaml_files {
@@ -81,8 +73,7 @@ struct TypeMeta {
 
 /// True when the file has at least one document and each has apiVersion and kind.
 pub fn is_manifest(path: &Path) -> Result<bool> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut documents = 0;
     for doc in serde_norway::Deserializer::from_str(&text) {
         let Ok(value) = serde_norway::Value::deserialize(doc) else {
@@ -93,10 +84,7 @@ pub fn is_manifest(path: &Path) -> Result<bool> {
             continue;
         }
         match serde_norway::from_value::<TypeMeta>(value) {
-            Ok(TypeMeta {
-                api_version: Some(_),
-                kind: Some(_),
-            }) => documents += 1,
+            Ok(TypeMeta { api_version: Some(_), kind: Some(_) }) => documents += 1,
             _ => return Ok(false),
         }
     }
@@ -109,9 +97,7 @@ pub fn workflows(root: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|p| is_yaml(p));
     files.sort();
     Ok(files)
@@ -132,33 +118,14 @@ mod tests {
     fn sorts_manifests_kustomizations_and_other_yaml() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let deploy = write(
-            root,
-            "deploy/app.yaml",
-            "apiVersion: v1\nkind: ConfigMap\n---\napiVersion: v1\nkind: Secret\n",
-        );
-        write(
-            root,
-            "deploy/k/kustomization.yaml",
-            "resources: [cm.yaml]\n",
-        );
-        write(
-            root,
-            "deploy/k/cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\n",
-        );
+        let deploy =
+            write(root, "deploy/app.yaml", "apiVersion: v1\nkind: ConfigMap\n---\napiVersion: v1\nkind: Secret\n");
+        write(root, "deploy/k/kustomization.yaml", "resources: [cm.yaml]\n");
+        write(root, "deploy/k/cm.yaml", "apiVersion: v1\nkind: ConfigMap\n");
         write(root, "deploy/k/patch.yaml", "kind: ConfigMap\n");
         write(root, "charts/demo/values.yaml", "replicas: 1\n");
-        write(
-            root,
-            "charts/demo/templates/deploy.yaml",
-            "{{ .Values.x }}\n",
-        );
-        write(
-            root,
-            "target/debug/x.yaml",
-            "apiVersion: v1\nkind: ConfigMap\n",
-        );
+        write(root, "charts/demo/templates/deploy.yaml", "{{ .Values.x }}\n");
+        write(root, "target/debug/x.yaml", "apiVersion: v1\nkind: ConfigMap\n");
         let yaml = yaml_files(root).unwrap();
         assert_eq!(yaml.len(), 5, "{yaml:?}");
         let set = manifests(root, &yaml).unwrap();

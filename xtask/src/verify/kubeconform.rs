@@ -40,29 +40,16 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         return Ok(Outcome::default());
     }
     let mut run = Command::new(&v.kubeconform);
-    run.args([
-        "-strict",
-        "-summary",
-        "-output",
-        "json",
-        "-kubernetes-version",
-        KUBERNETES_VERSION,
-    ])
-    .arg("-schema-location")
-    .arg(format!(
-        "{}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
-        v.k8s_schemas.display()
-    ));
+    run.args(["-strict", "-summary", "-output", "json", "-kubernetes-version", KUBERNETES_VERSION])
+        .arg("-schema-location")
+        .arg(format!("{}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", v.k8s_schemas.display()));
     if let Some(crds) = &v.crds {
         run.arg("-schema-location").arg(crds.kubeconform_location());
     }
     run.args(files);
     let output = cmd::capture(&mut run)?;
     let report: Report = serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "kubeconform printed no report:\n{}",
-            cmd::tail(&output.stderr, &output.stdout, 20)
-        )
+        format!("kubeconform printed no report:\n{}", cmd::tail(&output.stderr, &output.stdout, 20))
     })?;
     let failures = report
         .resources
@@ -78,8 +65,5 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         })
         .collect();
     let s = report.summary;
-    Ok(Outcome {
-        checked: s.valid + s.invalid + s.errors + s.skipped,
-        failures,
-    })
+    Ok(Outcome { checked: s.valid + s.invalid + s.errors + s.skipped, failures })
 }

@@ -33,25 +33,16 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
     }
     run.args(files);
     let output = cmd::capture(&mut run)?;
-    let report: BTreeMap<String, Vec<Status>> = serde_json::from_slice(&output.stdout)
-        .with_context(|| {
-            format!(
-                "kubectl-validate printed no report:\n{}",
-                cmd::tail(&output.stderr, &output.stdout, 20)
-            )
-        })?;
+    let report: BTreeMap<String, Vec<Status>> = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!("kubectl-validate printed no report:\n{}", cmd::tail(&output.stderr, &output.stdout, 20))
+    })?;
     let mut outcome = Outcome::default();
     for (file, statuses) in report {
         for status in statuses {
             outcome.checked += 1;
             if status.status != "Success" {
-                let msg = if status.message.contains("failed to retrieve validator")
-                    && v.crds.is_none()
-                {
-                    format!(
-                        "schema missing for a custom resource, set CRD_DIR ({})",
-                        status.message
-                    )
+                let msg = if status.message.contains("failed to retrieve validator") && v.crds.is_none() {
+                    format!("schema missing for a custom resource, set CRD_DIR ({})", status.message)
                 } else {
                     status.message
                 };

@@ -37,10 +37,7 @@ impl Outcome {
             .map(str::to_string)
             .collect();
         if !output.status.success() && failures.is_empty() {
-            failures.push(format!(
-                "{tool} failed: {}",
-                cmd::tail(&output.stderr, &output.stdout, 10)
-            ));
+            failures.push(format!("{tool} failed: {}", cmd::tail(&output.stderr, &output.stdout, 10)));
         }
         Self { checked, failures }
     }
@@ -63,9 +60,7 @@ impl Validators {
         let crds = match &project.crd_dir {
             Some(dir) => Some(schemas::crd::ensure(project, dir)?),
             None => {
-                eprintln!(
-                    "warning: CRD_DIR is not set; every custom resource will fail verification"
-                );
+                eprintln!("warning: CRD_DIR is not set; every custom resource will fail verification");
                 None
             }
         };
@@ -85,10 +80,7 @@ impl Validators {
 pub fn run(project: &Project) -> Result<()> {
     let v = Validators::new(project)?;
     if let Some(crds) = &v.crds {
-        println!(
-            "{:<20} {:<4} {:>5} CRD files from CRD_DIR",
-            "custom resources", "", crds.crd_count
-        );
+        println!("{:<20} {:<4} {:>5} CRD files from CRD_DIR", "custom resources", "", crds.crd_count);
     }
     let yaml = files::yaml_files(&project.root)?;
     let set = files::manifests(&project.root, &yaml)?;
@@ -99,15 +91,8 @@ pub fn run(project: &Project) -> Result<()> {
 
     let mut failed = 0;
     let mut report = |name: &str, unit: &str, outcome: Result<Outcome>| {
-        let outcome = outcome.unwrap_or_else(|err| Outcome {
-            checked: 0,
-            failures: vec![format!("{err:#}")],
-        });
-        let state = if outcome.failures.is_empty() {
-            "ok"
-        } else {
-            "FAIL"
-        };
+        let outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
+        let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
         println!("{name:<20} {state:<4} {:>5} {unit}", outcome.checked);
         for failure in &outcome.failures {
             println!("    {failure}");
@@ -122,27 +107,11 @@ pub fn run(project: &Project) -> Result<()> {
         set.files.len(),
         set.kustomizations.len()
     );
-    report(
-        "kubeconform",
-        "documents",
-        kubeconform::check(&v, &manifests),
-    );
-    report(
-        "kubectl-validate",
-        "documents",
-        kubectl_validate::check(&v, &manifests),
-    );
+    report("kubeconform", "documents", kubeconform::check(&v, &manifests));
+    report("kubectl-validate", "documents", kubectl_validate::check(&v, &manifests));
     report("actionlint", "workflows", actionlint::check(&v, &workflows));
-    report(
-        "fixtures (valid)",
-        "files accepted",
-        fixtures::check_valid(project, &v),
-    );
-    report(
-        "fixtures (invalid)",
-        "files rejected",
-        fixtures::check_invalid(project, &v),
-    );
+    report("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
+    report("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
 
     if failed > 0 {
         bail!("verify: {failed} failure(s) above");
@@ -157,13 +126,8 @@ fn render_kustomizations(project: &Project, roots: &[PathBuf]) -> Result<Vec<Pat
     fs::create_dir_all(&out_dir)?;
     let mut rendered = Vec::new();
     for root in roots {
-        let output =
-            cmd::run(Command::new("kubectl").arg("kustomize").arg(root)).with_context(|| {
-                format!(
-                    "kustomization {} does not build",
-                    project.rel(root).display()
-                )
-            })?;
+        let output = cmd::run(Command::new("kubectl").arg("kustomize").arg(root))
+            .with_context(|| format!("kustomization {} does not build", project.rel(root).display()))?;
         let file = out_dir.join(format!("{}.yaml", flat_name(project.rel(root))));
         fs::write(&file, &output.stdout)?;
         rendered.push(file);

@@ -14,26 +14,19 @@ use crate::store::{Store, StoreError};
 const MAX_KEY_LEN: usize = 256;
 
 fn store(state: &AppState) -> Result<&Store, PodinfoError> {
-    state.store.as_ref().ok_or_else(|| {
-        PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline")
-    })
+    state.store.as_ref().ok_or_else(|| PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline"))
 }
 
 fn check_key(key: &str) -> Result<(), PodinfoError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(PodinfoError::new(
-            StatusCode::BAD_REQUEST,
-            format!("key must be 1-{MAX_KEY_LEN} bytes"),
-        ));
+        return Err(PodinfoError::new(StatusCode::BAD_REQUEST, format!("key must be 1-{MAX_KEY_LEN} bytes")));
     }
     Ok(())
 }
 
 fn store_error(err: StoreError) -> PodinfoError {
     match err {
-        StoreError::Unavailable(_) => {
-            PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline")
-        }
+        StoreError::Unavailable(_) => PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline"),
         other => {
             tracing::error!(error = %other, "cache operation failed");
             PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache operation failed")
@@ -43,17 +36,11 @@ fn store_error(err: StoreError) -> PodinfoError {
 
 #[utoipa::path(get, path = "/cache/{key}", operation_id = "cacheRead", tag = "podinfo", params(("key" = String, Path)),
     responses((status = 200, description = "the stored value"), (status = 404), (status = 503, description = "database unavailable")))]
-pub async fn read(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> Result<Response, PodinfoError> {
+pub async fn read(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, PodinfoError> {
     check_key(&key)?;
     match store(&state)?.cache_get(&key).await.map_err(store_error)? {
         Some(value) => Ok(([(CONTENT_TYPE, "application/octet-stream")], value).into_response()),
-        None => Err(PodinfoError::new(
-            StatusCode::NOT_FOUND,
-            format!("key {key:?} not found"),
-        )),
+        None => Err(PodinfoError::new(StatusCode::NOT_FOUND, format!("key {key:?} not found"))),
     }
 }
 
@@ -65,23 +52,14 @@ pub async fn write(
     body: Bytes,
 ) -> Result<StatusCode, PodinfoError> {
     check_key(&key)?;
-    store(&state)?
-        .cache_set(&key, &body)
-        .await
-        .map_err(store_error)?;
+    store(&state)?.cache_set(&key, &body).await.map_err(store_error)?;
     Ok(StatusCode::ACCEPTED)
 }
 
 /// 202 whether or not the key existed, as podinfo does.
 #[utoipa::path(delete, path = "/cache/{key}", operation_id = "cacheDelete", tag = "podinfo", params(("key" = String, Path)), responses((status = 202), (status = 503)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> Result<StatusCode, PodinfoError> {
+pub async fn delete(State(state): State<AppState>, Path(key): Path<String>) -> Result<StatusCode, PodinfoError> {
     check_key(&key)?;
-    store(&state)?
-        .cache_delete(&key)
-        .await
-        .map_err(store_error)?;
+    store(&state)?.cache_delete(&key).await.map_err(store_error)?;
     Ok(StatusCode::ACCEPTED)
 }

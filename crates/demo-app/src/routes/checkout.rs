@@ -28,18 +28,11 @@ pub async fn handler(
     // client): one checkout never creates two orders.
     let key = idempotency_key(&headers)?.unwrap_or_else(uuid_like_key);
     let result = place_order(&state, &request, &key).await;
-    state
-        .metrics
-        .checkout_duration
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.checkout_duration.observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn place_order(
-    state: &AppState,
-    request: &OrderRequest,
-    key: &str,
-) -> Result<Response, ApiError> {
+async fn place_order(state: &AppState, request: &OrderRequest, key: &str) -> Result<Response, ApiError> {
     let Some(origin) = state.config.backend_urls.first().map(|u| origin(u)) else {
         // Role `all` without backends: the orders API is in this process.
         let headers = HeaderMap::from_iter([(
@@ -47,8 +40,7 @@ async fn place_order(
             HeaderValue::from_str(key)
                 .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", "bad key"))?,
         )]);
-        return super::orders::create(State(state.clone()), headers, Ok(Json(request.clone())))
-            .await;
+        return super::orders::create(State(state.clone()), headers, Ok(Json(request.clone()))).await;
     };
     let url = format!("{origin}/api/orders");
     let response = state
@@ -58,22 +50,12 @@ async fn place_order(
         .json(request)
         .send()
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "backend_unreachable",
-                format!("{url}: {e}"),
-            )
-        })?;
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let body: serde_json::Value = response.json().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "backend_invalid_response",
-            format!("{url}: {e}"),
-        )
-    })?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "backend_unreachable", format!("{url}: {e}")))?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "backend_invalid_response", format!("{url}: {e}")))?;
     Ok((status, Json(body)).into_response())
 }
 
@@ -94,10 +76,7 @@ fn uuid_like_key() -> String {
 mod tests {
     #[test]
     fn origin_drops_the_path() {
-        assert_eq!(
-            super::origin("http://backend:9898/echo"),
-            "http://backend:9898"
-        );
+        assert_eq!(super::origin("http://backend:9898/echo"), "http://backend:9898");
         assert_eq!(super::origin("http://backend:9898"), "http://backend:9898");
     }
 }

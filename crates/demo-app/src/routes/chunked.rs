@@ -28,9 +28,5 @@ fn stream_after(seconds: u64) -> Response {
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         Ok::<_, Infallible>(Bytes::from(format!("{{\"delay\":{seconds}}}")))
     });
-    (
-        [(CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    ([(CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
 }

@@ -13,15 +13,9 @@ use crate::api_error::PodinfoError;
 pub const MAX_DELAY_SECONDS: u64 = 600;
 
 pub fn parse_seconds(raw: &str) -> Result<u64, PodinfoError> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|s| *s <= MAX_DELAY_SECONDS)
-        .ok_or_else(|| {
-            PodinfoError::new(
-                StatusCode::BAD_REQUEST,
-                format!("invalid delay {raw:?}: use 0-{MAX_DELAY_SECONDS} seconds"),
-            )
-        })
+    raw.parse::<u64>().ok().filter(|s| *s <= MAX_DELAY_SECONDS).ok_or_else(|| {
+        PodinfoError::new(StatusCode::BAD_REQUEST, format!("invalid delay {raw:?}: use 0-{MAX_DELAY_SECONDS} seconds"))
+    })
 }
 
 #[utoipa::path(get, path = "/delay/{seconds}", operation_id = "delay", tag = "podinfo",

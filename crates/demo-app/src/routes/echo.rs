@@ -43,26 +43,13 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap, body: By
         )
             .into_response();
     }
-    let calls = state
-        .config
-        .backend_urls
-        .iter()
-        .map(|url| call_backend(&state.http, url, &headers, body.clone()));
+    let calls = state.config.backend_urls.iter().map(|url| call_backend(&state.http, url, &headers, body.clone()));
     let answers = futures::future::join_all(calls).await;
     (StatusCode::OK, [(X_COLOR, color.as_str())], Json(answers)).into_response()
 }
 
-async fn call_backend(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> String {
-    let mut request = client
-        .post(url)
-        .header("X-API-Version", VERSION)
-        .header("X-API-Revision", REVISION)
-        .body(body);
+async fn call_backend(client: &reqwest::Client, url: &str, headers: &HeaderMap, body: Bytes) -> String {
+    let mut request = client.post(url).header("X-API-Version", VERSION).header("X-API-Revision", REVISION).body(body);
     for name in FORWARDED {
         if let Some(value) = headers.get(name) {
             request = request.header(name, value);
@@ -71,10 +58,7 @@ async fn call_backend(
     match request.send().await {
         Err(err) => format!("backend {url} call failed {err}"),
         Ok(response) if response.status().as_u16() >= 400 => {
-            format!(
-                "backend {url} response status code {}",
-                response.status().as_u16()
-            )
+            format!("backend {url} response status code {}", response.status().as_u16())
         }
         Ok(response) => match response.text().await {
             Ok(text) => text,

@@ -20,14 +20,8 @@ pub fn environment(
     vars.map(|(key, value)| {
         let key = key.to_string_lossy();
         let upper = key.to_uppercase();
-        let secret = redact
-            .iter()
-            .any(|p| !p.is_empty() && upper.contains(&p.to_uppercase()));
-        if secret {
-            format!("{key}={REDACTED}")
-        } else {
-            format!("{key}={}", value.to_string_lossy())
-        }
+        let secret = redact.iter().any(|p| !p.is_empty() && upper.contains(&p.to_uppercase()));
+        if secret { format!("{key}={REDACTED}") } else { format!("{key}={}", value.to_string_lossy()) }
     })
     .collect()
 }
@@ -38,22 +32,12 @@ mod tests {
 
     #[test]
     fn secret_looking_names_are_redacted_case_insensitively() {
-        let vars = [
-            ("DEMO_APP_JWT_SECRET", "s3cr3t"),
-            ("db_password", "pw"),
-            ("PATH", "/bin"),
-            ("api_key", "k"),
-        ]
-        .map(|(k, v)| (k.into(), v.into()));
+        let vars = [("DEMO_APP_JWT_SECRET", "s3cr3t"), ("db_password", "pw"), ("PATH", "/bin"), ("api_key", "k")]
+            .map(|(k, v)| (k.into(), v.into()));
         let redact: Vec<String> = ["SECRET", "PASSWORD", "KEY"].map(String::from).to_vec();
         assert_eq!(
             environment(vars.into_iter(), &redact),
-            [
-                "DEMO_APP_JWT_SECRET=[redacted]",
-                "db_password=[redacted]",
-                "PATH=/bin",
-                "api_key=[redacted]"
-            ]
+            ["DEMO_APP_JWT_SECRET=[redacted]", "db_password=[redacted]", "PATH=/bin", "api_key=[redacted]"]
         );
     }
 }

@@ -14,9 +14,7 @@ pub async fn handler(headers: HeaderMap) -> Json<BTreeMap<String, Vec<String>>> 
         if name == "host" {
             continue; // podinfo (Go) reports the host separately, not as a header
         }
-        out.entry(canonical(name.as_str()))
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        out.entry(canonical(name.as_str())).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     // podinfo's version middleware adds these to every request it serves.
     out.insert("X-Api-Version".into(), vec![VERSION.into()]);
@@ -29,10 +27,7 @@ fn canonical(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect::<Vec<_>>()
         .join("-")

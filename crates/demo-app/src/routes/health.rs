@@ -18,11 +18,7 @@ fn ok() -> Response {
 }
 
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    if state.flags.healthy() {
-        ok()
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE.into_response()
-    }
+    if state.flags.healthy() { ok() } else { StatusCode::SERVICE_UNAVAILABLE.into_response() }
 }
 
 /// Ready when switched on, not draining, and the database (if this role has

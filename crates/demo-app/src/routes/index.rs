@@ -18,19 +18,9 @@ const APP_JS: &str = include_str!("../ui/app.js");
 const APP_CSS: &str = include_str!("../ui/app.css");
 
 pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let browser = headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ua| ua.starts_with("Mozilla"));
+    let browser = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).is_some_and(|ua| ua.starts_with("Mozilla"));
     if browser {
-        (
-            [
-                (CONTENT_TYPE, "text/html; charset=utf-8"),
-                (CONTENT_SECURITY_POLICY, CSP),
-            ],
-            INDEX_HTML,
-        )
-            .into_response()
+        ([(CONTENT_TYPE, "text/html; charset=utf-8"), (CONTENT_SECURITY_POLICY, CSP)], INDEX_HTML).into_response()
     } else {
         axum::Json(info::info(&state)).into_response()
     }
@@ -42,9 +32,5 @@ pub async fn asset(Path(name): Path<String>) -> Response {
         "app.css" => ("text/css; charset=utf-8", APP_CSS),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    (
-        [(CONTENT_TYPE, content_type), (CONTENT_SECURITY_POLICY, CSP)],
-        body,
-    )
-        .into_response()
+    ([(CONTENT_TYPE, content_type), (CONTENT_SECURITY_POLICY, CSP)], body).into_response()
 }

@@ -35,17 +35,9 @@ pub fn info(state: &AppState) -> Info {
         message: config.ui_message.clone(),
         goos: std::env::consts::OS.into(),
         goarch: std::env::consts::ARCH.into(),
-        runtime: format!(
-            "rust (tokio {} workers)",
-            tokio::runtime::Handle::current().metrics().num_workers()
-        ),
-        num_goroutine: tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-            .to_string(),
-        num_cpu: std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .to_string(),
+        runtime: format!("rust (tokio {} workers)", tokio::runtime::Handle::current().metrics().num_workers()),
+        num_goroutine: tokio::runtime::Handle::current().metrics().num_alive_tasks().to_string(),
+        num_cpu: std::thread::available_parallelism().map_or(1, usize::from).to_string(),
     }
 }
 
@@ -62,8 +54,5 @@ pub struct Version {
 
 #[utoipa::path(get, path = "/version", operation_id = "getVersion", tag = "podinfo", responses((status = 200, body = Version)))]
 pub async fn version() -> Json<Version> {
-    Json(Version {
-        commit: REVISION,
-        version: VERSION,
-    })
+    Json(Version { commit: REVISION, version: VERSION })
 }

@@ -46,12 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index::handler))
         .route("/api/info", get(info::handler))
         .route("/version", get(info::version))
-        .route(
-            "/status/{code}",
-            get(status::handler)
-                .post(status::handler)
-                .put(status::handler),
-        )
+        .route("/status/{code}", get(status::handler).post(status::handler).put(status::handler))
         .route("/delay/{seconds}", get(delay::handler))
         .route("/chunked", any(chunked::random))
         .route("/chunked/{seconds}", any(chunked::handler))
@@ -71,13 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/{asset}", get(index::asset));
     if role.serves_orders() {
         app = app
-            .route(
-                "/cache/{key}",
-                get(cache::read)
-                    .post(cache::write)
-                    .put(cache::write)
-                    .delete(cache::delete),
-            )
+            .route("/cache/{key}", get(cache::read).post(cache::write).put(cache::write).delete(cache::delete))
             .route("/api/orders", post(orders::create).get(orders::list))
             .route("/api/orders/{id}", get(orders::get));
     }
@@ -103,18 +92,12 @@ pub fn router(state: AppState) -> Router {
     app.merge(operational)
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .with_state(state)
 }
 
 /// The metrics port: Prometheus scrapes and a liveness answer that does not
 /// depend on the app (podinfo's metrics server does the same).
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics::handler))
-        .route("/healthz", get(|| async { "OK" }))
-        .with_state(state)
+    Router::new().route("/metrics", get(metrics::handler)).route("/healthz", get(|| async { "OK" })).with_state(state)
 }

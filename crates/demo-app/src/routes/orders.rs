@@ -33,18 +33,9 @@ pub struct OrderRequest {
 impl OrderRequest {
     /// The first invalid field, named, or the order to store.
     pub fn validate(self) -> Result<NewOrder, ApiError> {
-        let invalid = |detail: String| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                detail,
-            )
-        };
+        let invalid = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail);
         let sku_ok = (1..=64).contains(&self.sku.len())
-            && self
-                .sku
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && self.sku.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !sku_ok {
             return Err(invalid("sku: 1-64 characters of A-Z a-z 0-9 - _ .".into()));
         }
@@ -52,26 +43,18 @@ impl OrderRequest {
             return Err(invalid(format!("quantity: must be 1-{MAX_QUANTITY}")));
         }
         if !(0..=MAX_UNIT_PRICE_CENTS).contains(&self.unit_price_cents) {
-            return Err(invalid(format!(
-                "unit_price_cents: must be 0-{MAX_UNIT_PRICE_CENTS}"
-            )));
+            return Err(invalid(format!("unit_price_cents: must be 0-{MAX_UNIT_PRICE_CENTS}")));
         }
-        Ok(NewOrder {
-            sku: self.sku,
-            quantity: self.quantity,
-            unit_price_cents: self.unit_price_cents,
-        })
+        Ok(NewOrder { sku: self.sku, quantity: self.quantity, unit_price_cents: self.unit_price_cents })
     }
 }
 
 /// Maps axum's JSON rejections onto our error body.
 pub fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            e.body_text(),
-        ),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", e.body_text())
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -82,10 +65,7 @@ pub fn json_error(rejection: JsonRejection) -> ApiError {
 }
 
 fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state
-        .store
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("this instance has no order store"))
+    state.store.as_ref().ok_or_else(|| ApiError::unavailable("this instance has no order store"))
 }
 
 /// `Idempotency-Key`: optional, 1-255 visible ASCII characters.
@@ -93,16 +73,9 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    let key = value.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_string())).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_header",
-            "Idempotency-Key: 1-255 visible ASCII characters",
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", "Idempotency-Key: 1-255 visible ASCII characters")
     })
 }
 
@@ -119,49 +92,30 @@ pub async fn create(
     let (order, replayed) = match store(&state)?.create_order(&order, key.as_deref()).await? {
         Created::New(order) => {
             state.metrics.orders_created.inc();
-            state
-                .metrics
-                .orders_value_cents
-                .inc_by(u64::try_from(order.total_cents).unwrap_or(0));
+            state.metrics.orders_value_cents.inc_by(u64::try_from(order.total_cents).unwrap_or(0));
             (order, false)
         }
         Created::Replayed(order) => (order, true),
     };
-    let location = HeaderValue::from_str(&format!("/api/orders/{}", order.id))
-        .expect("digits are a valid header");
+    let location = HeaderValue::from_str(&format!("/api/orders/{}", order.id)).expect("digits are a valid header");
     let mut response = (StatusCode::CREATED, [(LOCATION, location)], Json(order)).into_response();
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
 #[utoipa::path(get, path = "/api/orders/{id}", operation_id = "getOrder", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = Order), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Order>, ApiError> {
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
     let id: i64 = id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            format!("id: {id:?} is not an order id"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", format!("id: {id:?} is not an order id"))
     })?;
     store(&state)?
         .get_order(id)
         .await?
         .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("order {id} does not exist"),
-            )
-        })
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("order {id} does not exist")))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -186,32 +140,21 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<OrderPage>, ApiError> {
     let bad = |field: &str, detail: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            format!("{field}: {detail}"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", format!("{field}: {detail}"))
     };
     let limit = match params.limit.as_deref() {
         None => DEFAULT_PAGE,
-        Some(raw) => raw
-            .parse()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| bad("limit", "must be 1-100"))?,
+        Some(raw) => {
+            raw.parse().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| bad("limit", "must be 1-100"))?
+        }
     };
     let after = match params.after.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .ok()
-                .filter(|a| *a >= 0)
-                .ok_or_else(|| bad("after", "must be an order id"))?,
-        ),
+        Some(raw) => {
+            Some(raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| bad("after", "must be an order id"))?)
+        }
     };
     let orders = store(&state)?.list_orders(limit, after).await?;
-    let next_after = (orders.len() == limit as usize)
-        .then(|| orders.last().map(|o| o.id))
-        .flatten();
+    let next_after = (orders.len() == limit as usize).then(|| orders.last().map(|o| o.id)).flatten();
     Ok(Json(OrderPage { orders, next_after }))
 }

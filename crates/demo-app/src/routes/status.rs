@@ -13,17 +13,9 @@ use crate::api_error::PodinfoError;
     responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
 pub async fn handler(Path(code): Path<String>) -> Response {
     // podinfo drops the connection for codes it cannot send; we say why.
-    match code
-        .parse::<u16>()
-        .ok()
-        .filter(|c| (200..=599).contains(c))
-        .and_then(|c| StatusCode::from_u16(c).ok())
-    {
+    match code.parse::<u16>().ok().filter(|c| (200..=599).contains(c)).and_then(|c| StatusCode::from_u16(c).ok()) {
         Some(status) => (status, Json(json!({ "status": status.as_u16() }))).into_response(),
-        None => PodinfoError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid status code {code:?}: use 200-599"),
-        )
-        .into_response(),
+        None => PodinfoError::new(StatusCode::BAD_REQUEST, format!("invalid status code {code:?}: use 200-599"))
+            .into_response(),
     }
 }

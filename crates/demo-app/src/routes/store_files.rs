@@ -29,29 +29,18 @@ fn store_dir(data_path: &Path) -> PathBuf {
 
 /// Accepts exactly 64 lowercase hex digits.
 pub fn is_digest(hash: &str) -> bool {
-    hash.len() == 64
-        && hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"),
     responses((status = 202, body = Stored)))]
-pub async fn write(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
+pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
     let hash = hex::encode(Sha256::digest(&body));
     let dir = store_dir(&state.config.data_path);
     let target = dir.join(&hash);
     tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &body))
         .await
-        .map_err(|e| {
-            PodinfoError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("writing file failed: {e}"),
-            )
-        })?
+        .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing file failed: {e}")))?
         .map_err(|e| {
             tracing::error!(error = %e, "store write failed");
             PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed")
@@ -72,23 +61,14 @@ fn write_atomically(dir: &Path, target: &Path, body: &[u8]) -> std::io::Result<(
 
 #[utoipa::path(get, path = "/store/{hash}", operation_id = "storeRead", tag = "podinfo", params(("hash" = String, Path, description = "SHA-256, 64 hex digits")),
     responses((status = 202, description = "the stored bytes (podinfo answers 202 here)"), (status = 400, description = "not a digest"), (status = 404)))]
-pub async fn read(
-    State(state): State<AppState>,
-    UrlPath(hash): UrlPath<String>,
-) -> Result<Response, PodinfoError> {
+pub async fn read(State(state): State<AppState>, UrlPath(hash): UrlPath<String>) -> Result<Response, PodinfoError> {
     if !is_digest(&hash) {
-        return Err(PodinfoError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid hash: expected 64 lowercase hex digits",
-        ));
+        return Err(PodinfoError::new(StatusCode::BAD_REQUEST, "invalid hash: expected 64 lowercase hex digits"));
     }
     match tokio::fs::read(store_dir(&state.config.data_path).join(&hash)).await {
         Ok(bytes) => Ok((
             StatusCode::ACCEPTED,
-            [
-                (CONTENT_TYPE, "application/octet-stream"),
-                (CONTENT_SECURITY_POLICY, "default-src 'none'"),
-            ],
+            [(CONTENT_TYPE, "application/octet-stream"), (CONTENT_SECURITY_POLICY, "default-src 'none'")],
             bytes,
         )
             .into_response()),
@@ -97,10 +77,7 @@ pub async fn read(
         }
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
-            Err(PodinfoError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "reading file failed",
-            ))
+            Err(PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "reading file failed"))
         }
     }
 }
@@ -112,14 +89,7 @@ mod tests {
     #[test]
     fn only_sha256_hex_digests_are_accepted() {
         assert!(is_digest(&"a".repeat(64)));
-        for bad in [
-            "",
-            "..",
-            "../etc/passwd",
-            &"A".repeat(64),
-            &"a".repeat(63),
-            &format!("{}/", "a".repeat(63)),
-        ] {
+        for bad in ["", "..", "../etc/passwd", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))] {
             assert!(!is_digest(bad), "{bad}");
         }
     }

@@ -44,43 +44,25 @@ fn rfc3339(unix: i64) -> String {
 
 #[utoipa::path(post, path = "/token", operation_id = "issueToken", tag = "podinfo", request_body(content = String, description = "user name (default anonymous)"),
     responses((status = 200, body = Issued)))]
-pub async fn issue(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Json<Issued>, PodinfoError> {
+pub async fn issue(State(state): State<AppState>, body: Bytes) -> Result<Json<Issued>, PodinfoError> {
     let name = match String::from_utf8_lossy(&body).trim() {
         "" => "anonymous".to_string(),
         name => name.chars().take(256).collect(),
     };
     let exp = OffsetDateTime::now_utc().unix_timestamp() + LIFETIME_SECONDS;
-    let claims = Claims {
-        name,
-        exp,
-        iss: ISSUER.into(),
-    };
+    let claims = Claims { name, exp, iss: ISSUER.into() };
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
         &EncodingKey::from_secret(state.jwt_secret.as_bytes()),
     )
-    .map_err(|e| {
-        PodinfoError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("signing failed: {e}"),
-        )
-    })?;
-    Ok(Json(Issued {
-        token,
-        expires_at: rfc3339(exp),
-    }))
+    .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("signing failed: {e}")))?;
+    Ok(Json(Issued { token, expires_at: rfc3339(exp) }))
 }
 
 #[utoipa::path(get, path = "/token/validate", operation_id = "validateToken", tag = "podinfo", security(("bearer" = [])),
     responses((status = 200, body = Validated), (status = 401, description = "missing, invalid or expired token")))]
-pub async fn validate(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Validated>, PodinfoError> {
+pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Validated>, PodinfoError> {
     let unauthorized = |msg: String| PodinfoError::new(StatusCode::UNAUTHORIZED, msg);
     let token = headers
         .get(AUTHORIZATION)
@@ -92,14 +74,8 @@ pub async fn validate(
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.leeway = 0;
-    let data = jsonwebtoken::decode::<Claims>(
-        token,
-        &DecodingKey::from_secret(state.jwt_secret.as_bytes()),
-        &validation,
-    )
-    .map_err(|e| unauthorized(e.to_string()))?;
-    Ok(Json(Validated {
-        token_name: data.claims.name,
-        expires_at: rfc3339(data.claims.exp),
-    }))
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(state.jwt_secret.as_bytes()), &validation)
+            .map_err(|e| unauthorized(e.to_string()))?;
+    Ok(Json(Validated { token_name: data.claims.name, expires_at: rfc3339(data.claims.exp) }))
 }

@@ -19,14 +19,11 @@ pub async fn handler(State(state): State<AppState>, upgrade: WebSocketUpgrade) -
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
 async fn echo(mut socket: WebSocket, hostname: String) {
-    let mut heartbeat =
-        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     loop {
         let reply = tokio::select! {
             message = socket.recv() => match message {
@@ -37,11 +34,7 @@ async fn echo(mut socket: WebSocket, hostname: String) {
             },
             _ = heartbeat.tick() => json!({ "ts": now(), "server": hostname }),
         };
-        if socket
-            .send(Message::Text(reply.to_string().into()))
-            .await
-            .is_err()
-        {
+        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
             break;
         }
     }

@@ -85,11 +85,7 @@ macro_rules! dispatch {
             }
         })
         .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the database did not answer in time".into(),
-            ))
-        })
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
     };
 }
 
@@ -99,17 +95,11 @@ impl Store {
     /// is down and recovers when it returns.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(
-                SqliteStore::connect(url, ACQUIRE_TIMEOUT).await?,
-            ))
+            Ok(Store::Sqlite(SqliteStore::connect(url, ACQUIRE_TIMEOUT).await?))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(Store::Postgres(
-                PostgresStore::connect(url, ACQUIRE_TIMEOUT).await?,
-            ))
+            Ok(Store::Postgres(PostgresStore::connect(url, ACQUIRE_TIMEOUT).await?))
         } else {
-            anyhow::bail!(
-                "unsupported --database-url {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
-            )
+            anyhow::bail!("unsupported --database-url {url:?}: use sqlite://PATH or postgres://USER@HOST/DB")
         }
     }
 
@@ -125,11 +115,7 @@ impl Store {
         dispatch!(self, s => s.ping().await)
     }
 
-    pub async fn create_order(
-        &self,
-        order: &NewOrder,
-        idempotency_key: Option<&str>,
-    ) -> StoreResult<Created> {
+    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         dispatch!(self, s => s.create_order(order, idempotency_key).await)
     }
 

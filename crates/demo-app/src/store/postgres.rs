@@ -45,9 +45,7 @@ impl PostgresStore {
         // The pool checks an idle connection before handing it out
         // (`test_before_acquire`, on by default), so connections broken by a
         // server restart are replaced instead of failing a request.
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(options);
+        let pool = PgPoolOptions::new().acquire_timeout(acquire_timeout).connect_lazy_with(options);
         let migrated = Arc::new(AtomicBool::new(false));
         tokio::spawn(migrate_until_done(pool.clone(), Arc::clone(&migrated)));
         Ok(Self { pool, migrated })
@@ -57,18 +55,13 @@ impl PostgresStore {
         if self.migrated.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(
-                "schema migrations not applied yet".into(),
-            ))
+            Err(StoreError::Unavailable("schema migrations not applied yet".into()))
         }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
         self.ensure_migrated()?;
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -76,11 +69,7 @@ impl PostgresStore {
     /// it. `ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
     /// key to commit, and under READ COMMITTED the following SELECT (a new
     /// snapshot) then sees that row.
-    pub async fn create_order(
-        &self,
-        order: &NewOrder,
-        idempotency_key: Option<&str>,
-    ) -> StoreResult<Created> {
+    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
         self.ensure_migrated()?;
         let fingerprint = request_fingerprint(order);
@@ -107,15 +96,12 @@ impl PostgresStore {
         let created = match inserted {
             Some(row) => Created::New(row.into()),
             None => {
-                let existing: OrderRow = sqlx::query_as(concat!(
-                    "SELECT ",
-                    order_columns!(),
-                    " FROM orders WHERE idempotency_key = $1"
-                ))
-                .bind(idempotency_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                let existing: OrderRow =
+                    sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE idempotency_key = $1"))
+                        .bind(idempotency_key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                 existing.replay_of(&fingerprint)?
             }
         };
@@ -125,30 +111,23 @@ impl PostgresStore {
 
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
         self.ensure_migrated()?;
-        let row: Option<OrderRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            order_columns!(),
-            " FROM orders WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row: Option<OrderRow> = sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.map(Order::from))
     }
 
     pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
         self.ensure_migrated()?;
-        let rows: Vec<OrderRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            order_columns!(),
-            " FROM orders WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .bind(after.unwrap_or(i64::MIN))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<OrderRow> =
+            sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id > $1 ORDER BY id LIMIT $2"))
+                .bind(after.unwrap_or(i64::MIN))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(rows.into_iter().map(Order::from).collect())
     }
 
@@ -178,11 +157,8 @@ impl PostgresStore {
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
         self.ensure_migrated()?;
-        let done = sqlx::query("DELETE FROM cache WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM cache WHERE key = $1").bind(key).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -223,16 +199,10 @@ fn map_err(error: sqlx::Error) -> StoreError {
         // SQLSTATE classes: 08 connection exception; 53 insufficient
         // resources (too many connections, disk full); 57 operator
         // intervention (shutdown, starting up, statement_timeout's 57014).
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            ["08", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| ["08", "53", "57"].iter().any(|class| code.starts_with(class)))
+        }
         _ => false,
     };
-    if unavailable {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Other(error.to_string())
-    }
+    if unavailable { StoreError::Unavailable(error.to_string()) } else { StoreError::Other(error.to_string()) }
 }

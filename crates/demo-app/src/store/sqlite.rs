@@ -8,9 +8,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
 use super::{Created, NewOrder, Order, StoreError, StoreResult};
@@ -53,8 +51,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating database folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating database folder {}", dir.display()))?;
         }
 
         let pool = SqlitePoolOptions::new()
@@ -62,36 +59,22 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("opening SQLite database {}", path.display()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying SQLite migrations")?;
+        MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
         Ok(Self { pool })
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
 
     /// Inserts the order, or with a key returns the order first stored under
     /// it. `BEGIN IMMEDIATE` takes the write lock up front, so concurrent
     /// requests with one key queue on `busy_timeout` and see each other's row.
-    pub async fn create_order(
-        &self,
-        order: &NewOrder,
-        idempotency_key: Option<&str>,
-    ) -> StoreResult<Created> {
+    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
         let fingerprint = request_fingerprint(order);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
 
         // A NULL key never conflicts, so requests without one always insert.
         let inserted: Option<OrderRow> = sqlx::query_as(concat!(
@@ -114,15 +97,12 @@ impl SqliteStore {
         let created = match inserted {
             Some(row) => Created::New(row.into()),
             None => {
-                let existing: OrderRow = sqlx::query_as(concat!(
-                    "SELECT ",
-                    order_columns!(),
-                    " FROM orders WHERE idempotency_key = ?"
-                ))
-                .bind(idempotency_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                let existing: OrderRow =
+                    sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE idempotency_key = ?"))
+                        .bind(idempotency_key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                 existing.replay_of(&fingerprint)?
             }
         };
@@ -131,29 +111,22 @@ impl SqliteStore {
     }
 
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
-        let row: Option<OrderRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            order_columns!(),
-            " FROM orders WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row: Option<OrderRow> = sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.map(Order::from))
     }
 
     pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
-        let rows: Vec<OrderRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            order_columns!(),
-            " FROM orders WHERE id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(after.unwrap_or(i64::MIN))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows: Vec<OrderRow> =
+            sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id > ? ORDER BY id LIMIT ?"))
+                .bind(after.unwrap_or(i64::MIN))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(rows.into_iter().map(Order::from).collect())
     }
 
@@ -180,11 +153,8 @@ impl SqliteStore {
     }
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM cache WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM cache WHERE key = ?").bind(key).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -198,21 +168,14 @@ fn map_err(error: sqlx::Error) -> StoreError {
     const IOERR: i32 = 10;
     const FULL: i32 = 13;
     let unavailable = match &error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_) => true,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(db) => db
             .code()
             .and_then(|code| code.parse::<i32>().ok())
             .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL)),
         _ => false,
     };
-    if unavailable {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Other(error.to_string())
-    }
+    if unavailable { StoreError::Unavailable(error.to_string()) } else { StoreError::Other(error.to_string()) }
 }
 
 /// An `orders` row as both engines return it (see `order_columns!`).
@@ -252,20 +215,14 @@ impl From<OrderRow> for Order {
 }
 
 pub(super) fn order_total(order: &NewOrder) -> StoreResult<i64> {
-    order
-        .quantity
-        .checked_mul(order.unit_price_cents)
-        .ok_or(StoreError::Overflow)
+    order.quantity.checked_mul(order.unit_price_cents).ok_or(StoreError::Overflow)
 }
 
 /// Identifies what was ordered, so a reused idempotency key can be told
 /// apart from a genuine retry. The integers cannot contain '\n' and the sku
 /// comes last, so distinct orders never share an input.
 pub(super) fn request_fingerprint(order: &NewOrder) -> String {
-    let canonical = format!(
-        "{}\n{}\n{}",
-        order.quantity, order.unit_price_cents, order.sku
-    );
+    let canonical = format!("{}\n{}\n{}", order.quantity, order.unit_price_cents, order.sku);
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 

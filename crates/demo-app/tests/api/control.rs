@@ -19,14 +19,7 @@ async fn readiness_can_be_switched_off_and_on() {
 async fn fault_injection_fails_app_routes_but_not_probes_or_metrics() {
     let app = spawn_app().await;
     assert_eq!(app.post("/fault_injection/enable", "").await.status(), 202);
-    assert_eq!(
-        app.get("/fault_injection/status")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["enabled"],
-        true
-    );
+    assert_eq!(app.get("/fault_injection/status").await.json::<Value>().await.unwrap()["enabled"], true);
     assert_eq!(app.get("/api/info").await.status(), 500);
     assert_eq!(app.get("/api/orders").await.status(), 500);
     assert_eq!(app.get("/healthz").await.status(), 200);
@@ -73,19 +66,8 @@ async fn shutdown_turns_readiness_off_then_finishes_in_flight_requests() {
     let ready_url = app.url("/readyz");
     let shutdown = tokio::spawn(app.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        client.get(&ready_url).send().await.unwrap().status(),
-        503,
-        "unready while draining"
-    );
-    assert_eq!(
-        slow.await.unwrap().unwrap(),
-        200,
-        "the in-flight request completes"
-    );
+    assert_eq!(client.get(&ready_url).send().await.unwrap().status(), 503, "unready while draining");
+    assert_eq!(slow.await.unwrap().unwrap(), 200, "the in-flight request completes");
     shutdown.await.unwrap().unwrap();
-    assert!(
-        client.get(&ready_url).send().await.is_err(),
-        "the listener is closed"
-    );
+    assert!(client.get(&ready_url).send().await.is_err(), "the listener is closed");
 }

@@ -18,29 +18,15 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request failed")
+        self.client.get(self.url(path)).send().await.expect("request failed")
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .body(body)
-            .send()
-            .await
-            .expect("request failed")
+        self.client.post(self.url(path)).body(body).send().await.expect("request failed")
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request failed")
+        self.client.post(self.url(path)).json(body).send().await.expect("request failed")
     }
 
     /// Sends the shutdown signal and waits for the server to finish.
@@ -70,10 +56,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         address,
         metrics_address,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         data,
         shutdown: Some(tx),
         server: Some(server),
@@ -82,12 +65,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 /// The sorted keys of a JSON object.
 pub fn keys(value: &serde_json::Value) -> Vec<String> {
-    let mut keys: Vec<String> = value
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .cloned()
-        .collect();
+    let mut keys: Vec<String> = value.as_object().expect("a JSON object").keys().cloned().collect();
     keys.sort();
     keys
 }

@@ -15,17 +15,7 @@ async fn create_then_get_an_order() {
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let created: Value = response.json().await.unwrap();
-    assert_eq!(
-        keys(&created),
-        [
-            "created_at",
-            "id",
-            "quantity",
-            "sku",
-            "total_cents",
-            "unit_price_cents"
-        ]
-    );
+    assert_eq!(keys(&created), ["created_at", "id", "quantity", "sku", "total_cents", "unit_price_cents"]);
     assert_eq!(created["total_cents"], 5997);
     assert_eq!(location, format!("/api/orders/{}", created["id"]));
     let fetched: Value = app.get(&location).await.json().await.unwrap();
@@ -37,10 +27,7 @@ async fn missing_and_malformed_ids() {
     let app = spawn_app().await;
     let response = app.get("/api/orders/999999").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        keys(&response.json::<Value>().await.unwrap()),
-        ["detail", "error"]
-    );
+    assert_eq!(keys(&response.json::<Value>().await.unwrap()), ["detail", "error"]);
     assert_eq!(app.get("/api/orders/abc").await.status(), 400);
 }
 
@@ -48,46 +35,19 @@ async fn missing_and_malformed_ids() {
 async fn validation_errors_name_the_field() {
     let app = spawn_app().await;
     let cases = [
-        (
-            json!({"sku": "", "quantity": 1, "unit_price_cents": 1}),
-            422,
-            "sku",
-        ),
-        (
-            json!({"sku": "a b", "quantity": 1, "unit_price_cents": 1}),
-            422,
-            "sku",
-        ),
-        (
-            json!({"sku": "a", "quantity": 0, "unit_price_cents": 1}),
-            422,
-            "quantity",
-        ),
-        (
-            json!({"sku": "a", "quantity": 1, "unit_price_cents": -1}),
-            422,
-            "unit_price_cents",
-        ),
-        (
-            json!({"sku": "a", "quantity": "two", "unit_price_cents": 1}),
-            422,
-            "quantity",
-        ),
+        (json!({"sku": "", "quantity": 1, "unit_price_cents": 1}), 422, "sku"),
+        (json!({"sku": "a b", "quantity": 1, "unit_price_cents": 1}), 422, "sku"),
+        (json!({"sku": "a", "quantity": 0, "unit_price_cents": 1}), 422, "quantity"),
+        (json!({"sku": "a", "quantity": 1, "unit_price_cents": -1}), 422, "unit_price_cents"),
+        (json!({"sku": "a", "quantity": "two", "unit_price_cents": 1}), 422, "quantity"),
         (json!({"sku": "a", "quantity": 1}), 422, "unit_price_cents"),
-        (
-            json!({"sku": "a", "quantity": 1, "unit_price_cents": 1, "discount": 5}),
-            422,
-            "discount",
-        ),
+        (json!({"sku": "a", "quantity": 1, "unit_price_cents": 1, "discount": 5}), 422, "discount"),
     ];
     for (body, status, field) in cases {
         let response = app.post_json("/api/orders", &body).await;
         assert_eq!(response.status(), status, "{body}");
         let error: Value = response.json().await.unwrap();
-        assert!(
-            error["detail"].as_str().unwrap().contains(field),
-            "{body} → {error}"
-        );
+        assert!(error["detail"].as_str().unwrap().contains(field), "{body} → {error}");
     }
     let syntax = app
         .client
@@ -98,34 +58,20 @@ async fn validation_errors_name_the_field() {
         .await
         .unwrap();
     assert_eq!(syntax.status(), 400);
-    assert_eq!(
-        app.post("/api/orders", "{}").await.status(),
-        415,
-        "no JSON content type"
-    );
+    assert_eq!(app.post("/api/orders", "{}").await.status(), 415, "no JSON content type");
 }
 
 #[tokio::test]
 async fn an_idempotency_key_makes_retries_safe() {
     let app = spawn_app().await;
-    let send = || {
-        app.client
-            .post(app.url("/api/orders"))
-            .header("Idempotency-Key", "retry-1")
-            .json(&order())
-            .send()
-    };
+    let send = || app.client.post(app.url("/api/orders")).header("Idempotency-Key", "retry-1").json(&order()).send();
     let first: Value = send().await.unwrap().json().await.unwrap();
     let again = send().await.unwrap();
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     let page: Value = app.get("/api/orders").await.json().await.unwrap();
-    assert_eq!(
-        page["orders"].as_array().unwrap().len(),
-        1,
-        "no duplicate order"
-    );
+    assert_eq!(page["orders"].as_array().unwrap().len(), 1, "no duplicate order");
 
     let conflict = app
         .client
@@ -147,27 +93,13 @@ async fn list_pages_with_limit_and_after() {
     let first: Value = app.get("/api/orders?limit=2").await.json().await.unwrap();
     assert_eq!(first["orders"].as_array().unwrap().len(), 2);
     let after = first["next_after"].as_i64().unwrap();
-    let second: Value = app
-        .get(&format!("/api/orders?limit=2&after={after}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second: Value = app.get(&format!("/api/orders?limit=2&after={after}")).await.json().await.unwrap();
     assert!(second["orders"][0]["id"].as_i64().unwrap() > after);
-    let last: Value = app
-        .get(&format!("/api/orders?limit=10&after={after}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let last: Value = app.get(&format!("/api/orders?limit=10&after={after}")).await.json().await.unwrap();
     assert_eq!(last["orders"].as_array().unwrap().len(), 3);
     assert_eq!(last["next_after"], Value::Null);
     for bad in ["limit=0", "limit=101", "limit=x", "after=-1"] {
-        assert_eq!(
-            app.get(&format!("/api/orders?{bad}")).await.status(),
-            400,
-            "{bad}"
-        );
+        assert_eq!(app.get(&format!("/api/orders?{bad}")).await.status(), 400, "{bad}");
     }
 }
 
@@ -179,33 +111,14 @@ async fn checkout_goes_through_the_backend_over_http() {
         c.backend_urls = vec![backend.url("/echo")];
     })
     .await;
-    assert_eq!(
-        frontend.get("/api/orders").await.status(),
-        404,
-        "the frontend keeps no orders"
-    );
-    assert_eq!(
-        backend.post_json("/api/checkout", &order()).await.status(),
-        404,
-        "the backend has no checkout"
-    );
+    assert_eq!(frontend.get("/api/orders").await.status(), 404, "the frontend keeps no orders");
+    assert_eq!(backend.post_json("/api/checkout", &order()).await.status(), 404, "the backend has no checkout");
     let response = frontend.post_json("/api/checkout", &order()).await;
     assert_eq!(response.status(), 201);
     let placed: Value = response.json().await.unwrap();
-    let stored: Value = backend
-        .get(&format!("/api/orders/{}", placed["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = backend.get(&format!("/api/orders/{}", placed["id"])).await.json().await.unwrap();
     assert_eq!(stored, placed);
-    assert_eq!(
-        frontend
-            .post_json("/api/checkout", &json!({"sku": ""}))
-            .await
-            .status(),
-        422
-    );
+    assert_eq!(frontend.post_json("/api/checkout", &json!({"sku": ""})).await.status(), 422);
 }
 
 #[tokio::test]
@@ -223,15 +136,7 @@ async fn checkout_reports_an_unreachable_backend() {
 async fn metrics_count_orders_and_their_value() {
     let app = spawn_app().await;
     app.post_json("/api/orders", &order()).await;
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("orders_created_total 1"), "{metrics}");
-    assert!(
-        metrics.contains("orders_value_cents_total 5997"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("orders_value_cents_total 5997"), "{metrics}");
 }

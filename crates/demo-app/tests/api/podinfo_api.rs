@@ -27,10 +27,7 @@ async fn info_has_podinfos_keys_and_root_serves_it_to_non_browsers() {
                 "version"
             ]
         );
-        assert!(
-            info.as_object().unwrap().values().all(Value::is_string),
-            "podinfo sends strings only"
-        );
+        assert!(info.as_object().unwrap().values().all(Value::is_string), "podinfo sends strings only");
         assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     }
 }
@@ -38,27 +35,11 @@ async fn info_has_podinfos_keys_and_root_serves_it_to_non_browsers() {
 #[tokio::test]
 async fn browsers_get_the_ui_with_a_strict_csp() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/"))
-        .header("User-Agent", "Mozilla/5.0")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/")).header("User-Agent", "Mozilla/5.0").send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let csp = response.headers()["content-security-policy"]
-        .to_str()
-        .unwrap();
-    assert!(
-        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
-        "{csp}"
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = response.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert!(response.text().await.unwrap().contains("/ui/app.js"));
     assert_eq!(app.get("/ui/app.js").await.status(), 200);
@@ -70,35 +51,13 @@ async fn version_probes_and_metrics_port() {
     let app = spawn_app().await;
     let version: Value = app.get("/version").await.json().await.unwrap();
     assert_eq!(keys(&version), ["commit", "version"]);
-    assert_eq!(
-        app.get("/healthz").await.json::<Value>().await.unwrap(),
-        json!({"status": "OK"})
-    );
+    assert_eq!(app.get("/healthz").await.json::<Value>().await.unwrap(), json!({"status": "OK"}));
     assert_eq!(app.get("/readyz").await.status(), 200);
     assert_eq!(app.get("/api/info").await.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("http_request_duration_seconds_bucket{"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("path=\"api_info\""),
-        "route templates label requests:\n{metrics}"
-    );
-    assert_eq!(
-        reqwest::get(format!("{}/healthz", app.metrics_address))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "OK"
-    );
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_request_duration_seconds_bucket{"), "{metrics}");
+    assert!(metrics.contains("path=\"api_info\""), "route templates label requests:\n{metrics}");
+    assert_eq!(reqwest::get(format!("{}/healthz", app.metrics_address)).await.unwrap().text().await.unwrap(), "OK");
 }
 
 #[tokio::test]
@@ -118,20 +77,14 @@ async fn status_answers_the_code_it_is_asked_for() {
     for code in [200u16, 201, 404, 418, 500, 503] {
         let response = app.get(&format!("/status/{code}")).await;
         assert_eq!(response.status().as_u16(), code);
-        assert_eq!(
-            response.json::<Value>().await.unwrap(),
-            json!({ "status": code })
-        );
+        assert_eq!(response.json::<Value>().await.unwrap(), json!({ "status": code }));
     }
     let response = app.client.put(app.url("/status/202")).send().await.unwrap();
     assert_eq!(response.status(), 202);
     for bad in ["/status/42", "/status/1000", "/status/abc"] {
         let response = app.get(bad).await;
         assert_eq!(response.status(), 400, "{bad}");
-        assert_eq!(
-            keys(&response.json::<Value>().await.unwrap()),
-            ["code", "message"]
-        );
+        assert_eq!(keys(&response.json::<Value>().await.unwrap()), ["code", "message"]);
     }
 }
 
@@ -139,10 +92,7 @@ async fn status_answers_the_code_it_is_asked_for() {
 async fn delay_and_chunked_wait_then_answer() {
     let app = spawn_app().await;
     let started = std::time::Instant::now();
-    assert_eq!(
-        app.get("/delay/1").await.json::<Value>().await.unwrap(),
-        json!({"delay": 1})
-    );
+    assert_eq!(app.get("/delay/1").await.json::<Value>().await.unwrap(), json!({"delay": 1}));
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     let response = app.get("/chunked/1").await;
     assert_eq!(response.status(), 200);
@@ -154,16 +104,8 @@ async fn delay_and_chunked_wait_then_answer() {
 #[tokio::test]
 async fn headers_reflects_the_request_and_env_lists_variables() {
     let app = spawn_app().await;
-    let headers: Value = app
-        .client
-        .get(app.url("/headers"))
-        .header("X-Request-Id", "abc")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let headers: Value =
+        app.client.get(app.url("/headers")).header("X-Request-Id", "abc").send().await.unwrap().json().await.unwrap();
     assert_eq!(headers["X-Request-Id"], json!(["abc"]));
     assert!(headers.get("X-Api-Version").is_some());
     let env: Vec<String> = app.get("/env").await.json().await.unwrap();
@@ -177,10 +119,7 @@ async fn echo_without_backends_returns_the_body_with_202() {
         let response = app.post(path, "<b>hello</b>").await;
         assert_eq!(response.status(), 202, "{path}");
         assert_eq!(response.headers()["x-color"], "#34577c");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/octet-stream"
-        );
+        assert_eq!(response.headers()["content-type"], "application/octet-stream");
         assert_eq!(response.text().await.unwrap(), "<b>hello</b>");
     }
 }
@@ -190,22 +129,14 @@ async fn echo_fans_out_to_every_backend_in_order() {
     let backend_a = spawn_app_with(|c| c.ui_color = "a".into()).await;
     let backend_b = spawn_app().await;
     let frontend = spawn_app_with(|c| {
-        c.backend_urls = vec![
-            backend_a.url("/echo"),
-            backend_b.url("/status/500"),
-            "http://127.0.0.1:1/echo".into(),
-        ];
+        c.backend_urls = vec![backend_a.url("/echo"), backend_b.url("/status/500"), "http://127.0.0.1:1/echo".into()];
     })
     .await;
     let response = frontend.post("/api/echo", "ping").await;
     assert_eq!(response.status(), 200);
     let answers: Vec<String> = response.json().await.unwrap();
     assert_eq!(answers[0], "ping");
-    assert!(
-        answers[1].contains("response status code 500"),
-        "{}",
-        answers[1]
-    );
+    assert!(answers[1].contains("response status code 500"), "{}", answers[1]);
     assert!(answers[2].contains("call failed"), "{}", answers[2]);
 }
 
@@ -215,44 +146,21 @@ async fn tokens_are_issued_and_validated() {
     let issued: Value = app.post("/token", "alice").await.json().await.unwrap();
     assert_eq!(keys(&issued), ["expires_at", "token"]);
     let token = issued["token"].as_str().unwrap();
-    let ok = app
-        .client
-        .get(app.url("/token/validate"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let ok = app.client.get(app.url("/token/validate")).bearer_auth(token).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     let ok: Value = ok.json().await.unwrap();
     assert_eq!(keys(&ok), ["expires_at", "token_name"]);
     assert_eq!(ok["token_name"], "alice");
     let anonymous: Value = app.post("/token", "").await.json().await.unwrap();
     let anonymous = anonymous["token"].as_str().unwrap();
-    let who: Value = app
-        .client
-        .get(app.url("/token/validate"))
-        .bearer_auth(anonymous)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who: Value =
+        app.client.get(app.url("/token/validate")).bearer_auth(anonymous).send().await.unwrap().json().await.unwrap();
     assert_eq!(who["token_name"], "anonymous");
 
     let missing = app.get("/token/validate").await;
     assert_eq!(missing.status(), 401);
-    assert_eq!(
-        missing.json::<Value>().await.unwrap()["message"],
-        "authorization bearer header required"
-    );
-    let forged = app
-        .client
-        .get(app.url("/token/validate"))
-        .bearer_auth(format!("{token}x"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(missing.json::<Value>().await.unwrap()["message"], "authorization bearer header required");
+    let forged = app.client.get(app.url("/token/validate")).bearer_auth(format!("{token}x")).send().await.unwrap();
     assert_eq!(forged.status(), 401);
 }
 
@@ -264,29 +172,9 @@ async fn cache_keeps_values_in_the_store() {
     let response = app.get("/cache/greeting").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello");
-    assert_eq!(
-        app.client
-            .put(app.url("/cache/greeting"))
-            .body("bye")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
-    assert_eq!(
-        app.get("/cache/greeting").await.text().await.unwrap(),
-        "bye"
-    );
-    assert_eq!(
-        app.client
-            .delete(app.url("/cache/greeting"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    assert_eq!(app.client.put(app.url("/cache/greeting")).body("bye").send().await.unwrap().status(), 202);
+    assert_eq!(app.get("/cache/greeting").await.text().await.unwrap(), "bye");
+    assert_eq!(app.client.delete(app.url("/cache/greeting")).send().await.unwrap().status(), 202);
     assert_eq!(app.get("/cache/greeting").await.status(), 404);
 }
 
@@ -295,21 +183,13 @@ async fn store_keeps_content_by_its_digest() {
     let app = spawn_app().await;
     let response = app.post("/store", "some bytes").await;
     assert_eq!(response.status(), 202);
-    let hash = response.json::<Value>().await.unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let hash = response.json::<Value>().await.unwrap()["hash"].as_str().unwrap().to_string();
     assert_eq!(hash.len(), 64);
     let stored = app.get(&format!("/store/{hash}")).await;
     assert_eq!(stored.status(), 202, "podinfo answers 202 here");
     assert_eq!(stored.headers()["content-type"], "application/octet-stream");
     assert_eq!(stored.text().await.unwrap(), "some bytes");
-    assert_eq!(
-        app.get(&format!("/store/{}", "0".repeat(64)))
-            .await
-            .status(),
-        404
-    );
+    assert_eq!(app.get(&format!("/store/{}", "0".repeat(64))).await.status(), 404);
 }
 
 #[tokio::test]
@@ -325,10 +205,7 @@ async fn openapi_document_is_served_at_both_paths() {
     let app = spawn_app().await;
     for path in ["/openapi.json", "/swagger.json"] {
         let doc: Value = app.get(path).await.json().await.unwrap();
-        assert!(
-            doc["openapi"].as_str().unwrap().starts_with("3.1"),
-            "{path}"
-        );
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{path}");
         assert!(doc["paths"]["/api/orders"].is_object());
     }
 }

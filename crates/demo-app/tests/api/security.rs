@@ -10,10 +10,7 @@ async fn bodies_over_10_mib_are_refused_with_413() {
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
     assert_eq!(app.post("/store", big.clone()).await.status(), 413);
     assert_eq!(app.post("/api/echo", big).await.status(), 413);
-    assert_eq!(
-        app.post("/store", vec![b'x'; 1024 * 1024]).await.status(),
-        202
-    );
+    assert_eq!(app.post("/store", vec![b'x'; 1024 * 1024]).await.status(), 202);
 }
 
 #[tokio::test]
@@ -30,10 +27,7 @@ async fn store_reads_never_leave_the_data_path() {
         let response = app.get(path).await;
         let status = response.status().as_u16();
         assert!([400, 404].contains(&status), "{path} → {status}");
-        assert!(
-            !response.text().await.unwrap().contains("top secret"),
-            "{path}"
-        );
+        assert!(!response.text().await.unwrap().contains("top secret"), "{path}");
     }
 }
 
@@ -42,21 +36,14 @@ async fn env_redacts_the_configured_names() {
     let app = spawn_app_with(|c| c.env_redact = vec!["path".into()]).await;
     let env: Vec<String> = app.get("/env").await.json().await.unwrap();
     assert!(env.contains(&"PATH=[redacted]".to_string()), "{env:?}");
-    assert!(
-        env.iter()
-            .any(|e| e.starts_with("HOME=") && e != "HOME=[redacted]")
-    );
+    assert!(env.iter().any(|e| e.starts_with("HOME=") && e != "HOME=[redacted]"));
 }
 
 #[tokio::test]
 async fn every_response_says_nosniff() {
     let app = spawn_app().await;
     for path in ["/api/info", "/healthz", "/nope"] {
-        assert_eq!(
-            app.get(path).await.headers()["x-content-type-options"],
-            "nosniff",
-            "{path}"
-        );
+        assert_eq!(app.get(path).await.headers()["x-content-type-options"], "nosniff", "{path}");
     }
 }
 

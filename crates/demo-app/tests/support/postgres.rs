@@ -34,23 +34,15 @@ impl PgServer {
     /// Creates a cluster in a temp dir; it is not running until `start`.
     pub fn init() -> Self {
         let bin = find_bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("demo-app-pg-")
-            .tempdir()
-            .expect("creating a temp dir for PostgreSQL");
+        let dir =
+            tempfile::Builder::new().prefix("demo-app-pg-").tempdir().expect("creating a temp dir for PostgreSQL");
         let run_as = is_root().then_some(SERVICE_USER);
         if let Some(user) = run_as {
             let (uid, gid) = user_ids(user);
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
                 .expect("giving the temp dir to the postgres user");
         }
-        let server = Self {
-            dir,
-            bin,
-            port: None,
-            run_as,
-            running: false,
-        };
+        let server = Self { dir, bin, port: None, run_as, running: false };
         // --no-sync: a test cluster need not survive a power cut, and it is faster.
         server.run_ok(
             "initdb",
@@ -87,10 +79,8 @@ impl PgServer {
             // fsync=off: a test cluster need not survive a power cut, and
             // with it a restart after `stop` skips fsyncing the whole data
             // dir (about 2 s here).
-            let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                self.dir.path().display()
-            );
+            let options =
+                format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.dir.path().display());
             let out = self.run(
                 "pg_ctl",
                 &[
@@ -125,12 +115,9 @@ impl PgServer {
 
     /// Over SQL rather than `createdb`, which is not always next to `initdb`.
     pub async fn create_database(&self, db: &str) {
-        let mut conn = PgConnection::connect(&self.url("postgres"))
-            .await
-            .expect("connecting to the maintenance database");
-        conn.execute(format!(r#"CREATE DATABASE "{db}""#).as_str())
-            .await
-            .expect("CREATE DATABASE");
+        let mut conn =
+            PgConnection::connect(&self.url("postgres")).await.expect("connecting to the maintenance database");
+        conn.execute(format!(r#"CREATE DATABASE "{db}""#).as_str()).await.expect("CREATE DATABASE");
     }
 
     pub fn url(&self, db: &str) -> String {
@@ -147,17 +134,7 @@ impl PgServer {
     }
 
     fn pg_ctl_stop(&self) -> Output {
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data_dir().to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        )
+        self.run("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"])
     }
 
     /// Runs one of the PostgreSQL binaries, as the service user if we are root.
@@ -179,11 +156,7 @@ impl PgServer {
 
     fn run_ok(&self, program: &str, args: &[&str]) {
         let out = self.run(program, args);
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed:\n{}",
-            self.describe(&out)
-        );
+        assert!(out.status.success(), "{program} {args:?} failed:\n{}", self.describe(&out));
     }
 
     fn describe(&self, out: &Output) -> String {
@@ -210,9 +183,8 @@ impl Drop for PgServer {
 /// versioned layout (newest version wins).
 fn find_bin_dir() -> PathBuf {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let on_path =
+        std::env::var_os("PATH").map(|path| std::env::split_paths(&path).collect::<Vec<_>>()).unwrap_or_default();
     if let Some(dir) = on_path.into_iter().find(|dir| has_tools(dir)) {
         return dir;
     }
