@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 
 struct Driver(Child);
 
@@ -47,8 +48,6 @@ async fn start_chromedriver() -> (Driver, String) {
 
 #[tokio::test]
 async fn a_visitor_sees_the_version_and_places_an_order() {
-    // Two TLS backends are linked (reqwest's and fantoccini's): pick one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let app = helpers::spawn_app().await;
     let (_driver, webdriver) = start_chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -64,8 +63,11 @@ async fn a_visitor_sees_the_version_and_places_an_order() {
                      "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
         }),
     );
-    let browser =
-        ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&webdriver).await.expect("a browser session");
+    let browser = ClientBuilder::new(HttpConnector::new()) // chromedriver speaks plain HTTP on loopback
+        .capabilities(caps)
+        .connect(&webdriver)
+        .await
+        .expect("a browser session");
     let result = async {
         browser.goto(&app.url("/")).await?;
         let version = browser.wait().for_element(Locator::Css("#version")).await?;

@@ -5,3 +5,4 @@ mod helpers;
 mod orders;
 mod podinfo_api;
 mod security;
+mod websocket;
