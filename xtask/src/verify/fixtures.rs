@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Outcome, Validators, actionlint, kubeconform, kubectl_validate, yamllint};
+use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, rules, yamllint};
 use crate::project::Project;
 
 #[derive(Clone, Copy, Debug)]
@@ -16,6 +16,9 @@ enum Validator {
     Kubeconform,
     KubectlValidate,
     Actionlint,
+    /// `helm lint --strict` of charts/demo-app with the fixture as values.
+    HelmValues,
+    PlatformRules,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -25,11 +28,23 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("helmrelease-bad-field.yaml", &[Validator::Kubeconform, Validator::KubectlValidate]),
     ("duplicate-key.yaml", &[Validator::Yamllint]),
     ("workflow-broken.yml", &[Validator::Actionlint]),
+    ("deployment-without-limits.yaml", &[Validator::PlatformRules]),
+    ("values-wrong-type.yaml", &[Validator::HelmValues]),
+    ("values-unknown-key.yaml", &[Validator::HelmValues]),
 ];
 
-fn run_one(v: &Validators, validator: Validator, file: &Path) -> Result<Outcome> {
+/// The chart whose values.schema.json the values fixtures exercise.
+const FIXTURE_CHART: &str = "charts/demo-app";
+
+fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path) -> Result<Outcome> {
     let files = [file.to_path_buf()];
     match validator {
+        Validator::HelmValues => {
+            let chart = project.root.join(FIXTURE_CHART);
+            let failures = helm::lint_with(v, &chart, Some(file))?.err().into_iter().collect();
+            Ok(Outcome { checked: 1, failures })
+        }
+        Validator::PlatformRules => rules::check(&files),
         Validator::Yamllint => yamllint::check(v, &files),
         Validator::Kubeconform => kubeconform::check(v, &files),
         Validator::KubectlValidate => kubectl_validate::check(v, &files),
@@ -51,10 +66,10 @@ pub fn check_valid(project: &Project, v: &Validators) -> Result<Outcome> {
         let validators: &[Validator] = if file.to_string_lossy().contains("workflow") {
             &[Validator::Yamllint, Validator::Actionlint]
         } else {
-            &[Validator::Yamllint, Validator::Kubeconform, Validator::KubectlValidate]
+            &[Validator::Yamllint, Validator::Kubeconform, Validator::KubectlValidate, Validator::PlatformRules]
         };
         for &validator in validators {
-            let result = run_one(v, validator, &file)?;
+            let result = run_one(project, v, validator, &file)?;
             for failure in result.failures {
                 outcome.failures.push(format!("{validator:?} rejected a valid fixture: {failure}"));
             }
@@ -79,7 +94,7 @@ pub fn check_invalid(project: &Project, v: &Validators) -> Result<Outcome> {
             continue;
         };
         for &validator in *validators {
-            let result = run_one(v, validator, &file)?;
+            let result = run_one(project, v, validator, &file)?;
             if result.failures.is_empty() {
                 outcome.failures.push(format!("{validator:?} accepted invalid fixture {name}"));
             } else if let Some(wrong) = result.failures.iter().find(|f| is_missing_schema(f)) {

@@ -5,8 +5,11 @@
 mod actionlint;
 mod files;
 mod fixtures;
+mod flux;
+mod helm;
 mod kubeconform;
 mod kubectl_validate;
+mod rules;
 mod yamllint;
 
 use std::fs;
@@ -45,6 +48,7 @@ impl Outcome {
 
 /// Resolved tool paths and schemas, shared by every check.
 pub struct Validators {
+    pub helm: PathBuf,
     pub kubeconform: PathBuf,
     pub kubectl_validate: PathBuf,
     pub yamllint: PathBuf,
@@ -65,6 +69,7 @@ impl Validators {
             }
         };
         Ok(Self {
+            helm: tools::locate(project, "helm")?,
             kubeconform: tools::locate(project, "kubeconform")?,
             kubectl_validate: tools::locate(project, "kubectl-validate")?,
             yamllint: tools::locate(project, "yamllint")?,
@@ -80,59 +85,169 @@ impl Validators {
 pub fn run(project: &Project) -> Result<()> {
     let v = Validators::new(project)?;
     if let Some(crds) = &v.crds {
-        println!("{:<20} {:<4} {:>5} CRD files from CRD_DIR", "custom resources", "", crds.crd_count);
+        println!("{:<24} {:<4} {:>5} CRD files from CRD_DIR", "custom resources", "", crds.crd_count);
     }
+    let out_dir = project.cache.join("verify/rendered");
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir)?;
+
     let yaml = files::yaml_files(&project.root)?;
     let set = files::manifests(&project.root, &yaml)?;
-    let rendered = render_kustomizations(project, &set.kustomizations)?;
-    let mut manifests = set.files.clone();
-    manifests.extend(rendered);
     let workflows = files::workflows(&project.root)?;
+    let mut report = Report::default();
+    report.line("yamllint", "files", yamllint::check(&v, &yaml));
 
-    let mut failed = 0;
-    let mut report = |name: &str, unit: &str, outcome: Result<Outcome>| {
-        let outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
-        let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
-        println!("{name:<20} {state:<4} {:>5} {unit}", outcome.checked);
-        for failure in &outcome.failures {
-            println!("    {failure}");
+    // Everything Kubernetes will see, with the environment it belongs to.
+    let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
+    let charts = helm::charts(&project.root)?;
+    for chart in &charts {
+        report.line(&format!("helm lint {}", chart.name), "values sets", helm::lint(&v, chart));
+        for (env, values) in &chart.environments {
+            let out = out_dir.join(format!("chart-{}-{env}.yaml", chart.name));
+            let namespace = format!("{}-{env}", chart.name);
+            match helm::template(&v, &chart.dir, &chart.name, &namespace, &[values.clone()], true, &out) {
+                Ok(()) => manifests.push((format!("chart {env}"), out)),
+                Err(err) => report.fail(&format!("helm template {env}"), format!("{err:#}")),
+            }
         }
-        failed += outcome.failures.len();
-    };
-    report("yamllint", "files", yamllint::check(&v, &yaml));
+    }
+    for (root, rendered) in render_kustomizations(project, &set.kustomizations, &out_dir, &mut report) {
+        let env = environment_of(project, &root);
+        manifests.push((env.clone(), rendered.clone()));
+        let releases = match flux::releases(project, &rendered) {
+            Ok(releases) => releases,
+            Err(err) => {
+                report.fail(&format!("flux {env}"), format!("{err:#}"));
+                continue;
+            }
+        };
+        for release in releases {
+            let label = format!("flux-{}-{}", flat_name(project.rel(&root)), release.name);
+            match flux::render(&v, &release, &label, &out_dir) {
+                Ok(out) => manifests.push((env.clone(), out)),
+                Err(err) => report.fail(&format!("flux {env}"), format!("{err:#}")),
+            }
+            if let Some(drift) = values_drift(&charts, &release, &env)? {
+                report.fail("values drift", drift);
+            }
+        }
+    }
     println!(
-        "{:<20} {:<4} {:>5} files, {} kustomizations",
+        "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",
         "manifests found",
         "",
         set.files.len(),
-        set.kustomizations.len()
+        set.kustomizations.len(),
+        manifests.len() - set.files.len()
     );
-    report("kubeconform", "documents", kubeconform::check(&v, &manifests));
-    report("kubectl-validate", "documents", kubectl_validate::check(&v, &manifests));
-    report("actionlint", "workflows", actionlint::check(&v, &workflows));
-    report("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
-    report("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
+    let files: Vec<PathBuf> = manifests.iter().map(|(_, f)| f.clone()).collect();
+    let kubeconform = kubeconform::check(&v, &files);
+    let kubectl_validate = kubectl_validate::check(&v, &files);
+    let platform = rules::check(&files);
+    print_environments(&manifests, [&kubeconform, &kubectl_validate, &platform])?;
+    report.line("kubeconform", "documents", kubeconform);
+    report.line("kubectl-validate", "documents", kubectl_validate);
+    report.line("platform rules", "documents", platform);
+    report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
+    report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
+    report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
 
-    if failed > 0 {
-        bail!("verify: {failed} failure(s) above");
+    if report.failed > 0 {
+        bail!("verify: {} failure(s) above", report.failed);
     }
     Ok(())
 }
 
-/// `kubectl kustomize` each root into the cache; returns the rendered files.
-fn render_kustomizations(project: &Project, roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let out_dir = project.cache.join("verify/kustomize");
-    let _ = fs::remove_dir_all(&out_dir);
-    fs::create_dir_all(&out_dir)?;
+#[derive(Default)]
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn line(&mut self, name: &str, unit: &str, outcome: Result<Outcome>) {
+        let outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
+        let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
+        println!("{name:<24} {state:<4} {:>5} {unit}", outcome.checked);
+        for failure in &outcome.failures {
+            println!("    {failure}");
+        }
+        self.failed += outcome.failures.len();
+    }
+
+    fn fail(&mut self, name: &str, failure: String) {
+        self.line(name, "", Ok(Outcome { checked: 0, failures: vec![failure] }));
+    }
+}
+
+/// `deploy/apps/dev` → `dev`; other kustomizations are named by their path.
+fn environment_of(project: &Project, root: &Path) -> String {
+    let rel = project.rel(root);
+    match rel.strip_prefix("deploy/apps") {
+        Ok(env) if env.components().count() == 1 => env.to_string_lossy().into_owned(),
+        _ => rel.to_string_lossy().into_owned(),
+    }
+}
+
+/// The chart's `values-<env>.yaml` must be exactly what the environment's
+/// overlay gives Flux, so `helm install -f values-<env>.yaml` and Flux agree.
+fn values_drift(charts: &[helm::Chart], release: &flux::Release, env: &str) -> Result<Option<String>> {
+    let Some(chart) = charts.iter().find(|c| c.dir == release.chart) else { return Ok(None) };
+    let Some((_, file)) = chart.environments.iter().find(|(e, _)| e == env) else { return Ok(None) };
+    let text = fs::read_to_string(file)?;
+    let in_chart: serde_json::Value =
+        serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
+    let in_chart = if in_chart.is_null() { serde_json::json!({}) } else { in_chart };
+    let in_flux = if release.values.is_null() { serde_json::json!({}) } else { release.values.clone() };
+    Ok((in_chart != in_flux).then(|| {
+        format!("deploy/apps/{env}: the HelmRelease's values differ from {}; keep them identical", file.display())
+    }))
+}
+
+/// Documents and kinds per environment, and how many findings each has.
+fn print_environments(manifests: &[(String, PathBuf)], outcomes: [&Result<Outcome>; 3]) -> Result<()> {
+    let mut by_env: std::collections::BTreeMap<&str, (usize, std::collections::BTreeMap<String, usize>, usize)> =
+        Default::default();
+    for (env, file) in manifests {
+        let entry = by_env.entry(env.as_str()).or_default();
+        for doc in rules::documents(file)? {
+            entry.0 += 1;
+            *entry.1.entry(doc["kind"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        }
+        let file = file.display().to_string();
+        entry.2 += outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .flat_map(|o| &o.failures)
+            .filter(|f| f.contains(&file))
+            .count();
+    }
+    println!("{:<34} {:>9}  {:>8}  kinds", "environment", "documents", "failures");
+    for (env, (documents, kinds, failures)) in by_env {
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("{env:<34} {documents:>9}  {failures:>8}  {}", kinds.join(", "));
+    }
+    Ok(())
+}
+
+/// `kubectl kustomize` each root into `out_dir`: (root, rendered file).
+fn render_kustomizations(
+    project: &Project,
+    roots: &[PathBuf],
+    out_dir: &Path,
+    report: &mut Report,
+) -> Vec<(PathBuf, PathBuf)> {
     let mut rendered = Vec::new();
     for root in roots {
-        let output = cmd::run(Command::new("kubectl").arg("kustomize").arg(root))
-            .with_context(|| format!("kustomization {} does not build", project.rel(root).display()))?;
-        let file = out_dir.join(format!("{}.yaml", flat_name(project.rel(root))));
-        fs::write(&file, &output.stdout)?;
-        rendered.push(file);
+        let rel = project.rel(root);
+        let file = out_dir.join(format!("kustomize-{}.yaml", flat_name(rel)));
+        let result = cmd::run(Command::new("kubectl").arg("kustomize").arg(root))
+            .and_then(|output| Ok(fs::write(&file, &output.stdout)?));
+        match result {
+            Ok(()) => rendered.push((root.clone(), file)),
+            Err(err) => report.fail(&format!("kustomize {}", rel.display()), format!("{err:#}")),
+        }
     }
-    Ok(rendered)
+    rendered
 }
 
 fn flat_name(rel: &Path) -> String {

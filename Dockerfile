@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# demo-app: one image for every role (--role frontend|backend|all).
+#
+#   docker build --build-arg DEMO_APP_REVISION="$(git rev-parse HEAD)" -t demo-app:0.1.0 .
+#
+# The binary is built for the glibc target (x86_64/aarch64-unknown-linux-gnu):
+# SQLite (bundled by sqlx) and ring are C code, and glibc needs no cross
+# toolchain. It links only libc and libgcc_s, so the runtime image is
+# distroless "cc" (glibc + libgcc, no shell, no package manager), from the
+# same Debian release as the builder.
+
+FROM rust:1.95-bookworm AS builder
+WORKDIR /src
+# Stamped into /api/info and /version by build.rs; "unknown" when not given.
+ARG DEMO_APP_REVISION=unknown
+ENV DEMO_APP_REVISION=${DEMO_APP_REVISION}
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p demo-app \
+    && install -D -m 0755 target/release/demo-app /out/demo-app \
+    && install -d -m 0750 /out/data
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.source="https://github.com/example/demo-platform" \
+      org.opencontainers.image.title="demo-app" \
+      org.opencontainers.image.description="podinfo-compatible workload with an orders API on SQLite or PostgreSQL" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/demo-app /usr/local/bin/demo-app
+# Default --data-path, writable by the runtime user when no volume is mounted
+# (Kubernetes mounts an emptyDir or a PVC there).
+COPY --from=builder --chown=65532:65532 /out/data /data
+USER 65532:65532
+# 9898: API and UI (--port); 9797: metrics and /healthz (--port-metrics).
+EXPOSE 9898 9797
+ENTRYPOINT ["/usr/local/bin/demo-app"]
