@@ -105,7 +105,7 @@ pub fn run(project: &Project) -> Result<()> {
         for (env, values) in &chart.environments {
             let out = out_dir.join(format!("chart-{}-{env}.yaml", chart.name));
             let namespace = format!("{}-{env}", chart.name);
-            match helm::template(&v, &chart.dir, &chart.name, &namespace, &[values.clone()], true, &out) {
+            match helm::template(&v, &chart.dir, &chart.name, &namespace, std::slice::from_ref(values), true, &out) {
                 Ok(()) => manifests.push((format!("chart {env}"), out)),
                 Err(err) => report.fail(&format!("helm template {env}"), format!("{err:#}")),
             }
