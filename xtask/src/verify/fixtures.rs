@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, rules, yamllint};
+use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, rules, yamllint};
 use crate::project::Project;
 
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +19,7 @@ enum Validator {
     /// `helm lint --strict` of charts/demo-app with the fixture as values.
     HelmValues,
     PlatformRules,
+    Otelcol,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -31,6 +32,7 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("deployment-without-limits.yaml", &[Validator::PlatformRules]),
     ("values-wrong-type.yaml", &[Validator::HelmValues]),
     ("values-unknown-key.yaml", &[Validator::HelmValues]),
+    ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
 ];
 
 /// The chart whose values.schema.json the values fixtures exercise.
@@ -45,6 +47,7 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
             Ok(Outcome { checked: 1, failures })
         }
         Validator::PlatformRules => rules::check(&files),
+        Validator::Otelcol => Ok(Outcome { checked: 1, failures: otelcol::validate(v, &files)?.into_iter().collect() }),
         Validator::Yamllint => yamllint::check(v, &files),
         Validator::Kubeconform => kubeconform::check(v, &files),
         Validator::KubectlValidate => kubectl_validate::check(v, &files),

@@ -9,6 +9,7 @@ mod flux;
 mod helm;
 mod kubeconform;
 mod kubectl_validate;
+mod otelcol;
 mod rules;
 mod yamllint;
 
@@ -49,6 +50,7 @@ impl Outcome {
 /// Resolved tool paths and schemas, shared by every check.
 pub struct Validators {
     pub helm: PathBuf,
+    pub otelcol: PathBuf,
     pub kubeconform: PathBuf,
     pub kubectl_validate: PathBuf,
     pub yamllint: PathBuf,
@@ -70,6 +72,7 @@ impl Validators {
         };
         Ok(Self {
             helm: tools::locate(project, "helm")?,
+            otelcol: tools::locate(project, "otelcol")?,
             kubeconform: tools::locate(project, "kubeconform")?,
             kubectl_validate: tools::locate(project, "kubectl-validate")?,
             yamllint: tools::locate(project, "yamllint")?,
@@ -149,6 +152,7 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("kubectl-validate", "documents", kubectl_validate);
     report.line("platform rules", "documents", platform);
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
+    report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
     report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
 
