@@ -76,6 +76,20 @@ pub const GO_TOOLS: &[GoTool] = &[
         ldflags: "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v1.76.0",
     },
     GoTool {
+        name: "sops",
+        module: "github.com/getsops/sops/v3",
+        version: "v3.13.3",
+        package: "github.com/getsops/sops/v3/cmd/sops",
+        ldflags: "",
+    },
+    GoTool {
+        name: "age-keygen",
+        module: "filippo.io/age",
+        version: "v1.3.2",
+        package: "filippo.io/age/cmd/age-keygen",
+        ldflags: "-X main.Version=v1.3.2",
+    },
+    GoTool {
         name: "podinfo",
         module: "github.com/stefanprodan/podinfo",
         // The commit of podinfo 6.9.2 (pkg/version says so); used as an oracle only.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, rules, yamllint};
+use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, rules, secrets, yamllint};
 use crate::project::Project;
 
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +20,7 @@ enum Validator {
     HelmValues,
     PlatformRules,
     Otelcol,
+    Secrets,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -33,6 +34,7 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("values-wrong-type.yaml", &[Validator::HelmValues]),
     ("values-unknown-key.yaml", &[Validator::HelmValues]),
     ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
+    ("secret-plaintext.yaml", &[Validator::Secrets]),
 ];
 
 /// The chart whose values.schema.json the values fixtures exercise.
@@ -47,6 +49,7 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
             Ok(Outcome { checked: 1, failures })
         }
         Validator::PlatformRules => rules::check(&files),
+        Validator::Secrets => secrets::check(file, false),
         Validator::Otelcol => Ok(Outcome { checked: 1, failures: otelcol::validate(v, &files)?.into_iter().collect() }),
         Validator::Yamllint => yamllint::check(v, &files),
         Validator::Kubeconform => kubeconform::check(v, &files),

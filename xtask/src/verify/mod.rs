@@ -11,6 +11,7 @@ mod kubeconform;
 mod kubectl_validate;
 mod otelcol;
 mod rules;
+mod secrets;
 mod yamllint;
 
 use std::fs;
@@ -114,7 +115,24 @@ pub fn run(project: &Project) -> Result<()> {
             }
         }
     }
-    for (root, rendered) in render_kustomizations(project, &set.kustomizations, &out_dir, &mut report) {
+    let kustomized = render_kustomizations(project, &set.kustomizations, &out_dir, &mut report);
+    let mut secrets = Outcome::default();
+    // Every committed SOPS file (referenced or kept as an example), the plain
+    // manifests, and the kustomize renders (stripped of SOPS metadata).
+    let sops_files: Vec<PathBuf> =
+        yaml.iter().filter(|f| f.to_string_lossy().ends_with(".sops.yaml")).cloned().collect();
+    let repo_files = set.files.iter().chain(&sops_files).map(|f| (f, false));
+    for (file, strip) in repo_files.chain(kustomized.iter().map(|(_, rendered)| (rendered, true))) {
+        match secrets::check(file, strip) {
+            Ok(found) => {
+                secrets.checked += found.checked;
+                secrets.failures.extend(found.failures);
+            }
+            Err(err) => secrets.failures.push(format!("{err:#}")),
+        }
+    }
+    report.line("secrets in git", "Secrets (SOPS)", Ok(secrets));
+    for (root, rendered) in kustomized {
         let env = environment_of(project, &root);
         manifests.push((env.clone(), rendered.clone()));
         let releases = match flux::releases(project, &rendered) {
