@@ -1,12 +1,25 @@
+use std::time::Duration;
+
 use clap::Parser;
 use demo_app::config::Config;
 use demo_app::startup::{Application, shutdown_signal};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Time left to flush telemetry after the server has drained.
+const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    demo_app::telemetry::init_logging(&config.level);
+    // Two workers at least, whatever the CPU quota: OTLP export must never
+    // compete with requests for a single worker thread.
+    let workers = std::thread::available_parallelism().map_or(2, usize::from).max(2);
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let telemetry = demo_app::telemetry::init(&config.level)?;
     let app = Application::build(config).await?;
     tracing::info!(port = app.port(), metrics_port = app.metrics_port(), "demo-app listening");
-    app.run_until(shutdown_signal()).await
+    let result = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT).await;
+    result
 }

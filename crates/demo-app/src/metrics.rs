@@ -78,6 +78,11 @@ impl Default for Metrics {
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: VERSION.into(), commit: REVISION.into() }).set(1);
         registry.register("demo_app_build_info", "Version and commit of the running binary", build_info);
+        registry.register(
+            "telemetry_dropped",
+            "Spans, log records and metric streams that could not be exported over OTLP",
+            crate::telemetry::dropped::DROPPED.clone(),
+        );
         Self { registry, request_duration, requests, orders_created, orders_value_cents, checkout_duration }
     }
 }

@@ -69,7 +69,8 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then: readiness 503 at once, wait
     /// --drain-delay while still serving (load balancers notice), stop
-    /// accepting, give in-flight requests --server-shutdown-timeout.
+    /// accepting, give in-flight requests --server-shutdown-timeout. The
+    /// caller flushes telemetry afterwards (see main.rs).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, metrics_listener, state } = self;
         let config = state.config.clone();
@@ -110,7 +111,6 @@ impl Application {
                 tracing::warn!("in-flight requests did not finish within --server-shutdown-timeout")
             }
         }
-        crate::telemetry::flush();
         tracing::info!("shutdown complete");
         Ok(())
     }

@@ -43,12 +43,8 @@ async fn place_order(state: &AppState, request: &OrderRequest, key: &str) -> Res
         return super::orders::create(State(state.clone()), headers, Ok(Json(request.clone()))).await;
     };
     let url = format!("{origin}/api/orders");
-    let response = state
-        .http
-        .post(&url)
-        .header(IDEMPOTENCY_KEY, key)
-        .json(request)
-        .send()
+    let call = state.http.post(&url).header(IDEMPOTENCY_KEY, key).json(request);
+    let response = crate::telemetry::http::send(&state.http, call)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "backend_unreachable", format!("{url}: {e}")))?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -55,7 +55,7 @@ async fn call_backend(client: &reqwest::Client, url: &str, headers: &HeaderMap, 
             request = request.header(name, value);
         }
     }
-    match request.send().await {
+    match crate::telemetry::http::send(client, request).await {
         Err(err) => format!("backend {url} call failed {err}"),
         Ok(response) if response.status().as_u16() >= 400 => {
             format!("backend {url} response status code {}", response.status().as_u16())

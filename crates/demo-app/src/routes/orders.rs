@@ -91,11 +91,15 @@ pub async fn create(
     let order = body.map_err(json_error)?.0.validate()?;
     let (order, replayed) = match store(&state)?.create_order(&order, key.as_deref()).await? {
         Created::New(order) => {
+            tracing::info!(order.id = order.id, order.total_cents = order.total_cents, "order created");
             state.metrics.orders_created.inc();
             state.metrics.orders_value_cents.inc_by(u64::try_from(order.total_cents).unwrap_or(0));
             (order, false)
         }
-        Created::Replayed(order) => (order, true),
+        Created::Replayed(order) => {
+            tracing::info!(order.id = order.id, "order replayed for a retried idempotency key");
+            (order, true)
+        }
     };
     let location = HeaderValue::from_str(&format!("/api/orders/{}", order.id)).expect("digits are a valid header");
     let mut response = (StatusCode::CREATED, [(LOCATION, location)], Json(order)).into_response();

@@ -59,6 +59,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// `error.type` of a failed database span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::IdempotencyConflict => "idempotency_conflict",
+            StoreError::Overflow => "overflow",
+            StoreError::Other(_) => "database_error",
+        }
+    }
+}
+
 /// How long a request may wait for a pooled connection before the store
 /// reports `Unavailable`: short, so a dead database gives a fast 503 instead
 /// of a hung request.
@@ -76,17 +88,46 @@ pub enum Store {
 /// connection that went silent mid-query must not hold a request forever.
 pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Runs one store call inside a database client span (semantic-convention
+/// attributes), records `db.client.operation.duration`, and bounds it by
+/// OPERATION_TIMEOUT.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        tokio::time::timeout(OPERATION_TIMEOUT, async {
+    ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {{
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "db_client_operation",
+            otel.name = concat!($operation, " ", $collection),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+            db.system.name = $self.system(),
+            db.operation.name = $operation,
+            db.collection.name = $collection,
+        );
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(OPERATION_TIMEOUT, async {
             match $self {
                 Store::Sqlite($store) => $call,
                 Store::Postgres($store) => $call,
             }
         })
+        .instrument(span.clone())
         .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())))
-    };
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())));
+        if let Err(err) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", err.kind());
+        }
+        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(
+            started.elapsed().as_secs_f64(),
+            &[
+                opentelemetry::KeyValue::new("db.system.name", $self.system()),
+                opentelemetry::KeyValue::new("db.operation.name", $operation),
+                opentelemetry::KeyValue::new("db.collection.name", $collection),
+            ],
+        );
+        result
+    }};
 }
 
 impl Store {
@@ -112,32 +153,32 @@ impl Store {
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        dispatch!(self, s => s.ping().await)
+        dispatch!(self, "SELECT", "ping", s => s.ping().await)
     }
 
     pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
-        dispatch!(self, s => s.create_order(order, idempotency_key).await)
+        dispatch!(self, "INSERT", "orders", s => s.create_order(order, idempotency_key).await)
     }
 
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
-        dispatch!(self, s => s.get_order(id).await)
+        dispatch!(self, "SELECT", "orders", s => s.get_order(id).await)
     }
 
     /// Up to `limit` orders with `id > after`, by ascending id (keyset pagination).
     pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
-        dispatch!(self, s => s.list_orders(limit, after).await)
+        dispatch!(self, "SELECT", "orders", s => s.list_orders(limit, after).await)
     }
 
     pub async fn cache_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        dispatch!(self, s => s.cache_get(key).await)
+        dispatch!(self, "SELECT", "cache", s => s.cache_get(key).await)
     }
 
     pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        dispatch!(self, s => s.cache_set(key, value).await)
+        dispatch!(self, "UPSERT", "cache", s => s.cache_set(key, value).await)
     }
 
     /// True when the key existed.
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
-        dispatch!(self, s => s.cache_delete(key).await)
+        dispatch!(self, "DELETE", "cache", s => s.cache_delete(key).await)
     }
 }

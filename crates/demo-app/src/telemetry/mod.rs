@@ -1,0 +1,157 @@
+//! Logs, traces and metrics. JSON log lines always go to stdout; with an
+//! OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT, the standard
+//! variables), traces, metrics and logs are also exported over OTLP.
+//!
+//! Export never sits in the request path: batch processors run on their own
+//! threads with bounded queues, failures are counted in
+//! `telemetry_dropped_total`, and a Collector that is down costs requests
+//! nothing. The tonic exporters are built inside the Tokio runtime (their
+//! channels need it), and the service runs on a multi-thread runtime.
+
+pub mod dropped;
+pub mod http;
+pub mod instruments;
+mod settings;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use opentelemetry::global;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use settings::{Protocol, Settings};
+
+/// How often metrics are pushed over OTLP.
+const METRIC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Crates whose own logs must never be exported over OTLP: exporting them
+/// would produce more of them, in a loop.
+const EXPORTER_TARGETS: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "reqwest", "tower"];
+
+/// Keeps the providers alive; `shutdown` flushes them.
+#[derive(Default)]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+    logger: Option<SdkLoggerProvider>,
+}
+
+/// Installs the global subscriber. Call once, inside the Tokio runtime.
+pub fn init(level: &str) -> anyhow::Result<Telemetry> {
+    let vars: HashMap<String, String> = std::env::vars().collect();
+    let instance_id = hex::encode(rand::random::<[u8; 8]>());
+    let settings = Settings::from_env(&vars, &instance_id).map_err(anyhow::Error::msg)?;
+    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,h2=warn,tower=warn,hyper=warn,tonic=warn")));
+    let json = tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false);
+
+    let Some(endpoint) = settings.endpoint.clone() else {
+        let _ = tracing_subscriber::registry().with(filter).with(json).try_init();
+        return Ok(Telemetry::default());
+    };
+    let resource = Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
+        .build();
+    let tracer = SdkTracerProvider::builder()
+        .with_batch_exporter(dropped::CountingSpanExporter(span_exporter(&settings, &endpoint)?))
+        .with_resource(resource.clone())
+        .build();
+    let meter = SdkMeterProvider::builder()
+        .with_reader(
+            PeriodicReader::builder(dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint)?))
+                .with_interval(METRIC_INTERVAL)
+                .build(),
+        )
+        .with_resource(resource.clone())
+        .build();
+    let logger = SdkLoggerProvider::builder()
+        .with_batch_exporter(dropped::CountingLogExporter(log_exporter(&settings, &endpoint)?))
+        .with_resource(resource)
+        .build();
+    global::set_tracer_provider(tracer.clone());
+    global::set_meter_provider(meter.clone());
+
+    let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
+    let traces = tracing_opentelemetry::layer().with_tracer(tracer.tracer("demo-app"));
+    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter);
+    tracing_subscriber::registry().with(filter).with(json).with(traces).with(logs).try_init().ok();
+    tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
+    Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger) })
+}
+
+/// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a path per signal.
+fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
+    match settings.protocol {
+        Protocol::Grpc => endpoint.to_string(),
+        Protocol::HttpProtobuf => format!("{}/{path}", endpoint.trim_end_matches('/')),
+    }
+}
+
+fn span_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<SpanExporter> {
+    let url = signal_endpoint(settings, endpoint, "v1/traces");
+    let built = match settings.protocol {
+        Protocol::Grpc => SpanExporter::builder().with_tonic().with_endpoint(url).build(),
+        Protocol::HttpProtobuf => SpanExporter::builder().with_http().with_endpoint(url).build(),
+    };
+    built.context("cannot build the OTLP span exporter")
+}
+
+fn metric_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<MetricExporter> {
+    let url = signal_endpoint(settings, endpoint, "v1/metrics");
+    let built = match settings.protocol {
+        Protocol::Grpc => MetricExporter::builder().with_tonic().with_endpoint(url).build(),
+        Protocol::HttpProtobuf => MetricExporter::builder().with_http().with_endpoint(url).build(),
+    };
+    built.context("cannot build the OTLP metric exporter")
+}
+
+fn log_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<LogExporter> {
+    let url = signal_endpoint(settings, endpoint, "v1/logs");
+    let built = match settings.protocol {
+        Protocol::Grpc => LogExporter::builder().with_tonic().with_endpoint(url).build(),
+        Protocol::HttpProtobuf => LogExporter::builder().with_http().with_endpoint(url).build(),
+    };
+    built.context("cannot build the OTLP log exporter")
+}
+
+impl Telemetry {
+    /// Flushes and stops the exporters, bounded by `timeout` so a Collector
+    /// that is down cannot hold the process past its grace period.
+    pub async fn shutdown(self, timeout: Duration) {
+        if self.tracer.is_none() {
+            return;
+        }
+        let flush = tokio::task::spawn_blocking(move || {
+            if let Some(tracer) = self.tracer {
+                let _ = tracer.shutdown_with_timeout(timeout);
+            }
+            if let Some(meter) = self.meter {
+                let _ = meter.shutdown_with_timeout(timeout);
+            }
+            if let Some(logger) = self.logger {
+                let _ = logger.shutdown_with_timeout(timeout);
+            }
+        });
+        if tokio::time::timeout(timeout, flush).await.is_err() {
+            eprintln!("telemetry flush did not finish within {timeout:?}; some telemetry was lost");
+        }
+    }
+}

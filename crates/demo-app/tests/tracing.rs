@@ -1,0 +1,76 @@
+//! One checkout through frontend → backend produces one trace: the frontend
+//! server span, its client span, the backend server span and the database
+//! span, each the parent of the next, with semantic-convention attributes.
+//! Spans go to the SDK's in-memory exporter (the OTLP path is covered by
+//! `cargo xtask e2e`).
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use opentelemetry::global;
+use opentelemetry::trace::{SpanKind, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::layer::SubscriberExt;
+
+use demo_app::config::Role;
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_is_one_trace_across_both_services() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let backend = helpers::spawn_app_with(|c| c.role = Role::Backend).await;
+    let frontend = helpers::spawn_app_with(|c| {
+        c.role = Role::Frontend;
+        c.backend_urls = vec![backend.url("")];
+    })
+    .await;
+    let order = serde_json::json!({"sku": "traced", "quantity": 2, "unit_price_cents": 50});
+    assert_eq!(frontend.post_json("/api/checkout", &order).await.status(), 201);
+    assert_eq!(frontend.get("/status/503").await.status(), 503);
+    let _ = provider.force_flush();
+    let spans = exporter.get_finished_spans().unwrap();
+
+    let named = |name: &str, kind: SpanKind| {
+        spans.iter().find(|s| s.name == name && s.span_kind == kind).unwrap_or_else(|| {
+            let all: Vec<_> = spans.iter().map(|s| (s.name.to_string(), s.span_kind.clone())).collect();
+            panic!("no {kind:?} span {name:?} in {all:?}")
+        })
+    };
+    let checkout = named("POST /api/checkout", SpanKind::Server);
+    let client = named("POST", SpanKind::Client);
+    let orders = named("POST /api/orders", SpanKind::Server);
+    let insert = named("INSERT orders", SpanKind::Client);
+    let trace = checkout.span_context.trace_id();
+    for span in [client, orders, insert] {
+        assert_eq!(span.span_context.trace_id(), trace, "{} is in another trace", span.name);
+    }
+    assert_eq!(client.parent_span_id, checkout.span_context.span_id());
+    assert_eq!(orders.parent_span_id, client.span_context.span_id(), "context crossed the HTTP call");
+    assert_eq!(insert.parent_span_id, orders.span_context.span_id());
+
+    assert_eq!(attribute(checkout, "http.request.method").as_deref(), Some("POST"));
+    assert_eq!(attribute(checkout, "http.route").as_deref(), Some("/api/checkout"));
+    assert_eq!(attribute(checkout, "http.response.status_code").as_deref(), Some("201"));
+    assert_eq!(attribute(checkout, "url.scheme").as_deref(), Some("http"));
+    assert!(attribute(checkout, "client.address").is_some());
+    assert_eq!(attribute(checkout, "network.protocol.version").as_deref(), Some("1.1"));
+    assert_eq!(attribute(insert, "db.system.name").as_deref(), Some("sqlite"));
+    assert_eq!(attribute(insert, "db.operation.name").as_deref(), Some("INSERT"));
+    assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("orders"));
+
+    let failed = named("GET /status/{code}", SpanKind::Server);
+    assert_eq!(failed.status, opentelemetry::trace::Status::error(""), "5xx marks the span as an error");
+    assert!(failed.events.iter().any(|e| e.name == "exception"), "an exception event on 5xx");
+}
