@@ -9,6 +9,7 @@ mod flux;
 mod helm;
 mod kubeconform;
 mod kubectl_validate;
+mod kyverno;
 mod otelcol;
 mod rules;
 mod secrets;
@@ -169,6 +170,10 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("kubeconform", "documents", kubeconform);
     report.line("kubectl-validate", "documents", kubectl_validate);
     report.line("platform rules", "documents", platform);
+    let kyverno_cli = tools::locate(project, "kyverno")?;
+    let policies = project.root.join("deploy/policies");
+    report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
+    report.line("kyverno apply", "results", kyverno::apply(&kyverno_cli, &policies, &manifests));
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
