@@ -1,7 +1,7 @@
 # Thin aliases: the logic lives in `cargo xtask` (xtask/).
 CARGO ?= cargo
 
-.PHONY: tools verify test run bench lint
+.PHONY: tools verify test run bench stack e2e
 
 ## Build or install every pinned external tool into the cache.
 tools:
@@ -22,3 +22,11 @@ run:
 ## Benchmarks (filled by the benchmark work).
 bench:
 	$(CARGO) xtask bench
+
+## The local observability stack (Collector, Jaeger, Prometheus, demo-app) until Ctrl-C.
+stack:
+	$(CARGO) xtask stack
+
+## End-to-end test of traces, metrics and logs across frontend and backend.
+e2e:
+	$(CARGO) xtask e2e

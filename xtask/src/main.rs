@@ -7,6 +7,7 @@ mod pipeline;
 mod project;
 mod run;
 mod schemas;
+mod stack;
 mod tools;
 mod verify;
 
@@ -31,13 +32,19 @@ enum Command {
     },
     /// Validate every manifest, workflow and negative fixture with the upstream tools.
     Verify,
-    /// The full gate: tools, fmt, clippy, tests, verify (what CI runs).
+    /// The full gate: tools, fmt, clippy, tests, verify, e2e (what CI runs).
     Test,
     /// demo-app locally (role all, SQLite in ./.data); extra flags pass through.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The local observability stack (Collector, Jaeger, Prometheus, demo-app backend and frontend) until Ctrl-C.
+    Stack,
+    /// End-to-end test of the observability pipeline on a stack with free ports.
+    E2e,
+    /// Benchmarks against podinfo, a Python baseline and bare hyper (not built yet).
+    Bench,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +56,8 @@ fn main() -> anyhow::Result<()> {
         Command::Verify => verify::run(&project),
         Command::Test => pipeline::run(&project),
         Command::Run { args } => run::run(&project, &args),
+        Command::Stack => stack::run(&project),
+        Command::E2e => stack::e2e::run(&project),
+        Command::Bench => anyhow::bail!("`make bench` is not implemented yet: the benchmark harness is issue 10"),
     }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask test` (`make test`): the whole gate, in the order that fails
-//! fastest, with the time of each step.
+//! fastest, with the time of each step: tools, fmt, clippy, tests, verify,
+//! and the end-to-end telemetry test on a local stack.
 
 use std::process::Command;
 use std::time::Instant;
@@ -19,6 +20,7 @@ pub fn run(project: &Project) -> Result<()> {
     })?;
     step("cargo test", || cargo_cmd(project, &cargo, &["test", "--workspace", "--locked"]))?;
     step("verify", || verify::run(project))?;
+    step("e2e", || crate::stack::e2e::run(project))?;
     println!("==> make test passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -1,0 +1,159 @@
+//! demo-app in the stack: built with the workspace's cargo, started as
+//! `backend` (SQLite in the run folder) and `frontend` (checkout through the
+//! backend), exporting OTLP to the Collector through the standard variables.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::http;
+use super::ports::Ports;
+use crate::cmd;
+use crate::project::Project;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Backend,
+    Frontend,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Backend => "backend",
+            Role::Frontend => "frontend",
+        }
+    }
+
+    /// `OTEL_SERVICE_NAME`, also the child's name in the supervisor.
+    pub fn service_name(self) -> &'static str {
+        match self {
+            Role::Backend => super::BACKEND,
+            Role::Frontend => super::FRONTEND,
+        }
+    }
+
+    pub fn port(self, ports: &Ports) -> u16 {
+        match self {
+            Role::Backend => ports.backend,
+            Role::Frontend => ports.frontend,
+        }
+    }
+
+    pub fn metrics_port(self, ports: &Ports) -> u16 {
+        match self {
+            Role::Backend => ports.backend_metrics,
+            Role::Frontend => ports.frontend_metrics,
+        }
+    }
+}
+
+/// `cargo build -p demo-app` (debug: `cargo test` has built it already in
+/// `make test`, so this is a no-op there, and a release build with LTO would
+/// add minutes for a test that compares latencies only with each other).
+/// The binary's path comes from cargo's own report, so CARGO_TARGET_DIR and
+/// any `build.target-dir` are respected.
+pub fn build(project: &Project) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&project.root)
+        .args(["build", "--package", "demo-app", "--bin", "demo-app", "--message-format=json-render-diagnostics"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!("building demo-app: {}", cmd::display(&build));
+    let mut child = build.spawn().with_context(|| format!("cannot start `{}`", cmd::display(&build)))?;
+    let mut executable = None;
+    for line in std::io::BufReader::new(child.stdout.take().context("no stdout")?).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line?) else { continue };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "demo-app"
+            && let Some(path) = message["executable"].as_str()
+        {
+            executable = Some(PathBuf::from(path));
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", cmd::display(&build));
+    }
+    executable.context("cargo reported no demo-app executable")
+}
+
+pub fn command(binary: &Path, role: Role, ports: &Ports, dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary);
+    super::clean_env(&mut cmd);
+    let data = dir.join(role.as_str());
+    cmd.args(["--role", role.as_str(), "--host", "127.0.0.1", "--insecure-dev"])
+        .args(["--port", &role.port(ports).to_string(), "--port-metrics", &role.metrics_port(ports).to_string()])
+        .arg("--data-path")
+        .arg(&data);
+    if role == Role::Frontend {
+        cmd.args(["--backend-url", &format!("http://127.0.0.1:{}", ports.backend)]);
+    }
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", ports.otlp_grpc))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_SERVICE_NAME", role.service_name())
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=local");
+    for (name, value) in extra_env {
+        cmd.env(name, value);
+    }
+    // The data folder must exist for SQLite; create it now rather than fail
+    // on a missing parent in the child.
+    let _ = std::fs::create_dir_all(&data);
+    cmd
+}
+
+/// Ready when `/readyz` answers 200 (the backend's includes a database ping).
+pub fn ready(ports: &Ports, role: Role) -> Result<Option<()>> {
+    let response = http::get(role.port(ports), "/readyz")?;
+    if response.status == 200 { Ok(Some(())) } else { bail!("/readyz answered {}", response.status) }
+}
+
+/// A W3C trace id (32 hex) and parent span id (16 hex), unique per call.
+pub fn new_trace_context() -> (String, String) {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let seed = format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let digest = Sha256::digest(seed.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    (hex[..32].to_string(), hex[32..48].to_string())
+}
+
+pub struct Checkout {
+    pub status: u16,
+    pub took: Duration,
+    pub body: String,
+}
+
+/// `POST /api/checkout` on the frontend, continuing the trace `trace_id` (so
+/// the test knows which trace to look for in Jaeger and in the logs).
+pub fn checkout(ports: &Ports, trace_id: &str, parent_span: &str, sku: &str) -> Result<Checkout> {
+    let traceparent = format!("00-{trace_id}-{parent_span}-01");
+    let body = json!({ "sku": sku, "quantity": 2, "unit_price_cents": 1250 });
+    let started = Instant::now();
+    let response = http::post_json(ports.frontend, "/api/checkout", &[("traceparent", &traceparent)], &body)?;
+    Ok(Checkout { status: response.status, took: started.elapsed(), body: response.text() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_contexts_are_w3c_shaped_and_unique() {
+        let (a, span) = new_trace_context();
+        let (b, _) = new_trace_context();
+        assert_eq!((a.len(), span.len()), (32, 16));
+        assert!(a.bytes().chain(span.bytes()).all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+}
