@@ -8,6 +8,7 @@ pub mod api_error;
 pub mod config;
 pub mod faults;
 pub mod metrics;
+pub mod process_metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;

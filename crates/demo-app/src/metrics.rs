@@ -78,6 +78,7 @@ impl Default for Metrics {
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: VERSION.into(), commit: REVISION.into() }).set(1);
         registry.register("demo_app_build_info", "Version and commit of the running binary", build_info);
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         registry.register(
             "telemetry_dropped",
             "Spans, log records and metric streams that could not be exported over OTLP",
@@ -155,7 +156,13 @@ mod tests {
         metrics.requests.get_or_create(&StatusLabels { status: "200".into() }).inc();
         metrics.orders_created.inc();
         let text = metrics.encode();
-        for name in ["http_requests_total{status=\"200\"} 1", "orders_created_total 1", "demo_app_build_info{"] {
+        for name in [
+            "http_requests_total{status=\"200\"} 1",
+            "orders_created_total 1",
+            "demo_app_build_info{",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+        ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
     }
