@@ -32,6 +32,11 @@ enum Command {
     },
     /// Validate every manifest, workflow and negative fixture with the upstream tools.
     Verify,
+    /// Kyverno policies: the compliance report.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// The full gate: tools, fmt, clippy, tests, verify, e2e (what CI runs).
     Test,
     /// demo-app locally (role all, SQLite in ./.data); extra flags pass through.
@@ -47,6 +52,19 @@ enum Command {
     Bench,
 }
 
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Every policy on every rendered environment: resources, results and
+    /// compliance per environment, as Markdown and JSON (PolicyReport-shaped)
+    /// in ~/.cache/demo-platform/verify/report/.
+    Report {
+        /// Report on the policies' own test resources (which fail on purpose)
+        /// instead, in verify/report/fixtures/; exits 0 when they show failures.
+        #[arg(long)]
+        fixtures: bool,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let project = Project::discover()?;
@@ -54,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tools { check: true } => tools::check(&project),
         Command::Tools { check: false } => tools::install_all(&project),
         Command::Verify => verify::run(&project),
+        Command::Policy { action: PolicyAction::Report { fixtures } } => verify::compliance::run(&project, fixtures),
         Command::Test => pipeline::run(&project),
         Command::Run { args } => run::run(&project, &args),
         Command::Stack => stack::run(&project),

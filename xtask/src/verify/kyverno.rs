@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Outcome, rules};
+use super::{Outcome, compliance, rules};
 use crate::cmd;
 
 /// Kinds the policies read with `resource.get()`/`resource.list()`. The CLI
@@ -72,7 +72,12 @@ pub fn test_policies(kyverno: &Path, policies_dir: &Path) -> Result<Outcome> {
 /// rendered `manifests`, one run per environment label. `checked` counts the
 /// policy results; every result other than pass or skip, in Audit as in
 /// Deny mode, is a failure: our own manifests must comply with everything.
-pub fn apply(kyverno: &Path, policies_dir: &Path, manifests: &[(String, PathBuf)]) -> Result<Outcome> {
+/// The same results, per environment, make the compliance report.
+pub fn apply(
+    kyverno: &Path,
+    policies_dir: &Path,
+    manifests: &[(String, PathBuf)],
+) -> Result<(Outcome, Vec<compliance::Environment>)> {
     let policies = Policies::load(policies_dir)?;
     if policies.files.is_empty() {
         bail!("{}: its kustomization lists no policy that can be applied offline", policies_dir.display());
@@ -82,7 +87,7 @@ pub fn apply(kyverno: &Path, policies_dir: &Path, manifests: &[(String, PathBuf)
         environments.entry(env.as_str()).or_default().push(file.as_path());
     }
     let scratch = std::env::temp_dir().join(format!("xtask-kyverno-{}", std::process::id()));
-    let results: Vec<Result<Outcome>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Outcome, compliance::Environment)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = environments
             .iter()
             .enumerate()
@@ -99,12 +104,14 @@ pub fn apply(kyverno: &Path, policies_dir: &Path, manifests: &[(String, PathBuf)
     });
     let _ = fs::remove_dir_all(&scratch);
     let mut outcome = Outcome::default();
+    let mut report = Vec::new();
     for result in results {
-        let env = result?;
+        let (env, found) = result?;
         outcome.checked += env.checked;
         outcome.failures.extend(env.failures);
+        report.push(found);
     }
-    Ok(outcome)
+    Ok((outcome, report))
 }
 
 // ---------------------------------------------------------------------------
@@ -404,7 +411,14 @@ impl Index {
     }
 }
 
-fn apply_environment(kyverno: &Path, policies: &Policies, env: &str, files: &[&Path], dir: &Path) -> Result<Outcome> {
+fn apply_environment(
+    kyverno: &Path,
+    policies: &Policies,
+    env: &str,
+    files: &[&Path],
+    dir: &Path,
+) -> Result<(Outcome, compliance::Environment)> {
+    let mut found = compliance::Environment { name: env.to_string(), results: Vec::new() };
     let mut index = Index::default();
     let mut namespaces = Vec::new();
     let mut context = placeholders();
@@ -426,7 +440,7 @@ fn apply_environment(kyverno: &Path, policies: &Policies, env: &str, files: &[&P
         }
     }
     if evaluated.is_empty() {
-        return Ok(Outcome::default());
+        return Ok((Outcome::default(), found));
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let resources_file = dir.join("resources.yaml");
@@ -480,7 +494,8 @@ fn apply_environment(kyverno: &Path, policies: &Policies, env: &str, files: &[&P
             cmd::tail(&output.stderr, &output.stdout, 20)
         ));
     }
-    Ok(outcome)
+    found.results = report.results.iter().map(|r| r.entry(&index)).collect();
+    Ok((outcome, found))
 }
 
 /// The `--policy-report` JSON (an openreports.io ClusterReport).
@@ -509,6 +524,8 @@ struct ReportResult {
 
 #[derive(Debug, Deserialize)]
 struct ResourceRef {
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
     #[serde(default)]
     kind: String,
     #[serde(default)]
@@ -518,13 +535,47 @@ struct ResourceRef {
 }
 
 impl ReportResult {
-    fn describe(&self, env: &str, index: &Index) -> String {
-        // CEL policies have no rules: name the failing validation instead.
-        let rule = match (self.rule.as_str(), self.properties.get("cel.validationIndex")) {
-            ("", Some(i)) => format!(", validation {i}"),
+    /// The rule as `describe` names it: CEL policies have no rules, so the
+    /// failing validation instead; nothing when it repeats the policy.
+    fn rule_name(&self) -> String {
+        match (self.rule.as_str(), self.properties.get("cel.validationIndex")) {
+            ("", Some(i)) => format!("validation {i}"),
             ("", None) => String::new(),
             (rule, _) if rule == self.policy => String::new(),
-            (rule, _) => format!(", rule {rule}"),
+            (rule, _) => format!("rule {rule}"),
+        }
+    }
+
+    /// The result for the compliance report, with the file of its first
+    /// resource.
+    fn entry(&self, index: &Index) -> compliance::Entry {
+        compliance::Entry {
+            policy: self.policy.clone(),
+            rule: self.rule_name(),
+            result: self.result.clone(),
+            message: self.message.clone(),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| compliance::Resource {
+                    api_version: r.api_version.clone(),
+                    kind: r.kind.clone(),
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                })
+                .collect(),
+            file: self
+                .resources
+                .iter()
+                .find_map(|r| index.file(&r.kind, &r.namespace, &r.name))
+                .map(|f| f.display().to_string()),
+        }
+    }
+
+    fn describe(&self, env: &str, index: &Index) -> String {
+        let rule = match self.rule_name() {
+            rule if rule.is_empty() => rule,
+            rule => format!(", {rule}"),
         };
         let resources: Vec<String> = self
             .resources
@@ -665,6 +716,14 @@ Generation completed successfully.{"kind":"ClusterReport","apiVersion":"openrepo
              label(s) required on the pod (or pod template): app.kubernetes.io/version"
         );
         assert_eq!(index.file("Pod", "default", "ok"), Some(Path::new("rendered/pod.yaml")));
+        let entry = report.results[0].entry(&index);
+        assert_eq!(
+            (entry.policy.as_str(), entry.rule.as_str(), entry.result.as_str()),
+            ("require-labels", "validation 0", "fail")
+        );
+        assert_eq!(entry.resources[0].api_version, "apps/v1");
+        assert_eq!(entry.file.as_deref(), Some("rendered/shop.yaml"));
+        assert_eq!(report.results[1].entry(&index).file.as_deref(), Some("rendered/pod.yaml"));
         assert!(parse_report("Error: no policies\n").unwrap().is_none());
         assert!(parse_report("{\"kind\":\"ClusterReport\",\"summary\":").is_err());
     }

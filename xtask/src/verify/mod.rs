@@ -3,6 +3,7 @@
 //! fixtures to prove those validators still reject bad input.
 
 mod actionlint;
+pub mod compliance;
 mod files;
 mod fixtures;
 mod flux;
@@ -105,17 +106,7 @@ pub fn run(project: &Project) -> Result<()> {
     // Everything Kubernetes will see, with the environment it belongs to.
     let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
     let charts = helm::charts(&project.root)?;
-    for chart in &charts {
-        report.line(&format!("helm lint {}", chart.name), "values sets", helm::lint(&v, chart));
-        for (env, values) in &chart.environments {
-            let out = out_dir.join(format!("chart-{}-{env}.yaml", chart.name));
-            let namespace = format!("{}-{env}", chart.name);
-            match helm::template(&v, &chart.dir, &chart.name, &namespace, std::slice::from_ref(values), true, &out) {
-                Ok(()) => manifests.push((format!("chart {env}"), out)),
-                Err(err) => report.fail(&format!("helm template {env}"), format!("{err:#}")),
-            }
-        }
-    }
+    render_charts(&v, &charts, &out_dir, true, &mut manifests, &mut report);
     let kustomized = render_kustomizations(project, &set.kustomizations, &out_dir, &mut report);
     let mut secrets = Outcome::default();
     // Every committed SOPS file (referenced or kept as an example), the plain
@@ -133,27 +124,7 @@ pub fn run(project: &Project) -> Result<()> {
         }
     }
     report.line("secrets in git", "Secrets (SOPS)", Ok(secrets));
-    for (root, rendered) in kustomized {
-        let env = environment_of(project, &root);
-        manifests.push((env.clone(), rendered.clone()));
-        let releases = match flux::releases(project, &rendered) {
-            Ok(releases) => releases,
-            Err(err) => {
-                report.fail(&format!("flux {env}"), format!("{err:#}"));
-                continue;
-            }
-        };
-        for release in releases {
-            let label = format!("flux-{}-{}", flat_name(project.rel(&root)), release.name);
-            match flux::render(&v, &release, &label, &out_dir) {
-                Ok(out) => manifests.push((env.clone(), out)),
-                Err(err) => report.fail(&format!("flux {env}"), format!("{err:#}")),
-            }
-            if let Some(drift) = values_drift(&charts, &release, &env)? {
-                report.fail("values drift", drift);
-            }
-        }
-    }
+    render_flux(project, &v, &charts, kustomized, &out_dir, &mut manifests, &mut report)?;
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",
         "manifests found",
@@ -173,7 +144,14 @@ pub fn run(project: &Project) -> Result<()> {
     let kyverno_cli = tools::locate(project, "kyverno")?;
     let policies = project.root.join("deploy/policies");
     report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
-    report.line("kyverno apply", "results", kyverno::apply(&kyverno_cli, &policies, &manifests));
+    let (applied, environments) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
+    report.line("kyverno apply", "results", applied);
+    let compliance_dir = project.cache.join("verify/report");
+    report.line(
+        "compliance report",
+        "environments",
+        compliance::write(&compliance_dir, "Compliance report", &environments),
+    );
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
@@ -181,6 +159,89 @@ pub fn run(project: &Project) -> Result<()> {
 
     if report.failed > 0 {
         bail!("verify: {} failure(s) above", report.failed);
+    }
+    Ok(())
+}
+
+/// Everything Kubernetes will see, with the environment it belongs to, as
+/// `run` renders it into `<cache>/verify/rendered` (without its checks):
+/// what `cargo xtask policy report` gives Kyverno. Fails if anything cannot
+/// be rendered.
+pub fn render_environments(project: &Project) -> Result<Vec<(String, PathBuf)>> {
+    let v = Validators::new(project)?;
+    let out_dir = project.cache.join("verify/rendered");
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir)?;
+    let yaml = files::yaml_files(&project.root)?;
+    let set = files::manifests(&project.root, &yaml)?;
+    let mut report = Report::default();
+    let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
+    let charts = helm::charts(&project.root)?;
+    render_charts(&v, &charts, &out_dir, false, &mut manifests, &mut report);
+    let kustomized = render_kustomizations(project, &set.kustomizations, &out_dir, &mut report);
+    render_flux(project, &v, &charts, kustomized, &out_dir, &mut manifests, &mut report)?;
+    if report.failed > 0 {
+        bail!("rendering: {} failure(s) above", report.failed);
+    }
+    Ok(manifests)
+}
+
+/// `helm template` of each chart per environment (after `helm lint` when
+/// `lint`), into `out_dir`.
+fn render_charts(
+    v: &Validators,
+    charts: &[helm::Chart],
+    out_dir: &Path,
+    lint: bool,
+    manifests: &mut Vec<(String, PathBuf)>,
+    report: &mut Report,
+) {
+    for chart in charts {
+        if lint {
+            report.line(&format!("helm lint {}", chart.name), "values sets", helm::lint(v, chart));
+        }
+        for (env, values) in &chart.environments {
+            let out = out_dir.join(format!("chart-{}-{env}.yaml", chart.name));
+            let namespace = format!("{}-{env}", chart.name);
+            match helm::template(v, &chart.dir, &chart.name, &namespace, std::slice::from_ref(values), true, &out) {
+                Ok(()) => manifests.push((format!("chart {env}"), out)),
+                Err(err) => report.fail(&format!("helm template {env}"), format!("{err:#}")),
+            }
+        }
+    }
+}
+
+/// Each kustomize render, then what Flux would render from its
+/// HelmReleases, with the environment of the kustomization.
+fn render_flux(
+    project: &Project,
+    v: &Validators,
+    charts: &[helm::Chart],
+    kustomized: Vec<(PathBuf, PathBuf)>,
+    out_dir: &Path,
+    manifests: &mut Vec<(String, PathBuf)>,
+    report: &mut Report,
+) -> Result<()> {
+    for (root, rendered) in kustomized {
+        let env = environment_of(project, &root);
+        manifests.push((env.clone(), rendered.clone()));
+        let releases = match flux::releases(project, &rendered) {
+            Ok(releases) => releases,
+            Err(err) => {
+                report.fail(&format!("flux {env}"), format!("{err:#}"));
+                continue;
+            }
+        };
+        for release in releases {
+            let label = format!("flux-{}-{}", flat_name(project.rel(&root)), release.name);
+            match flux::render(v, &release, &label, out_dir) {
+                Ok(out) => manifests.push((env.clone(), out)),
+                Err(err) => report.fail(&format!("flux {env}"), format!("{err:#}")),
+            }
+            if let Some(drift) = values_drift(charts, &release, &env)? {
+                report.fail("values drift", drift);
+            }
+        }
     }
     Ok(())
 }
