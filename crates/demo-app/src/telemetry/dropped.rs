@@ -32,11 +32,12 @@ pub fn count(signal: &'static str, items: usize) {
 }
 
 #[derive(Debug)]
-pub struct CountingSpanExporter<E>(pub E);
+pub struct CountingSpanExporter<E>(pub E, pub super::admission::Queue);
 
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let size = batch.len();
+        self.1.exported(size);
         let result = self.0.export(batch).await;
         if result.is_err() {
             count("traces", size);
@@ -58,11 +59,12 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 }
 
 #[derive(Debug)]
-pub struct CountingLogExporter<E>(pub E);
+pub struct CountingLogExporter<E>(pub E, pub super::admission::Queue);
 
 impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let size = batch.iter().count();
+        self.1.exported(size);
         let result = self.0.export(batch).await;
         if result.is_err() {
             count("logs", size);

@@ -3,11 +3,12 @@
 //! variables), traces, metrics and logs are also exported over OTLP.
 //!
 //! Export never sits in the request path: batch processors run on their own
-//! threads with bounded queues, failures are counted in
-//! `telemetry_dropped_total`, and a Collector that is down costs requests
-//! nothing. The tonic exporters are built inside the Tokio runtime (their
+//! threads with bounded queues; what does not fit in a queue or fails to
+//! export is counted in `telemetry_dropped_total` (see `admission.rs` and
+//! `dropped.rs`), and a Collector that is down costs requests nothing. The tonic exporters are built inside the Tokio runtime (their
 //! channels need it), and the service runs on a multi-thread runtime.
 
+mod admission;
 pub mod dropped;
 pub mod http;
 pub mod instruments;
@@ -23,10 +24,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -49,29 +50,38 @@ pub struct Telemetry {
     logger: Option<SdkLoggerProvider>,
 }
 
-/// Installs the global subscriber. Call once, inside the Tokio runtime.
+/// Installs the global subscriber from the process environment. Call once,
+/// inside the Tokio runtime.
 pub fn init(level: &str) -> anyhow::Result<Telemetry> {
-    let vars: HashMap<String, String> = std::env::vars().collect();
+    init_from(level, &std::env::vars().collect())
+}
+
+/// `init` with the variables given explicitly (tests).
+pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<Telemetry> {
     let instance_id = hex::encode(rand::random::<[u8; 8]>());
-    let settings = Settings::from_env(&vars, &instance_id).map_err(anyhow::Error::msg)?;
+    let settings = Settings::from_env(vars, &instance_id).map_err(anyhow::Error::msg)?;
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,h2=warn,tower=warn,hyper=warn,tonic=warn")));
     let json = tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false);
 
     let Some(endpoint) = settings.endpoint.clone() else {
-        let _ = tracing_subscriber::registry().with(filter).with(json).try_init();
+        let _ = tracing_subscriber::registry().with(json.with_filter(log_filter(level))).try_init();
         return Ok(Telemetry::default());
     };
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
         .build();
+    let span_queue = admission::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
+        span_exporter(&settings, &endpoint)?,
+        span_queue.clone(),
+    ))
+    .build();
     let tracer = SdkTracerProvider::builder()
-        .with_batch_exporter(dropped::CountingSpanExporter(span_exporter(&settings, &endpoint)?))
+        .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })
         .with_resource(resource.clone())
         .build();
     let meter = SdkMeterProvider::builder()
@@ -82,19 +92,42 @@ pub fn init(level: &str) -> anyhow::Result<Telemetry> {
         )
         .with_resource(resource.clone())
         .build();
+    let log_queue = admission::Queue::from_env("OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
+    let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
+        log_exporter(&settings, &endpoint)?,
+        log_queue.clone(),
+    ))
+    .build();
     let logger = SdkLoggerProvider::builder()
-        .with_batch_exporter(dropped::CountingLogExporter(log_exporter(&settings, &endpoint)?))
+        .with_log_processor(admission::LogAdmission { inner: records, queue: log_queue })
         .with_resource(resource)
         .build();
     global::set_tracer_provider(tracer.clone());
     global::set_meter_provider(meter.clone());
 
+    // The log level filters logs only: spans are recorded at INFO whatever
+    // --level says, so `--level warn` does not switch tracing off.
+    let traces = tracing_opentelemetry::layer().with_tracer(tracer.tracer("demo-app")).with_filter(span_filter());
     let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
-    let traces = tracing_opentelemetry::layer().with_tracer(tracer.tracer("demo-app"));
-    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter);
-    tracing_subscriber::registry().with(filter).with(json).with(traces).with(logs).try_init().ok();
+    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter).with_filter(log_filter(level));
+    tracing_subscriber::registry().with(json.with_filter(log_filter(level))).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger) })
+}
+
+/// `--level` (or RUST_LOG), with the chatty transport crates held at warn.
+fn log_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,h2=warn,tower=warn,hyper=warn,tonic=warn")))
+}
+
+/// Spans of this service at INFO and above; none from the exporter's own stack.
+fn span_filter() -> tracing_subscriber::filter::Targets {
+    EXPORTER_TARGETS
+        .iter()
+        .fold(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO), |targets, t| {
+            targets.with_target(*t, tracing_subscriber::filter::LevelFilter::OFF)
+        })
 }
 
 /// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a path per signal.
