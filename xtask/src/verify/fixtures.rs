@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, rules, secrets, yamllint};
+use super::{
+    Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, promtool, rules, secrets, yamllint,
+};
 use crate::project::Project;
 
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +23,7 @@ enum Validator {
     PlatformRules,
     Otelcol,
     Secrets,
+    Promtool,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -35,6 +38,7 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("values-unknown-key.yaml", &[Validator::HelmValues]),
     ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
     ("secret-plaintext.yaml", &[Validator::Secrets]),
+    ("rules-bad-promql.rules.yaml", &[Validator::Promtool]),
 ];
 
 /// The chart whose values.schema.json the values fixtures exercise.
@@ -50,6 +54,7 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
         }
         Validator::PlatformRules => rules::check(&files),
         Validator::Secrets => secrets::check(file, false),
+        Validator::Promtool => promtool::check_rules(v, &files),
         Validator::Otelcol => Ok(Outcome { checked: 1, failures: otelcol::validate(v, &files)?.into_iter().collect() }),
         Validator::Yamllint => yamllint::check(v, &files),
         Validator::Kubeconform => kubeconform::check(v, &files),

@@ -12,6 +12,7 @@ mod kubeconform;
 mod kubectl_validate;
 mod kyverno;
 mod otelcol;
+mod promtool;
 mod rules;
 mod secrets;
 mod yamllint;
@@ -54,6 +55,7 @@ impl Outcome {
 pub struct Validators {
     pub helm: PathBuf,
     pub otelcol: PathBuf,
+    pub promtool: PathBuf,
     pub kubeconform: PathBuf,
     pub kubectl_validate: PathBuf,
     pub yamllint: PathBuf,
@@ -76,6 +78,7 @@ impl Validators {
         Ok(Self {
             helm: tools::locate(project, "helm")?,
             otelcol: tools::locate(project, "otelcol")?,
+            promtool: tools::locate(project, "promtool")?,
             kubeconform: tools::locate(project, "kubeconform")?,
             kubectl_validate: tools::locate(project, "kubectl-validate")?,
             yamllint: tools::locate(project, "yamllint")?,
@@ -154,6 +157,7 @@ pub fn run(project: &Project) -> Result<()> {
     );
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
+    report.line("promtool", "rule files, tests, dashboards", promtool::check(&v, &project.root));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
     report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
 
