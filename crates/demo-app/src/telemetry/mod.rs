@@ -138,32 +138,24 @@ fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
     }
 }
 
-fn span_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<SpanExporter> {
-    let url = signal_endpoint(settings, endpoint, "v1/traces");
-    let built = match settings.protocol {
-        Protocol::Grpc => SpanExporter::builder().with_tonic().with_endpoint(url).build(),
-        Protocol::HttpProtobuf => SpanExporter::builder().with_http().with_endpoint(url).build(),
+/// One OTLP exporter per signal, over the configured protocol; the three
+/// builders share a shape but not a type, hence a macro.
+macro_rules! exporter {
+    ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
+        fn $name(settings: &Settings, endpoint: &str) -> anyhow::Result<$exporter> {
+            let url = signal_endpoint(settings, endpoint, $path);
+            let built = match settings.protocol {
+                Protocol::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
+                Protocol::HttpProtobuf => <$exporter>::builder().with_http().with_endpoint(url).build(),
+            };
+            built.context(concat!("cannot build the OTLP ", $what, " exporter"))
+        }
     };
-    built.context("cannot build the OTLP span exporter")
 }
 
-fn metric_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<MetricExporter> {
-    let url = signal_endpoint(settings, endpoint, "v1/metrics");
-    let built = match settings.protocol {
-        Protocol::Grpc => MetricExporter::builder().with_tonic().with_endpoint(url).build(),
-        Protocol::HttpProtobuf => MetricExporter::builder().with_http().with_endpoint(url).build(),
-    };
-    built.context("cannot build the OTLP metric exporter")
-}
-
-fn log_exporter(settings: &Settings, endpoint: &str) -> anyhow::Result<LogExporter> {
-    let url = signal_endpoint(settings, endpoint, "v1/logs");
-    let built = match settings.protocol {
-        Protocol::Grpc => LogExporter::builder().with_tonic().with_endpoint(url).build(),
-        Protocol::HttpProtobuf => LogExporter::builder().with_http().with_endpoint(url).build(),
-    };
-    built.context("cannot build the OTLP log exporter")
-}
+exporter!(span_exporter, SpanExporter, "v1/traces", "span");
+exporter!(metric_exporter, MetricExporter, "v1/metrics", "metric");
+exporter!(log_exporter, LogExporter, "v1/logs", "log");
 
 impl Telemetry {
     /// Flushes and stops the exporters, bounded by `timeout` so a Collector
