@@ -65,8 +65,19 @@ enum PolicyAction {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors end the output as one readable chain, without a backtrace: CI keeps
+/// only the tail of the log, and that tail must say what failed and why.
+fn main() -> std::process::ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let project = Project::discover()?;
     match cli.command {
         Command::Tools { check: true } => tools::check(&project),
