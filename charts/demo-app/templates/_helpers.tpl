@@ -250,6 +250,29 @@ Rendered (to nothing) by the Deployment template.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if $v.mesh.enabled -}}
+{{- if not $v.serviceAccount.create -}}
+{{- fail "mesh.enabled needs serviceAccount.create: the AuthorizationPolicies tell the frontend from the backend by their ServiceAccounts" -}}
+{{- end -}}
+{{- if and $v.mesh.gateway.create (not $v.mesh.gateway.hosts) -}}
+{{- fail "mesh.gateway.create needs at least one host in mesh.gateway.hosts" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.rollouts.enabled -}}
+{{- if not $v.mesh.enabled -}}
+{{- fail "rollouts.enabled needs mesh.enabled: the canary's traffic is split by the Istio VirtualService" -}}
+{{- end -}}
+{{- if ne (int (last $v.rollouts.steps)) 100 -}}
+{{- fail "rollouts.steps must end with 100 (the canary takes all the traffic before it is promoted)" -}}
+{{- end -}}
+{{- $previous := 0 -}}
+{{- range $v.rollouts.steps -}}
+{{- if le (int .) $previous -}}
+{{- fail "rollouts.steps must increase strictly" -}}
+{{- end -}}
+{{- $previous = int . -}}
+{{- end -}}
+{{- end -}}
 {{- if and $v.prometheusRule.enabled (not $v.prometheusRule.groups) -}}
 {{- fail "prometheusRule.enabled needs at least one group in prometheusRule.groups" -}}
 {{- end -}}
@@ -303,5 +326,43 @@ seccompProfile:
     - port: {{ int . }}
       protocol: TCP
     {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* The cluster-local host name of a component's Service. */}}
+{{- define "demo-app.serviceHost" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "demo-app.componentFullname" .) .root.Release.Namespace -}}
+{{- end -}}
+
+{{/* A mesh principal: "<trustDomain>/ns/<namespace>/sa/<serviceAccount>" (dict root namespace serviceAccount). */}}
+{{- define "demo-app.principal" -}}
+{{- printf "%s/ns/%s/sa/%s" .root.Values.mesh.trustDomain .namespace .serviceAccount -}}
+{{- end -}}
+
+{{/* The ServiceAccount of the helm test pods and the canary smoke Job. */}}
+{{- define "demo-app.testServiceAccountName" -}}
+{{- printf "%s-test" (include "demo-app.fullname" .) -}}
+{{- end -}}
+
+{{/* The Istio Gateway the frontend's VirtualService binds to ("<namespace>/<name>"). */}}
+{{- define "demo-app.gatewayRef" -}}
+{{- $g := .Values.mesh.gateway -}}
+{{- $name := default (include "demo-app.fullname" .) $g.name -}}
+{{- if $g.create -}}
+{{- printf "%s/%s" .Release.Namespace $name -}}
+{{- else -}}
+{{- printf "%s/%s" $g.namespace $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Names of a component's VirtualService HTTP routes whose weights Argo Rollouts
+sets, in order (the Rollout lists the same names).
+*/}}
+{{- define "demo-app.weightedRoutes" -}}
+{{- if eq .component "backend" -}}
+orders-create-with-idempotency-key no-retry-writes primary
+{{- else -}}
+no-retry-writes primary
 {{- end -}}
 {{- end -}}
