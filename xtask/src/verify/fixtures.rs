@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::{
-    Outcome, Validators, actionlint, helm, kubeconform, kubectl_validate, otelcol, promtool, rules, secrets, yamllint,
+    Outcome, Validators, actionlint, helm, istio, kubeconform, kubectl_validate, mesh, otelcol, promtool, rules,
+    secrets, yamllint,
 };
 use crate::project::Project;
 
@@ -24,6 +25,11 @@ enum Validator {
     Otelcol,
     Secrets,
     Promtool,
+    /// `istioctl analyze --use-kube=false` of the file alone.
+    IstioAnalyze,
+    /// The mesh invariants of `mesh.rs` (weights, subsets, mTLS, header
+    /// route order, no call beyond docs/mesh-access.md).
+    MeshInvariants,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -39,6 +45,11 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
     ("secret-plaintext.yaml", &[Validator::Secrets]),
     ("rules-bad-promql.rules.yaml", &[Validator::Promtool]),
+    ("mesh-unknown-subset.yaml", &[Validator::IstioAnalyze, Validator::MeshInvariants]),
+    ("mesh-weights-not-100.yaml", &[Validator::MeshInvariants]),
+    ("mesh-plaintext-destinationrule.yaml", &[Validator::MeshInvariants]),
+    ("mesh-header-route-after-weighted.yaml", &[Validator::MeshInvariants]),
+    ("mesh-undocumented-caller.yaml", &[Validator::MeshInvariants]),
 ];
 
 /// The chart whose values.schema.json the values fixtures exercise.
@@ -60,6 +71,15 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
         Validator::Kubeconform => kubeconform::check(v, &files),
         Validator::KubectlValidate => kubectl_validate::check(v, &files),
         Validator::Actionlint => actionlint::check(v, &files),
+        Validator::IstioAnalyze => {
+            let istioctl = crate::tools::locate(project, "istioctl")?;
+            let failures = istio::analyze(&istioctl, &files, None)?
+                .iter()
+                .map(|m| format!("{} {}", m["code"].as_str().unwrap_or("?"), m["message"].as_str().unwrap_or("?")))
+                .collect();
+            Ok(Outcome { checked: 1, failures })
+        }
+        Validator::MeshInvariants => mesh::check_file(project, file),
     }
 }
 
