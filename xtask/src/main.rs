@@ -48,6 +48,8 @@ enum Command {
     Stack,
     /// End-to-end test of the observability pipeline on a stack with free ports.
     E2e,
+    /// The chart's canary analysis against a local Prometheus: a healthy canary passes, faulty ones fail.
+    Canary,
     /// Benchmarks against podinfo, a Python baseline and bare hyper (not built yet).
     Bench,
 }
@@ -88,6 +90,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run { args } => run::run(&project, &args),
         Command::Stack => stack::run(&project),
         Command::E2e => stack::e2e::run(&project),
+        Command::Canary => stack::canary::run(&project),
         Command::Bench => anyhow::bail!("`make bench` is not implemented yet: the benchmark harness is issue 10"),
     }
 }

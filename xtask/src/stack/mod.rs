@@ -7,6 +7,7 @@
 //! logged across both services (see `e2e.rs` and docs/observability.md).
 
 mod app;
+pub mod canary;
 mod collector;
 pub mod e2e;
 mod http;
