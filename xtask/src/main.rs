@@ -2,6 +2,7 @@
 //!
 //! The Makefile only aliases these subcommands; CI runs the same ones.
 
+mod bench;
 mod cmd;
 mod pipeline;
 mod project;
@@ -50,8 +51,36 @@ enum Command {
     E2e,
     /// The chart's canary analysis against a local Prometheus: a healthy canary passes, faulty ones fail.
     Canary,
-    /// Benchmarks against podinfo, a Python baseline and bare hyper (not built yet).
-    Bench,
+    /// Benchmarks: demo-app against podinfo, a FastAPI baseline and bare hyper (see docs/benchmarks.md).
+    Bench {
+        /// Two servers, 1 s per case, debug builds, no open-loop run: checks the harness (part of `make test`).
+        #[arg(long)]
+        smoke: bool,
+        /// Runs per case (medians with min and max are reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Seconds of warm-up load before the runs of each case.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Connections of the load generators.
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+        /// Requests per second of the fixed-rate latency runs, the same for every server.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// Only these servers (comma-separated ids: demo-app, demo-app-otel, demo-app-otel-down, podinfo, python, python-otel, hyper).
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<String>,
+        /// Only these scenarios (comma-separated: info, healthz, echo, orders, checkout).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Vec<String>,
+        /// Also copy the chart and table to docs/benchmarks/ (what the README shows).
+        #[arg(long)]
+        publish: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +120,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Stack => stack::run(&project),
         Command::E2e => stack::e2e::run(&project),
         Command::Canary => stack::canary::run(&project),
-        Command::Bench => anyhow::bail!("`make bench` is not implemented yet: the benchmark harness is issue 10"),
+        Command::Bench { smoke, runs, duration, warmup, connections, rate, servers, scenarios, publish } => {
+            let options = bench::Options {
+                smoke,
+                runs,
+                duration: std::time::Duration::from_secs(duration),
+                warmup: std::time::Duration::from_secs(warmup),
+                load: bench::Load { connections, rate },
+                servers,
+                scenarios,
+                publish,
+            };
+            bench::run(&project, options)
+        }
     }
 }

@@ -21,6 +21,7 @@ pub fn run(project: &Project) -> Result<()> {
     step("cargo test", || cargo_cmd(project, &cargo, &["test", "--workspace", "--locked", "--no-fail-fast"]))?;
     step("verify", || verify::run(project))?;
     step("e2e", || crate::stack::e2e::run(project))?;
+    step("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
     step("canary analysis", || crate::stack::canary::run(project))?;
     println!("==> make test passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -8,12 +8,12 @@
 
 mod app;
 pub mod canary;
-mod collector;
+pub(crate) mod collector;
 pub mod e2e;
-mod http;
+pub(crate) mod http;
 mod jaeger;
-mod ports;
-mod process;
+pub(crate) mod ports;
+pub(crate) mod process;
 mod prometheus;
 
 use std::fs;

@@ -1,0 +1,503 @@
+//! `cargo xtask bench` (`make bench`): demo-app against podinfo, a FastAPI
+//! baseline and a bare hyper server, side by side on this machine.
+//!
+//! Each server runs alone, pinned to one core (`taskset -c 0`), restarted for
+//! every scenario so its peak RSS belongs to that scenario; the load
+//! generator runs on the other core. Per case: a warm-up, then N throughput
+//! runs with wrk (closed loop) and N fixed-rate runs with oha (open loop,
+//! latency measured from each request's scheduled send time, so a stalled
+//! server cannot hide its queue: no coordinated omission). Figures are
+//! medians with min and max. Outputs go to `target/bench/<UTC timestamp>/`:
+//! results.json, results.md and throughput.svg.
+//!
+//! `--smoke` (part of `make test`): two servers, 1 s per case, debug builds,
+//! no oha; it fails if a case gets no answers or any error, so the harness
+//! cannot rot. Its numbers mean nothing.
+
+mod build;
+mod chart;
+mod machine;
+mod oha;
+mod procfs;
+mod python;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+mod wrk;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::project::Project;
+use crate::stack::{collector, ports, process};
+use crate::tools;
+use report::{Case, FixedRate, Results, Settings};
+use scenarios::Scenario;
+use servers::{Binaries, Endpoints, SERVERS, Server, Telemetry};
+use stats::Spread;
+
+/// The server's core and the load generator's (and the Collector's).
+pub const SERVER_CORE: &str = "0";
+pub const LOAD_CORE: &str = "1";
+
+pub struct Options {
+    pub smoke: bool,
+    pub runs: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub load: Load,
+    /// Only these servers (ids), when not empty.
+    pub servers: Vec<String>,
+    /// Only these scenarios (ids), when not empty.
+    pub scenarios: Vec<String>,
+    /// Also copy the chart and table to docs/benchmarks/ for the README.
+    pub publish: bool,
+}
+
+impl Options {
+    /// What `make test` runs: `cargo xtask bench --smoke` with the defaults.
+    pub fn smoke() -> Options {
+        Options {
+            smoke: true,
+            runs: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            load: Load { connections: 32, rate: 2000 },
+            servers: Vec::new(),
+            scenarios: Vec::new(),
+            publish: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Load {
+    /// Open connections of both load generators.
+    pub connections: u32,
+    /// Requests per second of the fixed-rate (latency) runs, the same for every server.
+    pub rate: u32,
+}
+
+pub fn run(project: &Project, mut options: Options) -> Result<()> {
+    process::install_signal_flag()?;
+    if options.smoke {
+        options.runs = 1;
+        options.duration = Duration::from_secs(1);
+        options.warmup = Duration::ZERO;
+        if options.servers.is_empty() {
+            options.servers = servers::SMOKE.iter().map(|s| s.to_string()).collect();
+        }
+    }
+    if options.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let selected = select(&options)?;
+    check_cores()?;
+
+    let wrk = tools::locate(project, "wrk")?;
+    let bins = find_binaries(project, &options, &selected)?;
+    // The open-loop generator is a ~10 min build: only the full run needs it.
+    let oha = if options.smoke { None } else { Some(oha::ensure(project)?) };
+
+    let (stamp, date) = machine::utc_now();
+    let out = project.root.join("target/bench").join(&stamp);
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut programs: Vec<(&str, &Path)> = vec![("wrk", &wrk)];
+    if let Some(podinfo) = &bins.podinfo {
+        programs.push(("podinfo", podinfo));
+    }
+    if let Some((python, _)) = &bins.python {
+        programs.push(("python", python));
+    }
+    if let Some(oha) = &oha {
+        programs.push(("oha", oha));
+    }
+    let otelcol = if selected.iter().any(|(s, _)| s.telemetry == Telemetry::Collector) {
+        Some(tools::locate(project, "otelcol")?)
+    } else {
+        None
+    };
+    if let Some(otelcol) = &otelcol {
+        programs.push(("otelcol", otelcol));
+    }
+    let versions = machine::versions(project, &programs);
+
+    let mut collector = match &otelcol {
+        Some(binary) => Some(start_collector(project, binary, &out)?),
+        None => None,
+    };
+    let endpoints =
+        Endpoints { collector: collector.as_ref().map(|(_, ports)| ports.otlp_grpc), down: servers::free_port()? };
+
+    let settings = Settings {
+        mode: if options.smoke { "smoke" } else { "full" }.into(),
+        runs: options.runs,
+        duration_s: options.duration.as_secs_f64(),
+        warmup_s: options.warmup.as_secs_f64(),
+        load: options.load,
+        server_core: SERVER_CORE.into(),
+        load_core: LOAD_CORE.into(),
+        profile: profile(&options).into(),
+    };
+    println!(
+        "\n{} cases, {} run(s) of {:.0} s each (throughput{}), results in {}",
+        selected.len(),
+        options.runs,
+        options.duration.as_secs_f64(),
+        if oha.is_some() { format!(" and fixed rate {} req/s", options.load.rate) } else { " only".into() },
+        project.rel(&out).display()
+    );
+    let mut cases = Vec::new();
+    for (server, scenario) in &selected {
+        process::check_interrupted()?;
+        if let Some((supervisor, _)) = collector.as_mut()
+            && let Some((child, status)) = supervisor.first_exited()
+        {
+            bail!("the Collector exited during the benchmark ({status}):\n{}", child.log_tail(20));
+        }
+        let dir = out.join("cases").join(format!("{}-{}", server.id, scenario.id()));
+        fs::create_dir_all(&dir)?;
+        let case = measure(server, *scenario, &bins, &endpoints, &wrk, oha.as_deref(), &options, &dir)
+            .with_context(|| format!("case {} {}", server.id, scenario.title()))?;
+        println!("  {}", report::one_line(&case));
+        cases.push(case);
+    }
+    // Proof that "telemetry on" exported: the spans the Collector accepted.
+    let mut collector_spans = None;
+    if let Some((mut supervisor, ports)) = collector.take() {
+        let spans = accepted_spans(ports.collector_self_metrics)?;
+        supervisor.stop_all();
+        if spans == 0 {
+            bail!(
+                "the Collector accepted no span: the telemetry-on cases exported nothing (see the servers' logs in {})",
+                out.display()
+            );
+        }
+        println!("the Collector accepted {spans} spans");
+        collector_spans = Some(spans);
+    }
+
+    let results = Results { date, machine: machine::Machine::read(), versions, settings, collector_spans, cases };
+    let written = report::write(&results, &out)?;
+    chart::write(&results, &out.join("throughput.svg"))?;
+    // The Collector's files and the servers' databases are scratch; the logs stay.
+    let _ = fs::remove_dir_all(out.join("otelcol"));
+    for case in fs::read_dir(out.join("cases"))?.flatten() {
+        for entry in fs::read_dir(case.path())?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("data") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    println!("\n{}", written.markdown);
+    println!("results: {}", project.rel(&out).display());
+    if options.publish {
+        report::publish(project, &results, &out)?;
+    }
+    if options.smoke {
+        smoke_verdict(&results.cases)?;
+    }
+    Ok(())
+}
+
+fn profile(options: &Options) -> &'static str {
+    // Smoke numbers mean nothing, and `cargo test` has built the debug
+    // binaries already: the smoke adds no release build (minutes) to make test.
+    if options.smoke { "dev" } else { "release" }
+}
+
+/// (server, scenario) pairs in run order: scenario by scenario, so the
+/// servers of one scenario are measured close together in time.
+fn select(options: &Options) -> Result<Vec<(&'static Server, Scenario)>> {
+    for id in &options.servers {
+        if Server::by_id(id).is_none() {
+            let known: Vec<_> = SERVERS.iter().map(|s| s.id).collect();
+            bail!("unknown server {id:?}; known: {}", known.join(", "));
+        }
+    }
+    for id in &options.scenarios {
+        if !Scenario::ALL.iter().any(|s| s.id() == id) {
+            let known: Vec<_> = Scenario::ALL.iter().map(|s| s.id()).collect();
+            bail!("unknown scenario {id:?}; known: {}", known.join(", "));
+        }
+    }
+    let wanted = |list: &[String], id: &str| list.is_empty() || list.iter().any(|x| x == id);
+    let mut pairs = Vec::new();
+    for scenario in Scenario::ALL {
+        if !wanted(&options.scenarios, scenario.id()) {
+            continue;
+        }
+        for server in SERVERS {
+            if wanted(&options.servers, server.id) && server.supports(scenario) {
+                pairs.push((server, scenario));
+            }
+        }
+    }
+    if pairs.is_empty() {
+        bail!("no server implements the selected scenarios");
+    }
+    Ok(pairs)
+}
+
+/// Two cores at least: one for the server, one for the load.
+fn check_cores() -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 {
+        bail!(
+            "the benchmark pins the server and the load generator to different cores and needs 2; this process may use {cores}"
+        );
+    }
+    let taskset = crate::cmd::capture(std::process::Command::new("taskset").arg("--version"));
+    if !taskset.is_ok_and(|o| o.status.success()) {
+        bail!("taskset is missing: install util-linux (`apt-get install -y util-linux`)");
+    }
+    Ok(())
+}
+
+fn find_binaries(project: &Project, options: &Options, selected: &[(&Server, Scenario)]) -> Result<Binaries> {
+    use servers::Kind;
+    let needs = |kind: Kind| selected.iter().any(|(s, _)| s.kind == kind);
+    let mut packages = Vec::new();
+    if needs(Kind::DemoApp) {
+        packages.push("demo-app");
+    }
+    if needs(Kind::Hyper) {
+        packages.push("hyper-baseline");
+    }
+    let mut built =
+        if packages.is_empty() { Default::default() } else { build::binaries(project, profile(options), &packages)? };
+    Ok(Binaries {
+        demo_app: built.remove("demo-app"),
+        hyper: built.remove("hyper-baseline"),
+        podinfo: if needs(Kind::Podinfo) { Some(tools::locate(project, "podinfo")?) } else { None },
+        python: if needs(Kind::Python) { Some(python::ensure(project)?) } else { None },
+    })
+}
+
+/// The project's Collector with its own configuration, on the load core,
+/// minus the trace exporters that need a backend the benchmark does not run
+/// (Jaeger): spans still go through the receiver, processors, span metrics
+/// and the file exporter. Returns it and its ports.
+fn start_collector(project: &Project, binary: &Path, out: &Path) -> Result<(process::Supervisor, ports::Ports)> {
+    let picked = ports::pick(ports::Choice::AllFree)?.ports;
+    let config_path = collector::config_path(project);
+    let config = fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut command = collector::command(project, binary, &picked, &out.join("otelcol"))?;
+    command.arg(traces_without_backends(&config)?);
+    let command = on_load_core(command);
+    let mut supervisor = process::Supervisor::default();
+    let log = out.join("otelcol.log");
+    supervisor.spawn("otelcol", command, &log, Duration::from_secs(10))?;
+    process::poll_until("the Collector healthy", Duration::from_secs(30), Duration::from_millis(100), |last| {
+        if let Some((child, status)) = supervisor.first_exited() {
+            bail!("the Collector exited during start-up ({status}):\n{}", child.log_tail(20));
+        }
+        match collector::ready(&picked) {
+            Ok(ready) => Ok(ready),
+            Err(err) => {
+                *last = format!("{err:#}");
+                Ok(None)
+            }
+        }
+    })?;
+    println!("Collector up on OTLP/gRPC {} (log {})", picked.otlp_grpc, log.display());
+    Ok((supervisor, picked))
+}
+
+/// `otelcol_receiver_accepted_spans` summed over receivers and transports,
+/// from the Collector's self-metrics.
+fn accepted_spans(port: u16) -> Result<u64> {
+    let response = crate::stack::http::get(port, "/metrics").context("reading the Collector's self-metrics")?;
+    Ok(sum_metric(&response.text(), "otelcol_receiver_accepted_spans"))
+}
+
+/// Sum of a Prometheus text-format metric's samples (any labels).
+fn sum_metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `--set` for the traces pipeline without its `otlp*` exporters.
+fn traces_without_backends(config: &str) -> Result<String> {
+    let config: serde_norway::Value = serde_norway::from_str(config).context("the Collector config is not YAML")?;
+    let exporters = config["service"]["pipelines"]["traces"]["exporters"]
+        .as_sequence()
+        .context("the Collector config has no service.pipelines.traces.exporters")?;
+    let kept: Vec<&str> =
+        exporters.iter().filter_map(serde_norway::Value::as_str).filter(|id| !id.starts_with("otlp")).collect();
+    if kept.is_empty() {
+        bail!("every trace exporter of the Collector needs a backend; the benchmark would measure a retry loop");
+    }
+    Ok(format!("--set=service.pipelines.traces.exporters=[{}]", kept.join(",")))
+}
+
+/// The same command under `taskset -c LOAD_CORE`.
+fn on_load_core(command: std::process::Command) -> std::process::Command {
+    let mut pinned = std::process::Command::new("taskset");
+    pinned.args(["-c", LOAD_CORE]).arg(command.get_program()).args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => pinned.env(name, value),
+            None => pinned.env_remove(name),
+        };
+    }
+    pinned
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    server: &Server,
+    scenario: Scenario,
+    bins: &Binaries,
+    endpoints: &Endpoints,
+    wrk_bin: &Path,
+    oha_bin: Option<&Path>,
+    options: &Options,
+    dir: &Path,
+) -> Result<Case> {
+    let mut running = servers::start(server, scenario, bins, endpoints, dir)?;
+    let url = format!("http://127.0.0.1:{}{}", running.port, scenario.path());
+    let script = wrk::write_script(dir, scenario)?;
+    if !options.warmup.is_zero() {
+        wrk::run(wrk_bin, &script, &url, &options.load, options.warmup).context("warm-up")?;
+    }
+    let mut throughput = Vec::new();
+    for _ in 0..options.runs {
+        process::check_interrupted()?;
+        let before = procfs::cpu_seconds(&running.pids)?;
+        let summary = wrk::run(wrk_bin, &script, &url, &options.load, options.duration)?;
+        let cpu = procfs::cpu_seconds(&running.pids)? - before;
+        throughput.push((summary, cpu));
+    }
+    let mut fixed = Vec::new();
+    if let Some(oha_bin) = oha_bin {
+        for _ in 0..options.runs {
+            process::check_interrupted()?;
+            fixed.push(oha::run(oha_bin, scenario, &url, &options.load, options.duration)?);
+        }
+    }
+    let peak_rss_kib = procfs::peak_rss_kib(&running.pids)?;
+    if let Some((child, status)) = running.supervisor.first_exited() {
+        bail!("{} exited under load ({status}):\n{}", child.name, child.log_tail(20));
+    }
+    running.supervisor.stop_all();
+    Ok(case(server, scenario, &throughput, &fixed, options, peak_rss_kib))
+}
+
+fn case(
+    server: &Server,
+    scenario: Scenario,
+    throughput: &[(wrk::WrkSummary, f64)],
+    fixed: &[oha::OhaSummary],
+    options: &Options,
+    peak_rss_kib: u64,
+) -> Case {
+    let rps: Vec<f64> = throughput.iter().map(|(s, _)| s.requests_per_second()).collect();
+    let cpu_per_10k: Vec<f64> =
+        throughput.iter().filter(|(s, _)| s.requests > 0).map(|(s, cpu)| cpu / s.requests as f64 * 10_000.0).collect();
+    let closed_p99: Vec<f64> = throughput.iter().map(|(s, _)| s.p99_us / 1000.0).collect();
+    let fixed_rate = (!fixed.is_empty()).then(|| FixedRate {
+        target_rps: options.load.rate,
+        achieved_rps: Spread::of(&fixed.iter().map(|f| f.requests_per_second).collect::<Vec<_>>()),
+        p50_ms: Spread::of(&fixed.iter().map(|f| f.p50_ms).collect::<Vec<_>>()),
+        p99_ms: Spread::of(&fixed.iter().map(|f| f.p99_ms).collect::<Vec<_>>()),
+        p999_ms: Spread::of(&fixed.iter().map(|f| f.p999_ms).collect::<Vec<_>>()),
+        errors: fixed.iter().map(|f| f.errors).sum(),
+    });
+    Case {
+        server: server.id.into(),
+        server_title: server.title().into(),
+        telemetry: server.telemetry,
+        scenario,
+        requests: throughput.iter().map(|(s, _)| s.requests).sum(),
+        throughput_rps: Spread::of(&rps),
+        cpu_s_per_10k: Spread::of(&cpu_per_10k),
+        closed_loop_p99_ms: Spread::of(&closed_p99),
+        errors: throughput.iter().map(|(s, _)| s.errors).sum::<u64>() + fixed.iter().map(|f| f.errors).sum::<u64>(),
+        fixed_rate,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        raw_wrk: throughput.iter().map(|(s, _)| s.clone()).collect(),
+        raw_oha: fixed.to_vec(),
+    }
+}
+
+/// The smoke's verdict: every case answered, without errors.
+fn smoke_verdict(cases: &[Case]) -> Result<()> {
+    let bad: Vec<String> = cases
+        .iter()
+        .filter(|c| c.requests == 0 || c.errors > 0)
+        .map(|c| format!("{} {}: {} requests, {} errors", c.server, c.scenario.title(), c.requests, c.errors))
+        .collect();
+    if !bad.is_empty() {
+        bail!("bench smoke: cases without answers or with errors (see the servers' logs):\n{}", bad.join("\n"));
+    }
+    println!("bench smoke: {} cases answered without errors", cases.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(servers: &[&str], scenarios: &[&str]) -> Options {
+        Options {
+            smoke: false,
+            runs: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            load: Load { connections: 8, rate: 100 },
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
+            publish: false,
+        }
+    }
+
+    #[test]
+    fn selection_runs_scenario_by_scenario_and_skips_what_a_server_lacks() {
+        let pairs = select(&options(&["demo-app", "hyper"], &[])).unwrap();
+        let ids: Vec<String> = pairs.iter().map(|(s, c)| format!("{}:{}", s.id, c.id())).collect();
+        assert_eq!(
+            ids,
+            [
+                "demo-app:info",
+                "hyper:info",
+                "demo-app:healthz",
+                "hyper:healthz",
+                "demo-app:echo",
+                "hyper:echo",
+                "demo-app:orders",
+                "demo-app:checkout"
+            ]
+        );
+        assert!(select(&options(&["nginx"], &[])).is_err());
+        assert!(select(&options(&[], &["websocket"])).is_err());
+        assert!(select(&options(&["hyper"], &["orders"])).is_err());
+    }
+
+    #[test]
+    fn accepted_spans_are_summed_over_labels_only_for_that_metric() {
+        let text = "# TYPE otelcol_receiver_accepted_spans counter\n\
+                    otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 1200\n\
+                    otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"http\"} 34\n\
+                    otelcol_receiver_accepted_spans_total_other 99\n";
+        assert_eq!(sum_metric(text, "otelcol_receiver_accepted_spans"), 1234);
+    }
+
+    #[test]
+    fn collector_traces_keep_only_exporters_without_a_backend() {
+        let project = Project::discover().unwrap();
+        let config = fs::read_to_string(collector::config_path(&project)).unwrap();
+        let set = traces_without_backends(&config).unwrap();
+        assert!(set.starts_with("--set=service.pipelines.traces.exporters=["), "{set}");
+        assert!(!set.contains("otlp"), "{set}");
+        let only_backends = "service:\n  pipelines:\n    traces:\n      exporters: [otlp_grpc/jaeger]\n";
+        assert!(traces_without_backends(only_backends).is_err());
+    }
+}

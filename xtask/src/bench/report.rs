@@ -1,0 +1,372 @@
+//! results.json, the Markdown table (with ratios against podinfo and bare
+//! hyper) and where the targets of issue 10 stand.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::Load;
+use super::machine::Machine;
+use super::oha::OhaSummary;
+use super::scenarios::Scenario;
+use super::servers::Telemetry;
+use super::stats::Spread;
+use super::wrk::WrkSummary;
+use crate::project::Project;
+
+#[derive(Serialize)]
+pub struct Results {
+    pub date: String,
+    pub machine: Machine,
+    pub versions: BTreeMap<String, String>,
+    pub settings: Settings,
+    /// Spans the Collector accepted over the run (when a case exported to it).
+    pub collector_spans: Option<u64>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Serialize)]
+pub struct Settings {
+    pub mode: String,
+    pub runs: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub load: Load,
+    pub server_core: String,
+    pub load_core: String,
+    /// Cargo profile of the Rust servers.
+    pub profile: String,
+}
+
+#[derive(Serialize)]
+pub struct Case {
+    pub server: String,
+    pub server_title: String,
+    pub telemetry: Telemetry,
+    pub scenario: Scenario,
+    /// Requests of the throughput runs, all together.
+    pub requests: u64,
+    pub throughput_rps: Option<Spread>,
+    pub cpu_s_per_10k: Option<Spread>,
+    /// wrk's own p99 (closed loop: flattered by coordinated omission; for reference).
+    pub closed_loop_p99_ms: Option<Spread>,
+    pub errors: u64,
+    pub fixed_rate: Option<FixedRate>,
+    pub peak_rss_mib: f64,
+    pub raw_wrk: Vec<WrkSummary>,
+    pub raw_oha: Vec<OhaSummary>,
+}
+
+#[derive(Serialize)]
+pub struct FixedRate {
+    pub target_rps: u32,
+    pub achieved_rps: Option<Spread>,
+    pub p50_ms: Option<Spread>,
+    pub p99_ms: Option<Spread>,
+    pub p999_ms: Option<Spread>,
+    pub errors: u64,
+}
+
+pub struct Written {
+    pub markdown: String,
+}
+
+pub fn write(results: &Results, dir: &Path) -> Result<Written> {
+    let json = serde_json::to_string_pretty(results)?;
+    fs::write(dir.join("results.json"), json + "\n").context("cannot write results.json")?;
+    let markdown = markdown(results);
+    fs::write(dir.join("results.md"), &markdown).context("cannot write results.md")?;
+    Ok(Written { markdown })
+}
+
+/// Copies the chart and the table where the README and docs/benchmarks.md show them.
+pub fn publish(project: &Project, results: &Results, dir: &Path) -> Result<()> {
+    let docs = project.root.join("docs/benchmarks");
+    fs::create_dir_all(&docs)?;
+    fs::copy(dir.join("throughput.svg"), docs.join("throughput.svg"))?;
+    fs::write(docs.join("results.md"), markdown(results))?;
+    fs::write(docs.join("results.json"), serde_json::to_string_pretty(results)? + "\n")?;
+    println!("published to {}", project.rel(&docs).display());
+    Ok(())
+}
+
+pub fn one_line(case: &Case) -> String {
+    let rps = case.throughput_rps.map_or("-".into(), |s| format!("{:.0} req/s", s.median));
+    let p99 =
+        case.fixed_rate.as_ref().and_then(|f| f.p99_ms).map_or(String::new(), |s| format!(", p99 {:.2} ms", s.median));
+    format!(
+        "{:<20} {:<22} {rps}{p99}, {} errors, peak RSS {:.1} MiB",
+        case.server,
+        case.scenario.title(),
+        case.errors,
+        case.peak_rss_mib
+    )
+}
+
+fn find<'a>(results: &'a Results, server: &str, scenario: Scenario) -> Option<&'a Case> {
+    results.cases.iter().find(|c| c.server == server && c.scenario == scenario)
+}
+
+fn rps(case: Option<&Case>) -> Option<f64> {
+    case?.throughput_rps.map(|s| s.median)
+}
+
+fn spread(s: Option<Spread>, digits: usize) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) => format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max, d = digits),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "-".into(),
+    }
+}
+
+pub fn markdown(results: &Results) -> String {
+    let s = &results.settings;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmark results ({} run)\n", s.mode);
+    let _ = writeln!(md, "- date: {}", results.date);
+    let _ = writeln!(md, "- machine: {}", results.machine.describe());
+    let _ = writeln!(
+        md,
+        "- method: server pinned to core {}, load generator (and Collector) on core {}; {} run(s) of {:.0} s per case after a {:.0} s warm-up; {} connections; Rust servers built with the `{}` profile",
+        s.server_core, s.load_core, s.runs, s.duration_s, s.warmup_s, s.load.connections, s.profile
+    );
+    let _ = writeln!(
+        md,
+        "- throughput: wrk (closed loop); latency: oha at a fixed {} req/s (open loop, latency from the scheduled send time); figures are medians (min–max)",
+        s.load.rate
+    );
+    let _ = writeln!(md, "- versions: {}\n", super::machine::labelled(&results.versions).join("; "));
+
+    let _ = writeln!(
+        md,
+        "| scenario | server | req/s | × podinfo | × hyper | p50 / p99 / p99.9 ms at {} req/s | errors | peak RSS MiB | CPU s / 10k req |",
+        s.load.rate
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for case in &results.cases {
+        let mine = rps(Some(case));
+        let latency = match &case.fixed_rate {
+            None => "not measured (smoke)".to_string(),
+            Some(f) => {
+                let med = |x: Option<Spread>| x.map_or("-".into(), |v| format!("{:.2}", v.median));
+                let saturated = f.achieved_rps.is_some_and(|a| a.median < 0.95 * f64::from(f.target_rps));
+                format!(
+                    "{} / {} / {}{}",
+                    med(f.p50_ms),
+                    med(f.p99_ms),
+                    med(f.p999_ms),
+                    if saturated { " (rate not sustained)" } else { "" }
+                )
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
+            case.scenario.title(),
+            case.server_title,
+            spread(case.throughput_rps, 0),
+            ratio(mine, rps(find(results, "podinfo", case.scenario))),
+            ratio(mine, rps(find(results, "hyper", case.scenario))),
+            latency,
+            case.errors,
+            case.peak_rss_mib,
+            spread(case.cpu_s_per_10k, 2),
+        );
+    }
+    md.push_str("\n## Targets (issue 10)\n\n| target | goal | measured | verdict |\n|---|---|---|---|\n");
+    for target in targets(results) {
+        let _ = writeln!(md, "| {} | {} | {} | {} |", target.name, target.goal, target.measured, target.verdict);
+    }
+    md
+}
+
+pub struct Target {
+    pub name: String,
+    pub goal: &'static str,
+    pub measured: String,
+    pub verdict: &'static str,
+}
+
+fn verdict(value: Option<f64>, met: impl Fn(f64) -> bool) -> &'static str {
+    match value {
+        None => "not measured",
+        Some(v) if met(v) => "met",
+        Some(_) => "NOT met",
+    }
+}
+
+/// Each target of issue 10, measured on this run's cases.
+pub fn targets(results: &Results) -> Vec<Target> {
+    let info = Scenario::Info;
+    let mut targets = Vec::new();
+    let mut ratio_target = |name: &str, goal: &'static str, other: &str, scenario: Scenario, min: f64| {
+        let value = match (rps(find(results, "demo-app", scenario)), rps(find(results, other, scenario))) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        targets.push(Target {
+            name: name.into(),
+            goal,
+            measured: value.map_or("-".into(), |v| format!("{v:.2}×")),
+            verdict: verdict(value, |v| v >= min),
+        });
+    };
+    ratio_target("GET /api/info throughput vs podinfo (telemetry off)", "≥ 2×", "podinfo", info, 2.0);
+    ratio_target("GET /api/info throughput vs bare hyper (telemetry off)", "≥ 0.85×", "hyper", info, 0.85);
+    ratio_target("GET /api/info throughput vs FastAPI + uvicorn", "≥ 20×", "python", info, 20.0);
+    for scenario in [Scenario::Info, Scenario::Checkout] {
+        let base = rps(find(results, "demo-app", scenario));
+        for (id, what) in [("demo-app-otel", "sampling 1.0"), ("demo-app-otel-down", "Collector down")] {
+            let case = find(results, id, scenario);
+            let cost = match (base, rps(case)) {
+                (Some(b), Some(t)) if b > 0.0 => Some(1.0 - t / b),
+                _ => None,
+            };
+            let errors = case.map(|c| c.errors);
+            let met = verdict(cost, |c| c <= 0.10 && errors == Some(0));
+            targets.push(Target {
+                name: format!("{} throughput cost of telemetry ({what})", scenario.title()),
+                goal: "≤ 10%, no error",
+                measured: cost
+                    .map_or("-".into(), |c| format!("{:.1}%, {} errors", c * 100.0, errors.unwrap_or_default())),
+                verdict: met,
+            });
+        }
+    }
+    let rss = |id: &str| find(results, id, info).map(|c| c.peak_rss_mib);
+    let rss_ratio = match (rss("demo-app"), rss("podinfo")) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    targets.push(Target {
+        name: "peak RSS under load, GET /api/info, vs podinfo".into(),
+        goal: "≤ 0.33×",
+        measured: rss_ratio.map_or("-".into(), |r| {
+            format!(
+                "{r:.2}× ({:.1} vs {:.1} MiB)",
+                rss("demo-app").unwrap_or_default(),
+                rss("podinfo").unwrap_or_default()
+            )
+        }),
+        verdict: verdict(rss_ratio, |r| r <= 1.0 / 3.0),
+    });
+    let p99 = |id: &str| find(results, id, info)?.fixed_rate.as_ref()?.p99_ms.map(|s| s.median);
+    let p99_ratio = match (p99("demo-app"), p99("podinfo")) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    targets.push(Target {
+        name: format!("p99 of GET /api/info at {} req/s vs podinfo", results.settings.load.rate),
+        goal: "≤ 0.5×",
+        measured: p99_ratio.map_or("-".into(), |r| {
+            format!(
+                "{r:.2}× ({:.2} vs {:.2} ms)",
+                p99("demo-app").unwrap_or_default(),
+                p99("podinfo").unwrap_or_default()
+            )
+        }),
+        verdict: verdict(p99_ratio, |r| r <= 0.5),
+    });
+    targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(server: &str, scenario: Scenario, rps: f64, rss: f64, p99: Option<f64>, errors: u64) -> Case {
+        let one = |v: f64| Some(Spread { median: v, min: v, max: v });
+        Case {
+            server: server.into(),
+            server_title: server.into(),
+            telemetry: Telemetry::Off,
+            scenario,
+            requests: 1000,
+            throughput_rps: one(rps),
+            cpu_s_per_10k: one(1.0),
+            closed_loop_p99_ms: one(1.0),
+            errors,
+            fixed_rate: p99.map(|p| FixedRate {
+                target_rps: 1000,
+                achieved_rps: one(1000.0),
+                p50_ms: one(p / 2.0),
+                p99_ms: one(p),
+                p999_ms: one(p * 2.0),
+                errors: 0,
+            }),
+            peak_rss_mib: rss,
+            raw_wrk: Vec::new(),
+            raw_oha: Vec::new(),
+        }
+    }
+
+    fn results(cases: Vec<Case>) -> Results {
+        Results {
+            date: "2026-11-26 08:30 UTC".into(),
+            machine: Machine { cores: 2, cpu_model: "Test CPU".into(), memory_gib: 24.0, kernel: "6.1".into() },
+            versions: BTreeMap::from([("wrk".to_string(), "4.1.0".to_string())]),
+            settings: Settings {
+                mode: "full".into(),
+                runs: 5,
+                duration_s: 5.0,
+                warmup_s: 2.0,
+                load: Load { connections: 32, rate: 1000 },
+                server_core: "0".into(),
+                load_core: "1".into(),
+                profile: "release".into(),
+            },
+            collector_spans: None,
+            cases,
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_from_the_cases_and_missing_ones_say_so() {
+        let r = results(vec![
+            case("demo-app", Scenario::Info, 30_000.0, 10.0, Some(0.5), 0),
+            case("podinfo", Scenario::Info, 10_000.0, 20.0, Some(2.0), 0),
+            case("hyper", Scenario::Info, 40_000.0, 5.0, None, 0),
+            case("demo-app-otel", Scenario::Info, 28_000.0, 12.0, None, 0),
+            case("demo-app-otel-down", Scenario::Info, 29_000.0, 12.0, None, 7),
+        ]);
+        let t = targets(&r);
+        let by = |prefix: &str| t.iter().find(|t| t.name.starts_with(prefix)).unwrap();
+        assert_eq!(by("GET /api/info throughput vs podinfo").verdict, "met");
+        assert_eq!(by("GET /api/info throughput vs bare hyper").verdict, "NOT met");
+        assert_eq!(by("GET /api/info throughput vs FastAPI").verdict, "not measured");
+        assert_eq!(by("GET /api/info throughput cost of telemetry (sampling").verdict, "met");
+        // Within 10%, but with errors: not met.
+        assert_eq!(by("GET /api/info throughput cost of telemetry (Collector down").verdict, "NOT met");
+        assert_eq!(by("peak RSS").verdict, "NOT met");
+        assert_eq!(by("p99").verdict, "met");
+    }
+
+    #[test]
+    fn markdown_has_context_ratios_and_smoke_gaps() {
+        let mut smoke = results(vec![
+            case("demo-app", Scenario::Info, 30_000.0, 10.0, None, 0),
+            case("hyper", Scenario::Info, 40_000.0, 5.0, None, 0),
+        ]);
+        smoke.settings.mode = "smoke".into();
+        let md = markdown(&smoke);
+        assert!(md.contains("- date: 2026-11-26 08:30 UTC"), "{md}");
+        assert!(md.contains("2 cores, Test CPU"), "{md}");
+        assert!(
+            md.contains(
+                "| GET /api/info | demo-app | 30000 (30000–30000) | - | 0.75× | not measured (smoke) | 0 | 10.0 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("wrk 4.1.0"), "{md}");
+    }
+}

@@ -1,0 +1,100 @@
+//! The requests of the benchmark. Every server that implements a scenario
+//! answers it with the same method, path, body and success status.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Info,
+    Healthz,
+    Echo,
+    Orders,
+    Checkout,
+}
+
+/// The order every POST of `orders` and `checkout` sends (a new order each time).
+pub const ORDER_JSON: &str = r#"{"sku":"bench-1","quantity":2,"unit_price_cents":1250}"#;
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] =
+        [Scenario::Info, Scenario::Healthz, Scenario::Echo, Scenario::Orders, Scenario::Checkout];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Scenario::Info => "info",
+            Scenario::Healthz => "healthz",
+            Scenario::Echo => "echo",
+            Scenario::Orders => "orders",
+            Scenario::Checkout => "checkout",
+        }
+    }
+
+    /// How the table and chart name it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::Info => "GET /api/info",
+            Scenario::Healthz => "GET /healthz",
+            Scenario::Echo => "POST /api/echo 1 KiB",
+            Scenario::Orders => "POST /api/orders",
+            Scenario::Checkout => "POST /api/checkout",
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Scenario::Info | Scenario::Healthz => "GET",
+            _ => "POST",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Scenario::Info => "/api/info",
+            Scenario::Healthz => "/healthz",
+            Scenario::Echo => "/api/echo",
+            Scenario::Orders => "/api/orders",
+            Scenario::Checkout => "/api/checkout",
+        }
+    }
+
+    /// (content type, body) of a POST.
+    pub fn body(self) -> Option<(&'static str, String)> {
+        match self {
+            Scenario::Info | Scenario::Healthz => None,
+            Scenario::Echo => Some(("application/octet-stream", echo_body())),
+            Scenario::Orders | Scenario::Checkout => Some(("application/json", ORDER_JSON.to_string())),
+        }
+    }
+
+    /// The status a correct answer has; anything else counts as an error.
+    pub fn expected_status(self) -> u16 {
+        match self {
+            Scenario::Info | Scenario::Healthz => 200,
+            Scenario::Echo => 202,
+            Scenario::Orders | Scenario::Checkout => 201,
+        }
+    }
+}
+
+/// 1 KiB of printable ASCII (so it can sit in a Lua string and a command line).
+pub fn echo_body() -> String {
+    (0..1024u32).map(|i| char::from(b'a' + (i % 26) as u8)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_body_is_one_kib() {
+        assert_eq!(echo_body().len(), 1024);
+    }
+
+    #[test]
+    fn only_posts_have_bodies() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.body().is_some(), scenario.method() == "POST", "{scenario:?}");
+        }
+    }
+}
