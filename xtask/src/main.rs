@@ -3,6 +3,7 @@
 //! The Makefile only aliases these subcommands; CI runs the same ones.
 
 mod bench;
+mod cluster;
 mod cmd;
 mod pipeline;
 mod project;
@@ -49,6 +50,13 @@ enum Command {
     Stack,
     /// End-to-end test of the observability pipeline on a stack with free ports.
     E2e,
+    /// dev on a local kind cluster: registry, image from the working tree, Flux
+    /// from the working tree (no Git credentials), wait until ready, print URLs.
+    ClusterUp,
+    /// Delete the kind cluster and its registry container.
+    ClusterDown,
+    /// On a cluster-up cluster: Helm tests, smoke checks, a canary promoted and one rolled back.
+    ClusterCheck,
     /// The chart's canary analysis against a local Prometheus: a healthy canary passes, faulty ones fail.
     Canary,
     /// Benchmarks: demo-app against podinfo, a FastAPI baseline and bare hyper (see docs/benchmarks.md).
@@ -119,6 +127,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run { args } => run::run(&project, &args),
         Command::Stack => stack::run(&project),
         Command::E2e => stack::e2e::run(&project),
+        Command::ClusterUp => cluster::up(&project),
+        Command::ClusterDown => cluster::down(),
+        Command::ClusterCheck => cluster::check(&project),
         Command::Canary => stack::canary::run(&project),
         Command::Bench { smoke, runs, duration, warmup, connections, rate, servers, scenarios, publish } => {
             let options = bench::Options {

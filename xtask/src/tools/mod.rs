@@ -7,6 +7,7 @@
 
 mod debian;
 mod go;
+mod opentofu;
 mod otelcol;
 mod python;
 
@@ -27,6 +28,7 @@ pub use python::PYTHON_TOOLS;
 pub enum Tool {
     Go(&'static go::GoTool),
     Otelcol,
+    OpenTofu,
     Python(&'static python::PythonTool),
     Debian(&'static debian::DebianTool),
 }
@@ -35,6 +37,7 @@ impl Tool {
     pub fn all() -> Vec<Tool> {
         let mut all: Vec<Tool> = GO_TOOLS.iter().map(Tool::Go).collect();
         all.push(Tool::Otelcol);
+        all.push(Tool::OpenTofu);
         all.extend(PYTHON_TOOLS.iter().map(Tool::Python));
         all.extend(debian::DEBIAN_TOOLS.iter().map(Tool::Debian));
         all
@@ -44,6 +47,7 @@ impl Tool {
         match self {
             Tool::Go(t) => t.name,
             Tool::Otelcol => otelcol::NAME,
+            Tool::OpenTofu => opentofu::NAME,
             Tool::Python(t) => t.name,
             Tool::Debian(t) => t.binary,
         }
@@ -54,6 +58,7 @@ impl Tool {
         match self {
             Tool::Go(t) => Ok(t.version.to_string()),
             Tool::Otelcol => otelcol::version(project),
+            Tool::OpenTofu => Ok(opentofu::version()),
             Tool::Python(t) => python::version(project, t),
             Tool::Debian(t) => Ok(debian::installed_version(t).unwrap_or_else(|| "(not installed)".into())),
         }
@@ -64,6 +69,7 @@ impl Tool {
         match self {
             Tool::Go(t) => go::binary_path(project, t),
             Tool::Otelcol => otelcol::binary_path(project),
+            Tool::OpenTofu => opentofu::binary_path(project),
             Tool::Python(t) => python::binary_path(project, t),
             Tool::Debian(t) => Ok(debian::binary_path(t)),
         }
@@ -81,6 +87,7 @@ impl Tool {
         match self {
             Tool::Go(t) => go::build(project, t),
             Tool::Otelcol => otelcol::build(project),
+            Tool::OpenTofu => opentofu::build(project),
             Tool::Python(_) => python::install_venv(project),
             Tool::Debian(t) => debian::install(t),
         }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::{
-    Outcome, Validators, actionlint, helm, istio, kubeconform, kubectl_validate, mesh, otelcol, promtool, rules,
-    secrets, yamllint,
+    Outcome, Validators, action_pins, actionlint, checkov, helm, istio, kubeconform, kubectl_validate, mesh, otelcol,
+    promtool, rules, secrets, tofu, yamllint,
 };
 use crate::project::Project;
 
@@ -30,6 +30,14 @@ enum Validator {
     /// The mesh invariants of `mesh.rs` (weights, subsets, mTLS, header
     /// route order, no call beyond docs/mesh-access.md).
     MeshInvariants,
+    /// `tofu fmt -check` of the file.
+    TofuFmt,
+    /// `tofu init` + `tofu validate` of the file as a module of its own.
+    TofuValidate,
+    /// Every `uses:` pinned by commit SHA with its version (action_pins.rs).
+    ActionPins,
+    /// checkov (offline) on the file, with no skips.
+    Checkov,
 }
 
 /// Each invalid fixture, and every validator that must reject it.
@@ -50,6 +58,10 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("mesh-plaintext-destinationrule.yaml", &[Validator::MeshInvariants]),
     ("mesh-header-route-after-weighted.yaml", &[Validator::MeshInvariants]),
     ("mesh-undocumented-caller.yaml", &[Validator::MeshInvariants]),
+    ("tofu-unformatted.tf", &[Validator::TofuFmt]),
+    ("tofu-undefined-reference.tf", &[Validator::TofuValidate]),
+    ("workflow-unpinned-action.yml", &[Validator::ActionPins]),
+    ("checkov-privileged-container.yaml", &[Validator::Checkov]),
 ];
 
 /// The chart whose values.schema.json the values fixtures exercise.
@@ -80,6 +92,28 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
             Ok(Outcome { checked: 1, failures })
         }
         Validator::MeshInvariants => mesh::check_file(project, file),
+        Validator::TofuFmt => tofu::fmt_check(&crate::tools::locate(project, "tofu")?, file),
+        Validator::TofuValidate => validate_tofu_fixture(project, file),
+        Validator::ActionPins => action_pins::check(&files),
+        Validator::Checkov => {
+            let (checked, findings) = checkov::scan(project, file, "kubernetes")?;
+            Ok(Outcome { checked, failures: findings.iter().map(|f| format!("{} {}", f.id, f.resource)).collect() })
+        }
+    }
+}
+
+/// A `.tf` fixture becomes the only file of a module folder, so that
+/// `tofu validate` sees exactly it.
+fn validate_tofu_fixture(project: &Project, file: &Path) -> Result<Outcome> {
+    let dir = project.cache.join("verify/fixtures").join(file.file_stem().unwrap_or_default());
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    fs::copy(file, dir.join("main.tf"))?;
+    let tofu = crate::tools::locate(project, "tofu")?;
+    match tofu::validate(project, &tofu, &dir)? {
+        tofu::Validation::Valid(_) => Ok(Outcome { checked: 1, failures: Vec::new() }),
+        tofu::Validation::Invalid(failures) => Ok(Outcome { checked: 1, failures }),
+        tofu::Validation::Unavailable(why) => bail!("{} could not be validated: {why}", file.display()),
     }
 }
 

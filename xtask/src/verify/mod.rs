@@ -2,7 +2,9 @@
 //! repository through the real upstream validators, then the negative
 //! fixtures to prove those validators still reject bad input.
 
+mod action_pins;
 mod actionlint;
+mod checkov;
 pub mod compliance;
 mod files;
 mod fixtures;
@@ -17,6 +19,7 @@ mod otelcol;
 mod promtool;
 mod rules;
 mod secrets;
+mod tofu;
 mod yamllint;
 
 use std::fs;
@@ -160,6 +163,9 @@ pub fn run(project: &Project) -> Result<()> {
         compliance::write(&compliance_dir, "Compliance report", &environments),
     );
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
+    report.line("action pins", "workflows", action_pins::check(&workflows));
+    tofu::report(project, &mut report);
+    report.line("checkov", "checks", checkov::check(project, &checkov::targets(project, &out_dir)));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
     report.line("promtool", "rule files, tests, dashboards", promtool::check(&v, &project.root));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));

@@ -1,0 +1,10 @@
+terraform {
+  required_version = ">= 1.8.0"
+
+  required_providers {
+    flux = {
+      source  = "fluxcd/flux"
+      version = "1.5.1"
+    }
+  }
+}
