@@ -9,7 +9,7 @@
 //! the healthy one must pass, the two faulty ones must fail.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,11 +79,13 @@ pub fn run(project: &Project) -> Result<()> {
     let demo_app = app::build(project)?;
     let prometheus_bin = tools::locate(project, "prometheus")?;
     let promtool = tools::locate(project, "promtool")?;
+    let argo_condition = tools::locate(project, "argo-condition")?;
     let dir = std::env::temp_dir().join(format!("demo-platform-canary-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("logs"))?;
     let mut supervisor = Supervisor::default();
-    let result = run_in(&dir, &demo_app, &prometheus_bin, &promtool, &metrics, &mut supervisor);
+    let tools = Tools { demo_app, prometheus: prometheus_bin, promtool, argo_condition };
+    let result = run_in(&dir, &tools, &metrics, &mut supervisor);
     supervisor.stop_all();
     if result.is_ok() {
         let _ = fs::remove_dir_all(&dir);
@@ -93,14 +95,15 @@ pub fn run(project: &Project) -> Result<()> {
     result
 }
 
-fn run_in(
-    dir: &Path,
-    demo_app: &Path,
-    prometheus_bin: &Path,
-    promtool: &Path,
-    metrics: &[Metric],
-    supervisor: &mut Supervisor,
-) -> Result<()> {
+struct Tools {
+    demo_app: PathBuf,
+    prometheus: PathBuf,
+    promtool: PathBuf,
+    argo_condition: PathBuf,
+}
+
+fn run_in(dir: &Path, tools: &Tools, metrics: &[Metric], supervisor: &mut Supervisor) -> Result<()> {
+    let Tools { demo_app, prometheus: prometheus_bin, promtool, argo_condition } = tools;
     let mut ports = Vec::new();
     for backend in BACKENDS {
         let (http_port, metrics_port) = (free_port()?, free_port()?);
@@ -165,7 +168,7 @@ fn run_in(
 
     let mut failures = Vec::new();
     for (backend, _, _) in ports.iter().filter(|(b, _, _)| b.hash != "stable") {
-        let verdict = analyse(prometheus_port, metrics, backend.hash)?;
+        let verdict = analyse(argo_condition, prometheus_port, metrics, backend.hash)?;
         let expected = if backend.healthy { "pass" } else { "fail" };
         println!("  {}: analysis {} (expected {expected})", backend.hash, if verdict { "passed" } else { "failed" });
         if verdict != backend.healthy {
@@ -223,7 +226,7 @@ pub fn analysis_template(project: &Project) -> Result<Vec<Metric>> {
 /// Every metric, `failure_limit + 1` measurements each, as Argo Rollouts
 /// would take them: the analysis fails when a metric fails more often than
 /// its failureLimit. Also fails (as an error) if a query finds no data.
-fn analyse(prometheus_port: u16, metrics: &[Metric], hash: &str) -> Result<bool> {
+fn analyse(argo_condition: &Path, prometheus_port: u16, metrics: &[Metric], hash: &str) -> Result<bool> {
     let mut passed = true;
     for metric in metrics {
         let query = metric
@@ -238,10 +241,15 @@ fn analyse(prometheus_port: u16, metrics: &[Metric], hash: &str) -> Result<bool>
         let mut values = Vec::new();
         for _ in 0..=metric.failure_limit {
             let result: Vec<f64> = prometheus::query(prometheus_port, &query)?.iter().map(|s| s.value).collect();
-            if result.is_empty() {
-                bail!("metric {} for {hash}: no data; is Prometheus scraping it? query: {query}", metric.name);
+            // NaN is the chart's "no request in the window" (a pass in the
+            // cluster); here traffic was sent, so it means the test is broken.
+            if result.first().is_none_or(|v| v.is_nan()) {
+                bail!(
+                    "metric {} for {hash}: no data ({result:?}); is Prometheus scraping it? query: {query}",
+                    metric.name
+                );
             }
-            if !evaluate(&metric.success_condition, &result)? {
+            if !evaluate(argo_condition, &metric.success_condition, &result)? {
                 failed += 1;
             }
             values.push(result[0]);
@@ -261,42 +269,18 @@ fn analyse(prometheus_port: u16, metrics: &[Metric], hash: &str) -> Result<bool>
     Ok(passed)
 }
 
-/// An Argo Rollouts success condition over `result` (a Prometheus vector as
-/// a list of floats). Only the forms the chart uses are understood, each
-/// with Argo's meaning: terms joined by `||`, a term being `len(result) == 0`,
-/// `isNaN(result[0])` or `result[0] <op> <number>`. Anything else is an
-/// error, never a guess.
-pub fn evaluate(condition: &str, result: &[f64]) -> Result<bool> {
-    for term in condition.split("||").map(str::trim) {
-        let value = if term == "len(result) == 0" {
-            result.is_empty()
-        } else if term == "isNaN(result[0])" {
-            result.first().context("result[0] of an empty result")?.is_nan()
-        } else if let Some(rest) = term.strip_prefix("result[0]") {
-            let x = *result.first().context("result[0] of an empty result")?;
-            let rest = rest.trim();
-            let (op, number) = ["<=", ">=", "==", "<", ">"]
-                .iter()
-                .find_map(|op| rest.strip_prefix(op).map(|n| (*op, n.trim())))
-                .with_context(|| format!("unsupported comparison in `{term}`"))?;
-            let n: f64 = number.parse().with_context(|| format!("not a number in `{term}`"))?;
-            match op {
-                "<=" => x <= n,
-                ">=" => x >= n,
-                "==" => x == n,
-                "<" => x < n,
-                _ => x > n,
-            }
-        } else {
-            bail!("success condition term `{term}` is not understood by xtask/src/stack/canary.rs; extend `evaluate`")
-        };
-        // `||` short-circuits, as in Argo's expression language: the first
-        // true term decides, later ones are not evaluated.
-        if value {
-            return Ok(true);
-        }
+/// An Argo Rollouts condition over `result` (a Prometheus vector as a list
+/// of floats), evaluated by `argo-condition` (tools/argo-condition): the
+/// expression library and environment of the Argo Rollouts controller.
+/// Err when the condition cannot be evaluated (a measurement error in Argo).
+pub fn evaluate(argo_condition: &Path, condition: &str, result: &[f64]) -> Result<bool> {
+    let result: Vec<String> = result.iter().map(|v| format!("\"{v}\"")).collect();
+    let output = cmd::capture(Command::new(argo_condition).arg(condition).arg(format!("[{}]", result.join(","))))?;
+    match (output.status.success(), String::from_utf8_lossy(&output.stdout).trim()) {
+        (true, "true") => Ok(true),
+        (true, "false") => Ok(false),
+        _ => bail!("cannot evaluate `{condition}`: {}", cmd::tail(&output.stderr, &output.stdout, 5)),
     }
-    Ok(false)
 }
 
 /// One scrape job per backend, labelled as the ServiceMonitor labels pods.
@@ -354,14 +338,16 @@ mod tests {
 
     #[test]
     fn conditions_are_evaluated_as_argo_would() {
-        let c = "len(result) == 0 || isNaN(result[0]) || result[0] >= 0.99";
-        assert!(evaluate(c, &[]).unwrap());
-        assert!(evaluate(c, &[f64::NAN]).unwrap());
-        assert!(evaluate(c, &[0.995]).unwrap());
-        assert!(!evaluate(c, &[0.5]).unwrap());
-        assert!(!evaluate("result[0] < 0.3", &[0.8]).unwrap());
-        assert!(evaluate("result[0] < 0.3", &[0.01]).unwrap());
-        assert!(evaluate("result[0] > 1 && true", &[2.0]).is_err());
+        let project = Project::discover().unwrap();
+        let tool = tools::locate(&project, "argo-condition").expect("argo-condition is built by `make tools`");
+        let c = "isNaN(result[0]) || result[0] >= 0.99";
+        assert!(evaluate(&tool, c, &[f64::NAN]).unwrap());
+        assert!(evaluate(&tool, c, &[0.995]).unwrap());
+        assert!(!evaluate(&tool, c, &[0.5]).unwrap());
+        assert!(!evaluate(&tool, "result[0] < 0.3", &[0.8]).unwrap());
+        // Argo Rollouts refuses to index an empty result, guarded or not.
+        assert!(evaluate(&tool, "len(result) == 0 || result[0] > 1", &[]).is_err());
+        assert!(evaluate(&tool, "result[0] >", &[1.0]).is_err());
     }
 
     #[test]
@@ -372,7 +358,7 @@ mod tests {
         assert_eq!(names, ["success-rate", "p99-latency"]);
         for m in &metrics {
             assert!(m.query.contains("{{args.canary-hash}}"), "{}", m.query);
-            evaluate(&m.success_condition, &[0.5]).unwrap();
+            assert!(m.query.trim_end().ends_with("or on() vector(NaN)"), "never an empty result: {}", m.query);
         }
     }
 }

@@ -90,6 +90,15 @@ pub const GO_TOOLS: &[GoTool] = &[
         ldflags: "-X main.Version=v1.3.2",
     },
     GoTool {
+        name: "argo-condition",
+        // Our own command (tools/argo-condition/main.go) on the expression
+        // library Argo Rollouts evaluates analysis conditions with.
+        module: "github.com/expr-lang/expr",
+        version: "v1.17.8",
+        package: "demo-platform/tools/argo-condition",
+        ldflags: "",
+    },
+    GoTool {
         name: "podinfo",
         module: "github.com/stefanprodan/podinfo",
         // The commit of podinfo 6.9.2 (pkg/version says so); used as an oracle only.
@@ -116,12 +125,23 @@ pub fn go_version() -> Result<&'static str> {
 
 pub fn binary_path(project: &Project, tool: &GoTool) -> Result<PathBuf> {
     let dir = module_dir(project, tool);
-    let key = fingerprint(&[
-        &read(&dir.join("go.mod"))?,
-        &read(&dir.join("go.sum"))?,
-        go_version()?.as_bytes(),
-        tool.ldflags.as_bytes(),
-    ]);
+    let mut parts = vec![read(&dir.join("go.mod"))?, read(&dir.join("go.sum"))?];
+    parts.push(go_version()?.as_bytes().to_vec());
+    parts.push(tool.ldflags.as_bytes().to_vec());
+    // A tool with sources of its own (tools/argo-condition) is rebuilt when
+    // they change; upstream tools have none, so their key stays the same.
+    let mut sources: Vec<PathBuf> = fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "go"))
+        .collect();
+    sources.sort();
+    for source in &sources {
+        parts.push(source.file_name().unwrap_or_default().as_encoded_bytes().to_vec());
+        parts.push(fs::read(source)?);
+    }
+    let key = fingerprint(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
     Ok(project.tools_dir().join("go").join(format!("{}-{key}", tool.name)).join(tool.name))
 }
 
