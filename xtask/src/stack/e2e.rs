@@ -17,6 +17,7 @@ use super::ports::socket;
 use super::process::{self, poll_until};
 use super::{COLLECTOR, Options, Stack, collector, http, jaeger, ports::Choice, prometheus};
 use crate::project::Project;
+use crate::verify::dashboards;
 
 /// Checkouts whose trace, orders and logs are checked.
 const CHECKOUTS: usize = 20;
@@ -30,6 +31,8 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long traces, logs and OTLP metrics get to arrive, all together.
 const TELEMETRY_TIMEOUT: Duration = Duration::from_secs(40);
 const POLL: Duration = Duration::from_millis(500);
+/// Dashboards whose queries the e2e runs against the local Prometheus.
+const DASHBOARD_TAG: &str = "demo-app";
 
 /// Faster export than the SDK defaults (5 s batches, 60 s metrics), so the
 /// test waits seconds, not minutes; a short export timeout so a dead
@@ -126,6 +129,7 @@ pub fn run(project: &Project) -> Result<()> {
             Ok(wanted.iter().all(|(r, p)| count(r, p) >= CHECKOUTS as f64).then(|| found.join(", ")))
         })
     });
+    report.record("demo-app dashboards: every query returns data", true, || dashboard_queries(project, prom));
     process::check_interrupted()?;
 
     let jaeger_port = stack.ports.jaeger_query_http;
@@ -206,6 +210,38 @@ pub fn run(project: &Project) -> Result<()> {
             stack.dir.display()
         )
     }
+}
+
+/// Runs every query of the dashboards tagged `demo-app`
+/// (deploy/observability/dashboards), as Grafana would with "All" selected,
+/// until each returns at least one series. The recorded series come from
+/// the platform's rule files, which the local Prometheus loads.
+fn dashboard_queries(project: &Project, prom: u16) -> Result<String> {
+    let mut queries = Vec::new();
+    for file in dashboards::files(&project.root)? {
+        let dashboard = dashboards::load(&file)?;
+        let tags = dashboard["tags"].as_array().cloned().unwrap_or_default();
+        if !tags.iter().any(|t| t == DASHBOARD_TAG) {
+            continue;
+        }
+        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        // Scrapes are 1 s apart here: a minute holds plenty of samples.
+        queries.extend(dashboards::queries(&dashboard, "1m")?.into_iter().map(|q| (name.clone(), q)));
+    }
+    if queries.is_empty() {
+        bail!("no dashboard tagged {DASHBOARD_TAG:?} in {}", dashboards::DASHBOARDS_DIR);
+    }
+    let total = queries.len();
+    poll_until("every dashboard query to return data", SCRAPE_TIMEOUT, POLL, |last| {
+        let mut empty = Vec::new();
+        for (file, query) in &queries {
+            if prometheus::query(prom, &query.expr)?.is_empty() {
+                empty.push(format!("{file} {}: {}", query.place, query.expr));
+            }
+        }
+        *last = format!("{} of {total} queries return nothing:\n{}", empty.len(), empty.join("\n"));
+        Ok(empty.is_empty().then(|| format!("{total} queries of the {DASHBOARD_TAG:?} dashboards return data")))
+    })
 }
 
 /// Polls Jaeger for the checkout traces until one holds the whole chain.

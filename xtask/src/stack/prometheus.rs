@@ -22,6 +22,8 @@ pub fn write_config(project: &Project, dir: &Path, ports: &Ports, scrape_interva
     let source = project.root.join(CONFIG);
     let text = fs::read_to_string(&source).with_context(|| format!("cannot read {}", source.display()))?;
     let rendered = render(&text, ports, scrape_interval).with_context(|| format!("in {CONFIG}"))?;
+    let config_dir = source.parent().context("the configuration has no folder")?;
+    let rendered = anchor_rule_files(&rendered, config_dir).with_context(|| format!("in {CONFIG}"))?;
     let out_dir = dir.join("prometheus");
     fs::create_dir_all(out_dir.join("data"))?;
     let path = out_dir.join("prometheus.yml");
@@ -63,6 +65,24 @@ pub fn render(text: &str, ports: &Ports, scrape_interval: Option<&str>) -> Resul
         let global = config.get_mut("global").and_then(Yaml::as_mapping_mut).context("no global section")?;
         global.insert("scrape_interval".into(), interval.into());
         global.insert("evaluation_interval".into(), interval.into());
+    }
+    Ok(serde_norway::to_string(&config)?)
+}
+
+/// `rule_files` are relative to the repository's configuration; the copy in
+/// the run folder names them by absolute path, so the local Prometheus
+/// evaluates the platform's own recording rules and alerts
+/// (deploy/observability/alerts) and the dashboards' queries find their data.
+pub fn anchor_rule_files(text: &str, config_dir: &Path) -> Result<String> {
+    let mut config: Yaml = serde_norway::from_str(text).context("not YAML")?;
+    let Some(files) = config.get_mut("rule_files").and_then(Yaml::as_sequence_mut) else {
+        return Ok(text.to_string());
+    };
+    for file in files.iter_mut() {
+        let pattern = file.as_str().context("rule_files holds a non-string")?;
+        if Path::new(pattern).is_relative() {
+            *file = Yaml::String(config_dir.join(pattern).to_string_lossy().into_owned());
+        }
     }
     Ok(serde_norway::to_string(&config)?)
 }
@@ -189,6 +209,15 @@ mod tests {
             assert!(targets.contains(&addr(port)), "{port} not scraped: {targets:?}");
         }
         assert_eq!(rendered["global"]["scrape_interval"].as_str(), Some("1s"));
+    }
+
+    #[test]
+    fn rule_files_point_at_the_repository() {
+        let text = repo_config();
+        let anchored = anchor_rule_files(&text, Path::new("/repo/deploy/observability/prometheus")).unwrap();
+        let config: Yaml = serde_norway::from_str(&anchored).unwrap();
+        let files: Vec<&str> = config["rule_files"].as_sequence().unwrap().iter().filter_map(Yaml::as_str).collect();
+        assert_eq!(files, ["/repo/deploy/observability/prometheus/../alerts/*.rules.yaml"]);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::{
-    Outcome, Validators, action_pins, actionlint, checkov, helm, istio, kubeconform, kubectl_validate, mesh, otelcol,
-    promtool, rules, secrets, tofu, yamllint,
+    Outcome, Validators, action_pins, actionlint, checkov, dashboards, helm, istio, kubeconform, kubectl_validate,
+    mesh, otelcol, promtool, rules, secrets, tofu, yamllint,
 };
 use crate::project::Project;
 
@@ -25,6 +25,10 @@ enum Validator {
     Otelcol,
     Secrets,
     Promtool,
+    /// Grafana dashboard JSON and the PromQL of its panels (dashboards.rs).
+    Dashboards,
+    /// `jaeger validate` of a Jaeger HelmRelease's userconfig.
+    JaegerValidate,
     /// `istioctl analyze --use-kube=false` of the file alone.
     IstioAnalyze,
     /// The mesh invariants of `mesh.rs` (weights, subsets, mTLS, header
@@ -53,6 +57,9 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
     ("secret-plaintext.yaml", &[Validator::Secrets]),
     ("rules-bad-promql.rules.yaml", &[Validator::Promtool]),
+    ("rules-alert-without-runbook.rules.yaml", &[Validator::Promtool]),
+    ("dashboard-bad-query.json", &[Validator::Dashboards]),
+    ("jaeger-helmrelease-bad-config.yaml", &[Validator::JaegerValidate]),
     ("mesh-unknown-subset.yaml", &[Validator::IstioAnalyze, Validator::MeshInvariants]),
     ("mesh-weights-not-100.yaml", &[Validator::MeshInvariants]),
     ("mesh-plaintext-destinationrule.yaml", &[Validator::MeshInvariants]),
@@ -77,7 +84,13 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
         }
         Validator::PlatformRules => rules::check(&files),
         Validator::Secrets => secrets::check(file, false),
-        Validator::Promtool => promtool::check_rules(v, &files),
+        Validator::Promtool => promtool::check_rules(v, &project.root, &files),
+        Validator::Dashboards => dashboards::check_files(v, &files, &project.cache.join("verify/fixture-dashboards")),
+        Validator::JaegerValidate => {
+            let configs = otelcol::jaeger_configs(&[("fixture".to_string(), file.to_path_buf())])?;
+            let jaeger = crate::tools::locate(project, "jaeger")?;
+            otelcol::check_jaeger(&jaeger, &configs, &project.cache.join("verify/fixture-jaeger"))
+        }
         Validator::Otelcol => Ok(Outcome { checked: 1, failures: otelcol::validate(v, &files)?.into_iter().collect() }),
         Validator::Yamllint => yamllint::check(v, &files),
         Validator::Kubeconform => kubeconform::check(v, &files),

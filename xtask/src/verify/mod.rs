@@ -4,8 +4,10 @@
 
 mod action_pins;
 mod actionlint;
+mod alert_rules;
 mod checkov;
 pub mod compliance;
+pub(crate) mod dashboards;
 mod files;
 mod fixtures;
 mod flux;
@@ -167,7 +169,13 @@ pub fn run(project: &Project) -> Result<()> {
     tofu::report(project, &mut report);
     report.line("checkov", "checks", checkov::check(project, &checkov::targets(project, &out_dir)));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
-    report.line("promtool", "rule files, tests, dashboards", promtool::check(&v, &project.root));
+    let jaeger = otelcol::jaeger_configs(&manifests).and_then(|configs| {
+        otelcol::check_jaeger(&tools::locate(project, "jaeger")?, &configs, &project.cache.join("verify/jaeger"))
+    });
+    report.line("jaeger validate", "configurations", jaeger);
+    report.line("promtool", "rule files, tests", promtool::check(&v, &project.root));
+    let scratch = project.cache.join("verify/dashboards");
+    report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
     report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
 

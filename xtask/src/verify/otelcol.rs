@@ -42,3 +42,44 @@ pub fn validate(v: &Validators, files: &[PathBuf]) -> Result<Option<String>> {
         format!("otelcol validate {}: {}", names.join(" + "), cmd::tail(&output.stderr, &output.stdout, 10))
     }))
 }
+
+/// Jaeger v2 is a Collector distribution too: the configuration each
+/// environment gives it (the `userconfig` of its HelmRelease, after the
+/// overlay's patches) goes through the `jaeger` binary's own `validate`.
+/// Returns (where it came from, the configuration).
+pub fn jaeger_configs(manifests: &[(String, PathBuf)]) -> Result<Vec<(String, serde_json::Value)>> {
+    let mut configs = Vec::new();
+    for (env, file) in manifests {
+        for doc in super::rules::documents(file)? {
+            let is_jaeger = doc["kind"] == "HelmRelease" && doc["spec"]["chart"]["spec"]["chart"] == "jaeger";
+            let config = &doc["spec"]["values"]["userconfig"];
+            if is_jaeger && !config.is_null() {
+                configs.push((format!("{env} ({})", file.display()), config.clone()));
+            }
+        }
+    }
+    Ok(configs)
+}
+
+/// `jaeger validate` of each configuration, written to `scratch` (emptied first).
+pub fn check_jaeger(jaeger: &Path, configs: &[(String, serde_json::Value)], scratch: &Path) -> Result<Outcome> {
+    if configs.is_empty() {
+        anyhow::bail!("no HelmRelease of the `jaeger` chart with values.userconfig found");
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch)?;
+    let mut outcome = Outcome::default();
+    for (i, (origin, config)) in configs.iter().enumerate() {
+        outcome.checked += 1;
+        let file = scratch.join(format!("jaeger-{i}.yaml"));
+        std::fs::write(&file, serde_norway::to_string(config)?)?;
+        let output = cmd::capture(Command::new(jaeger).arg("validate").arg("--config").arg(&file))?;
+        if !output.status.success() {
+            outcome.failures.push(format!(
+                "jaeger validate, userconfig of {origin}: {}",
+                cmd::tail(&output.stderr, &output.stdout, 10)
+            ));
+        }
+    }
+    Ok(outcome)
+}

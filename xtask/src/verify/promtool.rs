@@ -1,18 +1,20 @@
-//! Prometheus rules with promtool: `check rules` on every rule file and
-//! `test rules` on every unit-test file under deploy/observability/alerts;
-//! Grafana dashboards there must at least be JSON.
+//! Prometheus rules with promtool: every rule file under
+//! deploy/observability/alerts (plain Prometheus rule files; the cluster gets
+//! them as PrometheusRules through the platform-observability chart) passes
+//! `promtool check rules` and the alert conventions (alert_rules.rs), every
+//! `*.rules.test.yaml` there passes `promtool test rules`, and every alert is
+//! tested firing and quiet.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use super::{Outcome, Validators};
+use super::{Outcome, Validators, alert_rules};
 use crate::cmd;
 
 pub const ALERTS_DIR: &str = "deploy/observability/alerts";
-pub const DASHBOARDS_DIR: &str = "deploy/observability/dashboards";
 
 fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
@@ -24,8 +26,17 @@ fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Rule files (`*.rules.yaml`, not the tests), checked.
-pub fn check_rules(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
+/// The rule files of the repository (`*.rules.yaml`, not their tests).
+pub fn rule_files(root: &Path) -> Result<Vec<PathBuf>> {
+    Ok(files_ending(&root.join(ALERTS_DIR), ".rules.yaml")?
+        .into_iter()
+        .filter(|f| !f.to_string_lossy().ends_with(".test.yaml"))
+        .collect())
+}
+
+/// Rule files: `promtool check rules` (PromQL, structure, templates), then
+/// the conventions every alert follows (runbooks relative to `root`).
+pub fn check_rules(v: &Validators, root: &Path, files: &[PathBuf]) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for file in files {
         outcome.checked += 1;
@@ -36,19 +47,22 @@ pub fn check_rules(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
                 file.display(),
                 cmd::tail(&output.stderr, &output.stdout, 8)
             ));
+            continue;
         }
+        outcome.failures.extend(alert_rules::conventions(root, file)?);
     }
     Ok(outcome)
 }
 
 pub fn check(v: &Validators, root: &Path) -> Result<Outcome> {
     let alerts = root.join(ALERTS_DIR);
-    let rules: Vec<PathBuf> = files_ending(&alerts, ".rules.yaml")?
-        .into_iter()
-        .filter(|f| !f.to_string_lossy().ends_with(".test.yaml"))
-        .collect();
-    let mut outcome = check_rules(v, &rules)?;
-    for test in files_ending(&alerts, ".rules.test.yaml")? {
+    let rules = rule_files(root)?;
+    if rules.is_empty() {
+        bail!("no rule file in {ALERTS_DIR}");
+    }
+    let mut outcome = check_rules(v, root, &rules)?;
+    let tests = files_ending(&alerts, ".rules.test.yaml")?;
+    for test in &tests {
         outcome.checked += 1;
         // promtool resolves rule_files relative to the test file's folder.
         let output = cmd::capture(
@@ -62,11 +76,6 @@ pub fn check(v: &Validators, root: &Path) -> Result<Outcome> {
             ));
         }
     }
-    for dashboard in files_ending(&root.join(DASHBOARDS_DIR), ".json")? {
-        outcome.checked += 1;
-        if let Err(err) = serde_json::from_slice::<serde_json::Value>(&fs::read(&dashboard)?) {
-            outcome.failures.push(format!("{}: not JSON: {err}", dashboard.display()));
-        }
-    }
+    outcome.failures.extend(alert_rules::coverage(&rules, &tests)?);
     Ok(outcome)
 }
