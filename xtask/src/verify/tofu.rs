@@ -213,8 +213,12 @@ fn first_error(text: &str) -> String {
     let lines: Vec<&str> = text.lines().map(|l| l.trim_start_matches(['│', '╷', '╵', ' '])).collect();
     let start = lines.iter().position(|l| l.starts_with("Error:")).unwrap_or(0);
     let paragraph: Vec<&str> =
-        lines[start..].iter().take(8).copied().filter(|l| !l.trim().is_empty()).take(4).collect();
-    paragraph.join(" ")
+        lines[start..].iter().take(10).copied().filter(|l| !l.trim().is_empty()).take(6).collect();
+    let line = paragraph.join(" ");
+    match line.char_indices().nth(320) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line,
+    }
 }
 
 fn flat(rel: &Path) -> String {
