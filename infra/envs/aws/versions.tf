@@ -8,7 +8,7 @@ terraform {
     }
     flux = {
       source  = "fluxcd/flux"
-      version = "1.5.1"
+      version = "1.7.6"
     }
   }
 

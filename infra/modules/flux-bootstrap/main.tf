@@ -1,13 +1,15 @@
-# Flux bootstrap of one environment: installs the controllers (manifests
-# embedded in the provider, so nothing is fetched at apply time), commits
+# Flux bootstrap of one environment: installs the controllers (by default
+# the manifests embedded in the provider, so nothing is fetched), commits
 # them to deploy/clusters/<environment>/flux-system and points Flux at that
 # path. The calling root configures the `flux` provider: which cluster
 # (kubernetes) and which repository with which credentials (git).
 
 resource "flux_bootstrap_git" "this" {
-  embedded_manifests = true
-  path               = "deploy/clusters/${var.environment}"
+  # The manifests built into the provider (no download at apply time), unless
+  # a specific Flux version is asked for.
+  embedded_manifests = var.flux_version == null
   version            = var.flux_version
+  path               = "deploy/clusters/${var.environment}"
   interval           = var.interval
 
   # Image automation for dev and staging (deploy/apps/<env>/image-automation.yaml)

@@ -9,9 +9,9 @@ variable "environment" {
 }
 
 variable "flux_version" {
-  description = "Flux distribution version installed by the bootstrap; matches the CRDs that `make verify` validates against."
+  description = "Flux version to install (e.g. v2.9.4, downloaded at apply time); null installs the one embedded in the pinned provider."
   type        = string
-  default     = "v2.9.4"
+  default     = null
 }
 
 variable "interval" {

@@ -4,7 +4,7 @@ terraform {
   required_providers {
     flux = {
       source  = "fluxcd/flux"
-      version = "1.5.1"
+      version = "1.7.6"
     }
   }
 }
