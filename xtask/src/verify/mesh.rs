@@ -476,6 +476,81 @@ mod tests {
         assert_eq!(fqdn("demo.example.com", "app"), "demo.example.com");
     }
 
+    /// The committed renders of every environment (insta snapshots of
+    /// `flux.rs`, kept up to date by its test) hold every invariant, with
+    /// the matrix of docs/mesh-access.md exactly.
+    #[test]
+    fn the_rendered_environments_hold_every_invariant() {
+        let project = Project::discover().unwrap();
+        let matrix = documented_matrix(&project.root).unwrap();
+        for env in ENVIRONMENTS {
+            let path =
+                project.root.join(format!("xtask/src/verify/snapshots/xtask__verify__flux__snapshots__{env}.snap"));
+            let text = fs::read_to_string(&path).unwrap();
+            // The snapshot's own header is a first YAML document; skip it.
+            let body = text.splitn(3, "---\n").nth(2).unwrap();
+            let docs: Vec<Value> = serde_norway::Deserializer::from_str(body)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .filter(|d: &Value| !d.is_null())
+                .collect();
+            assert!(docs.iter().any(|d| d["kind"] == "AuthorizationPolicy"), "{env}: no AuthorizationPolicy rendered");
+            let failures = violations(&docs, &matrix, true);
+            assert!(failures.is_empty(), "{env}: {failures:#?}");
+        }
+    }
+
+    #[test]
+    fn a_release_step_that_leaves_a_split_route_on_stable_is_caught() {
+        let docs: Vec<Value> = serde_norway::Deserializer::from_str(
+            r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: b, namespace: n}
+spec:
+  host: b
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  subsets: [{name: stable}, {name: canary}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: b, namespace: n}
+spec:
+  hosts: [b]
+  http:
+    - name: writes
+      route: [{destination: {host: b, subset: stable}, weight: 100}, {destination: {host: b, subset: canary}, weight: 0}]
+    - name: primary
+      route: [{destination: {host: b, subset: stable}, weight: 100}, {destination: {host: b, subset: canary}, weight: 0}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: b, namespace: n}
+spec:
+  strategy:
+    canary:
+      trafficRouting:
+        managedRoutes: [{name: canary-header}]
+        istio:
+          virtualService: {name: b, routes: [primary]}
+          destinationRule: {name: b, stableSubsetName: stable, canarySubsetName: canary}
+      steps:
+        - setHeaderRoute: {name: canary-header, match: [{headerName: canary, headerValue: {exact: "true"}}]}
+        - setWeight: 50
+"#,
+        )
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+        let failures = violations(&docs, &BTreeSet::new(), false);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("route writes of b splits stable/canary but is not in the Rollout's routes")),
+            "{failures:#?}"
+        );
+        assert!(failures.iter().any(|f| f.contains("the last setWeight is 50, not 100")), "{failures:#?}");
+        assert_eq!(failures.len(), 2, "{failures:#?}");
+    }
+
     #[test]
     fn the_documented_matrix_parses() {
         let project = Project::discover().unwrap();
