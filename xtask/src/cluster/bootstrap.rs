@@ -111,9 +111,11 @@ fn manifests(version: &str, tag: &str) -> Result<String> {
     );
     let mut app_patches =
         vec![json!({"target": {"kind": "HelmRelease", "name": "demo-app"}, "patch": helmrelease_patch})];
-    for kind in ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"] {
+    for (kind, name) in
+        [("ImageRepository", "demo-app"), ("ImagePolicy", "demo-app-dev"), ("ImageUpdateAutomation", "demo-app")]
+    {
         app_patches.push(json!({"patch": format!(
-            "$patch: delete\napiVersion: image.toolkit.fluxcd.io/v1\nkind: {kind}\nmetadata:\n  name: demo-app\n  namespace: flux-system\n"
+            "$patch: delete\napiVersion: image.toolkit.fluxcd.io/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: flux-system\n"
         )}));
     }
     let apps_patch = serde_norway::to_string(&json!([{"op": "add", "path": "/spec/patches", "value": app_patches}]))?;
