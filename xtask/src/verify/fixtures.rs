@@ -29,6 +29,8 @@ enum Validator {
     Dashboards,
     /// `jaeger validate` of a Jaeger HelmRelease's userconfig.
     JaegerValidate,
+    /// `promtool check rules` on the spec of each PrometheusRule in the file.
+    PrometheusRule,
     /// `istioctl analyze --use-kube=false` of the file alone.
     IstioAnalyze,
     /// The mesh invariants of `mesh.rs` (weights, subsets, mTLS, header
@@ -60,6 +62,7 @@ const INVALID: &[(&str, &[Validator])] = &[
     ("rules-alert-without-runbook.rules.yaml", &[Validator::Promtool]),
     ("dashboard-bad-query.json", &[Validator::Dashboards]),
     ("jaeger-helmrelease-bad-config.yaml", &[Validator::JaegerValidate]),
+    ("prometheusrule-bad-promql.yaml", &[Validator::PrometheusRule]),
     ("mesh-unknown-subset.yaml", &[Validator::IstioAnalyze, Validator::MeshInvariants]),
     ("mesh-weights-not-100.yaml", &[Validator::MeshInvariants]),
     ("mesh-plaintext-destinationrule.yaml", &[Validator::MeshInvariants]),
@@ -90,6 +93,10 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
             let configs = otelcol::jaeger_configs(&[("fixture".to_string(), file.to_path_buf())])?;
             let jaeger = crate::tools::locate(project, "jaeger")?;
             otelcol::check_jaeger(&jaeger, &configs, &project.cache.join("verify/fixture-jaeger"))
+        }
+        Validator::PrometheusRule => {
+            let rendered = [("fixture".to_string(), file.to_path_buf())];
+            promtool::check_rendered(v, &rendered, &project.cache.join("verify/fixture-prometheusrules"))
         }
         Validator::Otelcol => Ok(Outcome { checked: 1, failures: otelcol::validate(v, &files)?.into_iter().collect() }),
         Validator::Yamllint => yamllint::check(v, &files),

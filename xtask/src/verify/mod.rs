@@ -174,6 +174,8 @@ pub fn run(project: &Project) -> Result<()> {
     });
     report.line("jaeger validate", "configurations", jaeger);
     report.line("promtool", "rule files, tests", promtool::check(&v, &project.root));
+    let rendered_rules = promtool::check_rendered(&v, &manifests, &project.cache.join("verify/prometheusrules"));
+    report.line("promtool (rendered)", "PrometheusRules", rendered_rules);
     let scratch = project.cache.join("verify/dashboards");
     report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
