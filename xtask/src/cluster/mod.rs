@@ -46,7 +46,7 @@ const PREREQUISITES: &[(&str, &str)] = &[
 ];
 
 pub fn up(project: &Project) -> Result<()> {
-    require(PREREQUISITES)?;
+    require("cluster-up", PREREQUISITES)?;
     let work = project.cache.join("cluster");
     fs::create_dir_all(&work)?;
     step("local registry", ensure_registry)?;
@@ -63,7 +63,7 @@ pub fn up(project: &Project) -> Result<()> {
 }
 
 pub fn down() -> Result<()> {
-    require(&PREREQUISITES[..2])?;
+    require("cluster-down", &PREREQUISITES[..2])?;
     let clusters = cmd::run(Command::new("kind").arg("get").arg("clusters"))?;
     if String::from_utf8_lossy(&clusters.stdout).lines().any(|l| l.trim() == CLUSTER) {
         cmd::run(Command::new("kind").args(["delete", "cluster", "--name", CLUSTER]))?;
@@ -77,14 +77,14 @@ pub fn down() -> Result<()> {
 }
 
 /// Fails with every missing program named, and how to install it.
-fn require(programs: &[(&str, &str)]) -> Result<()> {
+fn require(command: &str, programs: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<String> = programs
         .iter()
         .filter(|(program, _)| which(program).is_none())
         .map(|(program, how)| format!("  {program}: {how}"))
         .collect();
     if !missing.is_empty() {
-        bail!("cluster-up needs programs that are not on PATH:\n{}", missing.join("\n"));
+        bail!("{command} needs programs that are not on PATH:\n{}", missing.join("\n"));
     }
     // Docker installed but not running is the usual surprise.
     cmd::run(Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]))
