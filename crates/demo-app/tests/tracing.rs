@@ -39,8 +39,22 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let order = serde_json::json!({"sku": "traced", "quantity": 2, "unit_price_cents": 50});
     assert_eq!(frontend.post_json("/api/checkout", &order).await.status(), 201);
     assert_eq!(frontend.get("/status/503").await.status(), 503);
-    let _ = provider.force_flush();
-    let spans = exporter.get_finished_spans().unwrap();
+    // The backend ends its server span after the response has left, so the
+    // frontend can hold its answer before the backend's spans are exported:
+    // wait for them (bounded) rather than read once.
+    let wanted = |spans: &[SpanData]| {
+        let has = |name: &str, kind: SpanKind| spans.iter().any(|s| s.name == name && s.span_kind == kind);
+        has("POST /api/orders", SpanKind::Server) && has("INSERT orders", SpanKind::Client)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let spans = loop {
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        if wanted(&spans) || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
 
     let named = |name: &str, kind: SpanKind| {
         spans.iter().find(|s| s.name == name && s.span_kind == kind).unwrap_or_else(|| {
