@@ -79,6 +79,9 @@ enum Command {
         /// Requests per second of the fixed-rate latency runs, the same for every server.
         #[arg(long, default_value_t = 2000)]
         rate: u32,
+        /// The fixed rate of the scenarios that store an order (orders, checkout: an fsync per request).
+        #[arg(long, default_value_t = 500)]
+        write_rate: u32,
         /// Only these servers (comma-separated ids: demo-app, demo-app-otel, demo-app-otel-down, podinfo, python, python-otel, hyper).
         #[arg(long, value_delimiter = ',')]
         servers: Vec<String>,
@@ -131,13 +134,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterDown => cluster::down(),
         Command::ClusterCheck => cluster::check(&project),
         Command::Canary => stack::canary::run(&project),
-        Command::Bench { smoke, runs, duration, warmup, connections, rate, servers, scenarios, publish } => {
+        Command::Bench {
+            smoke,
+            runs,
+            duration,
+            warmup,
+            connections,
+            rate,
+            write_rate,
+            servers,
+            scenarios,
+            publish,
+        } => {
             let options = bench::Options {
                 smoke,
                 runs,
                 duration: std::time::Duration::from_secs(duration),
                 warmup: std::time::Duration::from_secs(warmup),
-                load: bench::Load { connections, rate },
+                load: bench::Load { connections, rate, write_rate },
                 servers,
                 scenarios,
                 publish,

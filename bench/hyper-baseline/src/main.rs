@@ -20,6 +20,12 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+/// What does not change while the process runs.
+struct Facts {
+    hostname: String,
+    num_cpu: String,
+}
+
 /// Same keys and kinds of values as demo-app's (and podinfo's) info document.
 #[derive(Serialize)]
 struct Info {
@@ -44,7 +50,9 @@ async fn main() -> std::io::Result<()> {
     };
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let hostname: &'static str = Box::leak(hostname.into_boxed_str());
+    // Read once: the std call reads the affinity mask and cgroup files each time.
+    let num_cpu = std::thread::available_parallelism().map_or(1, usize::from).to_string();
+    let facts: &'static Facts = Box::leak(Box::new(Facts { hostname, num_cpu }));
     eprintln!("hyper-baseline listening on 127.0.0.1:{port}");
     loop {
         let (stream, _) = tokio::select! {
@@ -53,16 +61,16 @@ async fn main() -> std::io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(request, hostname));
+            let service = service_fn(move |request| answer(request, facts));
             // A client that goes away mid-request is not the server's error.
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-async fn answer(request: Request<Incoming>, hostname: &str) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(request: Request<Incoming>, facts: &Facts) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/api/info") => json(StatusCode::OK, serde_json::to_vec(&info(hostname)).unwrap_or_default()),
+        (&Method::GET, "/api/info") => json(StatusCode::OK, serde_json::to_vec(&info(facts)).unwrap_or_default()),
         (&Method::GET, "/healthz") => json(StatusCode::OK, br#"{"status":"OK"}"#.to_vec()),
         (&Method::POST, "/api/echo") => match request.into_body().collect().await {
             Ok(body) => {
@@ -78,9 +86,9 @@ async fn answer(request: Request<Incoming>, hostname: &str) -> Result<Response<F
     Ok(response)
 }
 
-fn info(hostname: &str) -> Info {
+fn info(facts: &Facts) -> Info {
     Info {
-        hostname: hostname.to_string(),
+        hostname: facts.hostname.clone(),
         version: env!("CARGO_PKG_VERSION"),
         revision: "bench",
         color: "#34577c",
@@ -90,7 +98,7 @@ fn info(hostname: &str) -> Info {
         goarch: std::env::consts::ARCH,
         runtime: "rust (hyper, tokio)",
         num_goroutine: "1".to_string(),
-        num_cpu: std::thread::available_parallelism().map_or(1, usize::from).to_string(),
+        num_cpu: facts.num_cpu.clone(),
     }
 }
 

@@ -60,7 +60,10 @@ fn draw(results: &Results, path: &Path) -> Result<(), Box<dyn std::error::Error>
         y += size + 10;
     }
     let (top, bottom) = body.split_vertically((HEIGHT - 110) / 2);
-    let rate_title = format!("p99 latency at a fixed {} req/s, ms (open loop; log scale)", s.load.rate);
+    let rate_title = format!(
+        "p99 latency at a fixed rate, ms ({} req/s; orders and checkout {} req/s; open loop; log scale)",
+        s.load.rate, s.load.write_rate
+    );
     let panels: [(Panel, &DrawingArea<SVGBackend, plotters::coord::Shift>); 2] = [
         (("throughput, requests/s (median, whiskers min-max; log scale)", |c| c.throughput_rps), &top),
         ((rate_title.as_str(), |c| c.fixed_rate.as_ref().and_then(|f| f.p99_ms)), &bottom),

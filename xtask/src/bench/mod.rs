@@ -67,7 +67,7 @@ impl Options {
             runs: 1,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            load: Load { connections: 32, rate: 2000 },
+            load: Load { connections: 32, rate: 2000, write_rate: 500 },
             servers: Vec::new(),
             scenarios: Vec::new(),
             publish: false,
@@ -79,8 +79,20 @@ impl Options {
 pub struct Load {
     /// Open connections of both load generators.
     pub connections: u32,
-    /// Requests per second of the fixed-rate (latency) runs, the same for every server.
+    /// Requests per second of the fixed-rate (latency) runs of the read
+    /// scenarios, the same for every server.
     pub rate: u32,
+    /// The same for the scenarios that write to SQLite with an fsync per
+    /// commit (orders, checkout): above what the disk allows, every server
+    /// would only show the length of its queue.
+    pub write_rate: u32,
+}
+
+impl Load {
+    /// The common fixed rate of a scenario.
+    pub fn rate_for(&self, scenario: Scenario) -> u32 {
+        if scenario.writes() { self.write_rate } else { self.rate }
+    }
 }
 
 pub fn run(project: &Project, mut options: Options) -> Result<()> {
@@ -149,7 +161,11 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         selected.len(),
         options.runs,
         options.duration.as_secs_f64(),
-        if oha.is_some() { format!(" and fixed rate {} req/s", options.load.rate) } else { " only".into() },
+        if oha.is_some() {
+            format!(" and fixed rate {}/{} req/s (reads/writes)", options.load.rate, options.load.write_rate)
+        } else {
+            " only".into()
+        },
         project.rel(&out).display()
     );
     let mut cases = Vec::new();
@@ -388,6 +404,7 @@ fn measure(
         bail!("{} exited under load ({status}):\n{}", child.name, child.log_tail(20));
     }
     running.supervisor.stop_all();
+    trim_logs(dir)?;
     Ok(case(server, scenario, &throughput, &fixed, options, peak_rss_kib))
 }
 
@@ -404,7 +421,7 @@ fn case(
         throughput.iter().filter(|(s, _)| s.requests > 0).map(|(s, cpu)| cpu / s.requests as f64 * 10_000.0).collect();
     let closed_p99: Vec<f64> = throughput.iter().map(|(s, _)| s.p99_us / 1000.0).collect();
     let fixed_rate = (!fixed.is_empty()).then(|| FixedRate {
-        target_rps: options.load.rate,
+        target_rps: options.load.rate_for(scenario),
         achieved_rps: Spread::of(&fixed.iter().map(|f| f.requests_per_second).collect::<Vec<_>>()),
         p50_ms: Spread::of(&fixed.iter().map(|f| f.p50_ms).collect::<Vec<_>>()),
         p99_ms: Spread::of(&fixed.iter().map(|f| f.p99_ms).collect::<Vec<_>>()),
@@ -426,6 +443,25 @@ fn case(
         raw_wrk: throughput.iter().map(|(s, _)| s.clone()).collect(),
         raw_oha: fixed.to_vec(),
     }
+}
+
+/// Server logs over 1 MiB (demo-app logs every order) keep only their last
+/// 256 KiB: enough to read why a case failed, without 200 MB per run.
+fn trim_logs(dir: &Path) -> Result<()> {
+    const KEEP: u64 = 256 * 1024;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        let size = entry.metadata().map(|m| m.len()).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "log") && size > 4 * KEEP {
+            let bytes = fs::read(&path)?;
+            let tail = &bytes[bytes.len() - KEEP as usize..];
+            let start = tail.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let mut trimmed = format!("[bench: {size} bytes of log, only the end kept]\n").into_bytes();
+            trimmed.extend_from_slice(&tail[start..]);
+            fs::write(&path, trimmed)?;
+        }
+    }
+    Ok(())
 }
 
 /// The smoke's verdict: every case answered, without errors.
@@ -452,7 +488,7 @@ mod tests {
             runs: 1,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            load: Load { connections: 8, rate: 100 },
+            load: Load { connections: 8, rate: 100, write_rate: 50 },
             servers: servers.iter().map(|s| s.to_string()).collect(),
             scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
             publish: false,
@@ -479,6 +515,23 @@ mod tests {
         assert!(select(&options(&["nginx"], &[])).is_err());
         assert!(select(&options(&[], &["websocket"])).is_err());
         assert!(select(&options(&["hyper"], &["orders"])).is_err());
+    }
+
+    #[test]
+    fn long_logs_keep_their_end_from_a_line_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let long: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        fs::write(dir.path().join("server.log"), &long).unwrap();
+        fs::write(dir.path().join("short.log"), "kept\n").unwrap();
+        fs::write(dir.path().join("data.db"), &long).unwrap();
+        trim_logs(dir.path()).unwrap();
+        let trimmed = fs::read_to_string(dir.path().join("server.log")).unwrap();
+        assert!(trimmed.len() < 300 * 1024);
+        assert!(trimmed.starts_with("[bench: "), "{}", &trimmed[..80]);
+        assert!(trimmed.lines().nth(1).unwrap().starts_with("line "));
+        assert!(trimmed.ends_with("line 199999\n"));
+        assert_eq!(fs::read_to_string(dir.path().join("short.log")).unwrap(), "kept\n");
+        assert_eq!(fs::read_to_string(dir.path().join("data.db")).unwrap().len(), long.len());
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn run(oha: &Path, scenario: Scenario, url: &str, load: &Load, duration: Dur
         .arg(oha)
         .args(["--no-tui", "--output-format", "json", "--latency-correction", "-w"])
         .args(["-z", &format!("{}s", duration.as_secs().max(1))])
-        .args(["-q", &load.rate.to_string(), "-c", &load.connections.to_string()])
+        .args(["-q", &load.rate_for(scenario).to_string(), "-c", &load.connections.to_string()])
         .args(["-m", scenario.method()]);
     if let Some((content_type, body)) = scenario.body() {
         command.args(["-T", content_type, "-d", &body]);

@@ -142,15 +142,14 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "- throughput: wrk (closed loop); latency: oha at a fixed {} req/s (open loop, latency from the scheduled send time); figures are medians (min–max)",
-        s.load.rate
+        "- throughput: wrk (closed loop); latency: oha at a fixed {} req/s ({} req/s for orders and checkout, which fsync every order), open loop, latency from the scheduled send time; figures are medians (min–max)",
+        s.load.rate, s.load.write_rate
     );
     let _ = writeln!(md, "- versions: {}\n", super::machine::labelled(&results.versions).join("; "));
 
     let _ = writeln!(
         md,
-        "| scenario | server | req/s | × podinfo | × hyper | p50 / p99 / p99.9 ms at {} req/s | errors | peak RSS MiB | CPU s / 10k req |",
-        s.load.rate
+        "| scenario | server | req/s | × podinfo | × hyper | p50 / p99 / p99.9 ms at the fixed rate | errors | peak RSS MiB | CPU s / 10k req |"
     );
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for case in &results.cases {
@@ -320,7 +319,7 @@ mod tests {
                 runs: 5,
                 duration_s: 5.0,
                 warmup_s: 2.0,
-                load: Load { connections: 32, rate: 1000 },
+                load: Load { connections: 32, rate: 1000, write_rate: 200 },
                 server_core: "0".into(),
                 load_core: "1".into(),
                 profile: "release".into(),

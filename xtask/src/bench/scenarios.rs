@@ -67,6 +67,11 @@ impl Scenario {
         }
     }
 
+    /// Whether each request stores an order (SQLite, fsync per commit).
+    pub fn writes(self) -> bool {
+        matches!(self, Scenario::Orders | Scenario::Checkout)
+    }
+
     /// The status a correct answer has; anything else counts as an error.
     pub fn expected_status(self) -> u16 {
         match self {

@@ -217,7 +217,9 @@ fn python(server: &Server, bins: &Binaries, endpoints: &Endpoints, dir: &Path, p
         .arg(app_dir)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"])
-        .env("BENCH_DATA_PATH", dir.join("data"));
+        .env("BENCH_DATA_PATH", dir.join("data"))
+        // No __pycache__ in the checkout.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     otel_env(&mut command, server, endpoints, "python-baseline")?;
     Ok(command)
 }
