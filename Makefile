@@ -19,7 +19,7 @@ test:
 run:
 	$(CARGO) xtask run
 
-## Benchmarks (filled by the benchmark work).
+## Benchmarks: demo-app vs podinfo, a FastAPI baseline and bare hyper (docs/benchmarks.md).
 bench:
 	$(CARGO) xtask bench
 
