@@ -126,6 +126,33 @@ async fn concurrent_same_key_creates_one_row(store: Store) {
     assert_eq!(count_orders(&store).await, 1);
 }
 
+/// Callers that give up mid-transaction (a client disconnecting, a timeout)
+/// must not leave a pooled connection inside an open transaction: every
+/// order after them still succeeds.
+async fn abandoned_creates_leave_the_store_usable(store: Store) {
+    let order = new_order("abandoned", 1, 1);
+    // Writers contend for the lock, and each gives up after 0-4 ms: callers
+    // are dropped before, inside and after BEGIN, between statements and
+    // while committing.
+    for _ in 0..10 {
+        let writers: Vec<_> = (0..16u64)
+            .map(|i| {
+                let (store, order) = (store.clone(), order.clone());
+                tokio::spawn(async move {
+                    let patience = Duration::from_micros(i * 250);
+                    let _ = tokio::time::timeout(patience, store.create_order(&order, None)).await;
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    }
+    for _ in 0..20 {
+        create(&store, &order, None).await;
+    }
+}
+
 async fn total_overflow_is_rejected(store: Store) {
     let result = store.create_order(&new_order("sku", i64::MAX, 2), Some("k")).await;
     assert!(matches!(result, Err(StoreError::Overflow)), "{result:?}");
@@ -221,6 +248,7 @@ suite!(
     same_key_other_order_conflicts,
     concurrent_same_key_creates_one_row,
     total_overflow_is_rejected,
+    abandoned_creates_leave_the_store_usable,
     cache_set_get_overwrite_delete,
 );
 

@@ -88,6 +88,23 @@ pub enum Store {
 /// connection that went silent mid-query must not hold a request forever.
 pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Runs a transaction on its own task and awaits it. A request future is
+/// dropped when its client disconnects, and `dispatch!` drops it on timeout;
+/// a transaction dropped halfway left its pooled connection inside an open
+/// transaction, and every later order on that connection failed ("begin_with
+/// at non-zero transaction depth", seen under load in `make bench`). On its
+/// own task the transaction always ends in COMMIT or ROLLBACK; a caller that
+/// gave up gets no answer, and its retry with the same idempotency key gets
+/// the committed order.
+pub(crate) async fn run_to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreResult<T> {
+    use tracing::Instrument as _;
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|err| Err(StoreError::Other(format!("the transaction task failed: {err}"))))
+}
+
 /// Runs one store call inside a database client span (semantic-convention
 /// attributes), records `db.client.operation.duration`, and bounds it by
 /// OPERATION_TIMEOUT.

@@ -65,11 +65,16 @@ impl PostgresStore {
         Ok(())
     }
 
+    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
+        let (store, order, key) = (self.clone(), order.clone(), idempotency_key.map(str::to_owned));
+        super::run_to_completion(async move { store.create_order_now(&order, key.as_deref()).await }).await
+    }
+
     /// Inserts the order, or with a key returns the order first stored under
     /// it. `ON CONFLICT DO NOTHING` waits for a concurrent insert of the same
     /// key to commit, and under READ COMMITTED the following SELECT (a new
     /// snapshot) then sees that row.
-    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
+    async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
         self.ensure_migrated()?;
         let fingerprint = request_fingerprint(order);

@@ -68,10 +68,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
+        let (store, order, key) = (self.clone(), order.clone(), idempotency_key.map(str::to_owned));
+        super::run_to_completion(async move { store.create_order_now(&order, key.as_deref()).await }).await
+    }
+
     /// Inserts the order, or with a key returns the order first stored under
     /// it. `BEGIN IMMEDIATE` takes the write lock up front, so concurrent
     /// requests with one key queue on `busy_timeout` and see each other's row.
-    pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
+    async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
         let fingerprint = request_fingerprint(order);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
