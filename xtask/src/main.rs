@@ -5,6 +5,7 @@
 mod bench;
 mod cluster;
 mod cmd;
+mod flux;
 mod pipeline;
 mod project;
 mod run;
@@ -34,6 +35,14 @@ enum Command {
     },
     /// Validate every manifest, workflow and negative fixture with the upstream tools.
     Verify,
+    /// Rewrite snapshots/<env>.yaml: everything Flux applies to each environment.
+    Snapshots,
+    /// Per environment, the objects that the working tree adds, removes or
+    /// modifies compared with GIT_REF (what a pull request would change).
+    Diff {
+        #[arg(value_name = "GIT_REF", default_value = "HEAD")]
+        git_ref: String,
+    },
     /// Kyverno policies: the compliance report.
     Policy {
         #[command(subcommand)]
@@ -125,6 +134,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tools { check: true } => tools::check(&project),
         Command::Tools { check: false } => tools::install_all(&project),
         Command::Verify => verify::run(&project),
+        Command::Snapshots => flux::snapshot::update(&project),
+        Command::Diff { git_ref } => flux::snapshot::diff_command(&project, &git_ref),
         Command::Policy { action: PolicyAction::Report { fixtures } } => verify::compliance::run(&project, fixtures),
         Command::Test => pipeline::run(&project),
         Command::Run { args } => run::run(&project, &args),

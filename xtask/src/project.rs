@@ -18,6 +18,9 @@ pub struct Project {
     pub cache: PathBuf,
     /// Upstream CRDs (`CRD_DIR`); `None` makes every custom resource a failure.
     pub crd_dir: Option<PathBuf>,
+    /// Offline Helm chart mirror (`CHART_MIRROR`): one Helm repository folder
+    /// per upstream. `None`: charts come from each HelmRepository's URL.
+    pub chart_mirror: Option<PathBuf>,
 }
 
 impl Project {
@@ -33,21 +36,15 @@ impl Project {
             }
         }
         .join(CACHE_NAME);
-        let crd_dir = match env::var_os("CRD_DIR").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(dir) => {
-                let dir = PathBuf::from(dir);
-                let dir = if dir.is_relative() { root.join(dir) } else { dir };
-                if !dir.is_dir() {
-                    bail!(
-                        "CRD_DIR={} is not a directory; point it at the upstream CRDs (e.g. CRD_DIR=../shared/crds)",
-                        dir.display()
-                    );
-                }
-                Some(dir.canonicalize()?)
-            }
-        };
-        Ok(Self { root, cache, crd_dir })
+        let crd_dir = dir_from_env(&root, "CRD_DIR", "the upstream CRDs (e.g. CRD_DIR=../shared/crds)")?;
+        let chart_mirror =
+            dir_from_env(&root, "CHART_MIRROR", "an offline Helm chart mirror (e.g. CHART_MIRROR=../shared/charts)")?;
+        Ok(Self { root, cache, crd_dir, chart_mirror })
+    }
+
+    /// Upstream charts fetched from their repositories (no `CHART_MIRROR`).
+    pub fn charts_cache(&self) -> PathBuf {
+        self.cache.join("charts")
     }
 
     pub fn tools_dir(&self) -> PathBuf {
@@ -62,4 +59,15 @@ impl Project {
     pub fn rel<'a>(&self, path: &'a Path) -> &'a Path {
         path.strip_prefix(&self.root).unwrap_or(path)
     }
+}
+
+/// An optional folder named by the environment variable `var`.
+fn dir_from_env(root: &Path, var: &str, what: &str) -> Result<Option<PathBuf>> {
+    let Some(dir) = env::var_os(var).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let dir = PathBuf::from(dir);
+    let dir = if dir.is_relative() { root.join(dir) } else { dir };
+    if !dir.is_dir() {
+        bail!("{var}={} is not a directory; point it at {what}", dir.display());
+    }
+    Ok(Some(dir.canonicalize()?))
 }

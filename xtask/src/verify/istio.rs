@@ -1,7 +1,7 @@
 //! `istioctl analyze --use-kube=false` on what each environment's cluster
-//! would hold: the app's rendered manifests plus the mesh-wide configuration
-//! (deploy/infrastructure/mesh), with the mesh config istiod is given (the
-//! istiod HelmRelease's `values.meshConfig`). Every message, Info included,
+//! would hold (everything Flux applies there, upstream releases included),
+//! with the mesh config istiod is given (the istiod HelmRelease's
+//! `values.meshConfig`). Every message, Info included,
 //! fails unless `ALLOWED` lists it with the reason.
 
 use std::fs;
@@ -15,33 +15,23 @@ use super::{Outcome, rules};
 use crate::cmd;
 use crate::project::Project;
 
-/// The environments analysed (the app overlays under deploy/apps).
-pub const ENVIRONMENTS: &[&str] = &["dev", "staging", "production"];
-
-/// Kustomizations that every environment's cluster also holds.
-const MESH_LAYERS: &[&str] = &["deploy/infrastructure/mesh/controllers", "deploy/infrastructure/mesh/configs"];
+pub use crate::flux::ENVIRONMENTS;
 
 /// (message code, resource as istioctl names it, why it is acceptable).
 /// Empty: every environment analyses clean.
 const ALLOWED: &[(&str, &str, &str)] = &[];
 
-/// Each environment of `manifests` (environment, file) with the mesh layers.
+/// Each environment of `manifests` (environment, file).
 pub fn check(project: &Project, manifests: &[(String, PathBuf)]) -> Result<Outcome> {
     let istioctl = crate::tools::locate(project, "istioctl")?;
-    let layers: Vec<PathBuf> =
-        manifests.iter().filter(|(env, _)| MESH_LAYERS.contains(&env.as_str())).map(|(_, f)| f.clone()).collect();
-    if layers.len() != MESH_LAYERS.len() {
-        bail!("the mesh layers {MESH_LAYERS:?} were not rendered; they are what the app's Istio objects run against");
-    }
-    let mesh_config = mesh_config(&layers, &project.cache.join("verify"))?;
     let mut outcome = Outcome::default();
     for env in ENVIRONMENTS {
-        let mut files: Vec<PathBuf> = manifests.iter().filter(|(e, _)| e == env).map(|(_, f)| f.clone()).collect();
+        let files: Vec<PathBuf> = manifests.iter().filter(|(e, _)| e == env).map(|(_, f)| f.clone()).collect();
         if files.is_empty() {
             outcome.failures.push(format!("{env}: nothing rendered to analyse"));
             continue;
         }
-        files.extend(layers.iter().cloned());
+        let mesh_config = mesh_config(&files, &project.cache.join("verify").join(env))?;
         for message in analyze(&istioctl, &files, Some(&mesh_config))? {
             if !allowed(&message) {
                 outcome.failures.push(format!("{env}: {}", describe(&message)));
@@ -105,7 +95,7 @@ fn mesh_config(layers: &[PathBuf], dir: &Path) -> Result<PathBuf> {
             }
         }
     }
-    bail!("no HelmRelease named istiod in {MESH_LAYERS:?}")
+    bail!("no HelmRelease named istiod is applied")
 }
 
 #[cfg(test)]

@@ -476,23 +476,16 @@ mod tests {
         assert_eq!(fqdn("demo.example.com", "app"), "demo.example.com");
     }
 
-    /// The committed renders of every environment (insta snapshots of
-    /// `flux.rs`, kept up to date by its test) hold every invariant, with
-    /// the matrix of docs/mesh-access.md exactly.
+    /// The committed renders of every environment (`snapshots/<env>.yaml`,
+    /// which verify keeps current) hold every invariant, with the matrix of
+    /// docs/mesh-access.md exactly.
     #[test]
     fn the_rendered_environments_hold_every_invariant() {
         let project = Project::discover().unwrap();
         let matrix = documented_matrix(&project.root).unwrap();
         for env in ENVIRONMENTS {
-            let path =
-                project.root.join(format!("xtask/src/verify/snapshots/xtask__verify__flux__snapshots__{env}.snap"));
-            let text = fs::read_to_string(&path).unwrap();
-            // The snapshot's own header is a first YAML document; skip it.
-            let body = text.splitn(3, "---\n").nth(2).unwrap();
-            let docs: Vec<Value> = serde_norway::Deserializer::from_str(body)
-                .map(|d| serde::Deserialize::deserialize(d).unwrap())
-                .filter(|d: &Value| !d.is_null())
-                .collect();
+            let text = fs::read_to_string(crate::flux::snapshot::path(&project.root, env)).unwrap();
+            let docs = crate::flux::documents_of(&text).unwrap();
             assert!(docs.iter().any(|d| d["kind"] == "AuthorizationPolicy"), "{env}: no AuthorizationPolicy rendered");
             let failures = violations(&docs, &matrix, true);
             assert!(failures.is_empty(), "{env}: {failures:#?}");

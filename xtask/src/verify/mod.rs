@@ -10,7 +10,6 @@ pub mod compliance;
 pub(crate) mod dashboards;
 mod files;
 mod fixtures;
-mod flux;
 mod helm;
 mod istio;
 mod kubeconform;
@@ -31,6 +30,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
+use crate::flux;
 use crate::project::Project;
 use crate::schemas::{self, crd::CrdSchemas};
 use crate::tools;
@@ -134,7 +134,9 @@ pub fn run(project: &Project) -> Result<()> {
         }
     }
     report.line("secrets in git", "Secrets (SOPS)", Ok(secrets));
-    render_flux(project, &v, &charts, kustomized, &out_dir, &mut manifests, &mut report)?;
+    let environments = render_flux(project, &out_dir, &mut manifests, &mut report)?;
+    report.line("values drift", "environments", values_drift(&charts, &environments));
+    report.line("snapshots", "environments", snapshots_current(project, &environments));
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",
         "manifests found",
@@ -202,8 +204,7 @@ pub fn render_environments(project: &Project) -> Result<Vec<(String, PathBuf)>> 
     let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
     let charts = helm::charts(&project.root)?;
     render_charts(&v, &charts, &out_dir, false, &mut manifests, &mut report);
-    let kustomized = render_kustomizations(project, &set.kustomizations, &out_dir, &mut report);
-    render_flux(project, &v, &charts, kustomized, &out_dir, &mut manifests, &mut report)?;
+    render_flux(project, &out_dir, &mut manifests, &mut report)?;
     if report.failed > 0 {
         bail!("rendering: {} failure(s) above", report.failed);
     }
@@ -235,39 +236,47 @@ fn render_charts(
     }
 }
 
-/// Each kustomize render, then what Flux would render from its
-/// HelmReleases, with the environment of the kustomization.
+/// What Flux applies to each environment (the one model of `crate::flux`),
+/// one file per Kustomization build and HelmRelease render, labelled with
+/// the environment; prints releases and objects per environment.
 fn render_flux(
     project: &Project,
-    v: &Validators,
-    charts: &[helm::Chart],
-    kustomized: Vec<(PathBuf, PathBuf)>,
     out_dir: &Path,
     manifests: &mut Vec<(String, PathBuf)>,
     report: &mut Report,
-) -> Result<()> {
-    for (root, rendered) in kustomized {
-        let env = environment_of(project, &root);
-        manifests.push((env.clone(), rendered.clone()));
-        let releases = match flux::releases(project, &rendered) {
-            Ok(releases) => releases,
-            Err(err) => {
-                report.fail(&format!("flux {env}"), format!("{err:#}"));
-                continue;
+) -> Result<Vec<flux::Environment>> {
+    let renderer = flux::Renderer::new(project, &project.root)?;
+    let mut environments = Vec::new();
+    let mut outcome = Outcome::default();
+    for env in flux::ENVIRONMENTS {
+        match renderer.render(env) {
+            Ok(rendered) => {
+                let files = rendered.write(&out_dir.join("flux"))?;
+                println!(
+                    "    {env}: {} Kustomizations, {} HelmReleases rendered, {} objects",
+                    rendered.units.len() - rendered.releases(),
+                    rendered.releases(),
+                    rendered.docs().count()
+                );
+                outcome.checked += rendered.releases();
+                manifests.extend(files.into_iter().map(|f| (env.to_string(), f)));
+                environments.push(rendered);
             }
-        };
-        for release in releases {
-            let label = format!("flux-{}-{}", flat_name(project.rel(&root)), release.name);
-            match flux::render(v, &release, &label, out_dir) {
-                Ok(out) => manifests.push((env.clone(), out)),
-                Err(err) => report.fail(&format!("flux {env}"), format!("{err:#}")),
-            }
-            if let Some(drift) = values_drift(charts, &release, &env)? {
-                report.fail("values drift", drift);
-            }
+            Err(err) => outcome.failures.push(format!("{err:#}")),
         }
     }
-    Ok(())
+    report.line("flux render", "releases", Ok(outcome));
+    Ok(environments)
+}
+
+/// The committed snapshots (`snapshots/<env>.yaml`) are what Flux applies now.
+fn snapshots_current(project: &Project, environments: &[flux::Environment]) -> Result<Outcome> {
+    let stale = flux::snapshot::stale(&project.root, environments)?;
+    let failures = stale
+        .iter()
+        .map(|env| format!("snapshots/{env}.yaml is stale: run `cargo xtask snapshots` and commit the result"))
+        .collect();
+    Ok(Outcome { checked: environments.len(), failures })
 }
 
 #[derive(Default)]
@@ -291,28 +300,44 @@ impl Report {
     }
 }
 
-/// `deploy/apps/dev` → `dev`; other kustomizations are named by their path.
-fn environment_of(project: &Project, root: &Path) -> String {
-    let rel = project.rel(root);
-    match rel.strip_prefix("deploy/apps") {
-        Ok(env) if env.components().count() == 1 => env.to_string_lossy().into_owned(),
-        _ => rel.to_string_lossy().into_owned(),
+/// Each chart's `values-<env>.yaml` must be exactly what the environment's
+/// HelmRelease of that chart gives Flux, so `helm install -f
+/// values-<env>.yaml` and Flux agree. A chart with environment values that
+/// no environment installs, or an environment without its values file, fails.
+fn values_drift(charts: &[helm::Chart], environments: &[flux::Environment]) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    for chart in charts.iter().filter(|c| !c.environments.is_empty()) {
+        let chart_ref = format!("./charts/{}", chart.name);
+        for env in environments {
+            let release =
+                env.docs().find(|d| d["kind"] == "HelmRelease" && d["spec"]["chart"]["spec"]["chart"] == chart_ref);
+            let Some(release) = release else {
+                outcome.failures.push(format!("{}: no HelmRelease installs {chart_ref}", env.name));
+                continue;
+            };
+            outcome.checked += 1;
+            let Some((_, file)) = chart.environments.iter().find(|(e, _)| *e == env.name) else {
+                outcome
+                    .failures
+                    .push(format!("{}: charts/{}/values-{}.yaml is missing", env.name, chart.name, env.name));
+                continue;
+            };
+            let text = fs::read_to_string(file)?;
+            let in_chart: serde_json::Value =
+                serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
+            let empty = serde_json::json!({});
+            let in_chart = if in_chart.is_null() { &empty } else { &in_chart };
+            let in_flux = if release["spec"]["values"].is_null() { &empty } else { &release["spec"]["values"] };
+            if in_chart != in_flux {
+                outcome.failures.push(format!(
+                    "{}: the HelmRelease's values differ from {}; keep them identical",
+                    env.name,
+                    file.display()
+                ));
+            }
+        }
     }
-}
-
-/// The chart's `values-<env>.yaml` must be exactly what the environment's
-/// overlay gives Flux, so `helm install -f values-<env>.yaml` and Flux agree.
-fn values_drift(charts: &[helm::Chart], release: &flux::Release, env: &str) -> Result<Option<String>> {
-    let Some(chart) = charts.iter().find(|c| c.dir == release.chart) else { return Ok(None) };
-    let Some((_, file)) = chart.environments.iter().find(|(e, _)| e == env) else { return Ok(None) };
-    let text = fs::read_to_string(file)?;
-    let in_chart: serde_json::Value =
-        serde_norway::from_str(&text).with_context(|| format!("{} is not YAML", file.display()))?;
-    let in_chart = if in_chart.is_null() { serde_json::json!({}) } else { in_chart };
-    let in_flux = if release.values.is_null() { serde_json::json!({}) } else { release.values.clone() };
-    Ok((in_chart != in_flux).then(|| {
-        format!("deploy/apps/{env}: the HelmRelease's values differ from {}; keep them identical", file.display())
-    }))
+    Ok(outcome)
 }
 
 /// Documents and kinds per environment, and how many findings each has.
