@@ -95,10 +95,22 @@ provider "flux" {
   }
 }
 
+# The same short-lived credentials, for the sops-age Secret the bootstrap creates.
+provider "kubernetes" {
+  host                   = module.eks.cluster_endpoint
+  cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+  exec {
+    api_version = "client.authentication.k8s.io/v1beta1"
+    command     = "aws"
+    args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name, "--region", var.region]
+  }
+}
+
 module "flux" {
   source = "../../modules/flux-bootstrap"
 
-  environment = var.environment
+  environment  = var.environment
+  sops_age_key = var.sops_age_key
 
   depends_on = [module.eks]
 }

@@ -53,3 +53,9 @@ variable "git_ssh_private_key" {
   type        = string
   sensitive   = true
 }
+
+variable "sops_age_key" {
+  description = "The environment's age private key for SOPS (from the team's secret store, e.g. TF_VAR_sops_age_key); never in a tfvars file."
+  type        = string
+  sensitive   = true
+}

@@ -10,6 +10,10 @@ terraform {
       source  = "fluxcd/flux"
       version = "1.7.6"
     }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
   }
 
   # Remote state, one key per environment, locked with S3's conditional

@@ -28,6 +28,15 @@ provider "flux" {
   }
 }
 
+# modules/flux-bootstrap declares it; dev holds no encrypted secrets, so it
+# creates nothing with it.
+provider "kubernetes" {
+  host                   = module.cluster.endpoint
+  client_certificate     = module.cluster.client_certificate
+  client_key             = module.cluster.client_key
+  cluster_ca_certificate = module.cluster.cluster_ca_certificate
+}
+
 module "flux" {
   source = "../../modules/flux-bootstrap"
 

@@ -6,6 +6,10 @@ terraform {
       source  = "fluxcd/flux"
       version = "1.7.6"
     }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
   }
 
   # A laptop cluster's state stays on the laptop.

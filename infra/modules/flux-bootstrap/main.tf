@@ -19,6 +19,25 @@ resource "flux_bootstrap_git" "this" {
     "image-automation-controller",
   ]
 
-  # The SOPS age key must exist before the apps Kustomization decrypts.
+  # Keep flux-system (and the sops-age Secret below) when Flux is removed.
   keep_namespace = true
+}
+
+# The age private key the `apps` Kustomization decrypts
+# deploy/apps/<environment>/secrets with (its decryption.secretRef names
+# flux-system/sops-age). Without it the apps never reconcile: Flux retries
+# every minute until this exists. dev has no encrypted secrets.
+resource "kubernetes_secret_v1" "sops_age" {
+  count = var.sops_age_key == null ? 0 : 1
+
+  metadata {
+    name      = "sops-age"
+    namespace = "flux-system"
+  }
+
+  data = {
+    "age.agekey" = var.sops_age_key
+  }
+
+  depends_on = [flux_bootstrap_git.this]
 }

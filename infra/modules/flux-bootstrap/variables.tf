@@ -19,3 +19,15 @@ variable "interval" {
   type        = string
   default     = "10m"
 }
+
+variable "sops_age_key" {
+  description = "The environment's age private key (AGE-SECRET-KEY-1...), stored as flux-system/sops-age for the apps Kustomization's SOPS decryption. Required for staging and production, whose deploy/apps/<env>/secrets are encrypted to it (.sops.yaml)."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.environment == "dev" || var.sops_age_key != null
+    error_message = "staging and production decrypt their secrets with flux-system/sops-age: set sops_age_key (docs/bootstrap.md)."
+  }
+}

@@ -6,5 +6,9 @@ terraform {
       source  = "fluxcd/flux"
       version = "1.7.6"
     }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
   }
 }

@@ -141,16 +141,17 @@ pub fn diff(before: &Environment, after: &Environment) -> Result<Option<String>>
     let mut out = String::new();
     let (mut added, mut removed, mut modified) = (0, 0, 0);
     for (key, doc) in &new {
-        match old.get(key) {
+        // Compared as the snapshot shows them: a random value a chart
+        // generates on every render is no change.
+        match old.get(key).map(|previous| (summarised(previous), summarised(doc))) {
             None => {
                 added += 1;
                 out.push_str(&format!("+ {key}\n"));
             }
-            Some(previous) if previous != doc => {
+            Some((previous, current)) if previous != current => {
                 modified += 1;
                 out.push_str(&format!("~ {key}\n"));
-                let (a, b) =
-                    (serde_norway::to_string(&summarised(previous))?, serde_norway::to_string(&summarised(doc))?);
+                let (a, b) = (serde_norway::to_string(&previous)?, serde_norway::to_string(&current)?);
                 let text = similar::TextDiff::from_lines(&a, &b);
                 for line in text.unified_diff().context_radius(2).to_string().lines().skip(2) {
                     out.push_str(&format!("    {line}\n"));

@@ -463,7 +463,13 @@ fn apply_environment(
     fs::write(&values_file, serde_json::to_string_pretty(&values)?)?;
 
     let mut run = Command::new(kyverno);
-    run.arg("apply").args(&policies.files).arg("--resource").arg(&resources_file);
+    run.arg("apply").args(&policies.files);
+    if let Some(psa) = super::admission::pod_security_policy(env, &namespaces) {
+        let file = dir.join("pod-security-admission.yaml");
+        fs::write(&file, serde_norway::to_string(&psa)?)?;
+        run.arg(file);
+    }
+    run.arg("--resource").arg(&resources_file);
     for exception in &policies.exceptions {
         run.arg("--exceptions").arg(exception);
     }

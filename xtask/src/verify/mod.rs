@@ -4,6 +4,7 @@
 
 mod action_pins;
 mod actionlint;
+mod admission;
 mod alert_rules;
 mod checkov;
 pub mod compliance;
@@ -18,6 +19,7 @@ mod kyverno;
 mod mesh;
 mod otelcol;
 mod promtool;
+mod references;
 mod rules;
 mod secrets;
 mod tofu;
@@ -134,9 +136,13 @@ pub fn run(project: &Project) -> Result<()> {
         }
     }
     report.line("secrets in git", "Secrets (SOPS)", Ok(secrets));
-    let environments = render_flux(project, &out_dir, &mut manifests, &mut report)?;
+    let mut environments = render_flux(project, &mut report)?;
     report.line("values drift", "environments", values_drift(&charts, &environments));
     report.line("snapshots", "environments", snapshots_current(project, &environments));
+    let injected = inject_sidecars(project, &mut environments, &out_dir);
+    report.line("sidecar injection", "workloads", injected);
+    report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
+    write_environments(&environments, &out_dir, &mut manifests)?;
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",
         "manifests found",
@@ -204,7 +210,11 @@ pub fn render_environments(project: &Project) -> Result<Vec<(String, PathBuf)>> 
     let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
     let charts = helm::charts(&project.root)?;
     render_charts(&v, &charts, &out_dir, false, &mut manifests, &mut report);
-    render_flux(project, &out_dir, &mut manifests, &mut report)?;
+    let mut environments = render_flux(project, &mut report)?;
+    if let Err(err) = inject_sidecars(project, &mut environments, &out_dir) {
+        report.fail("sidecar injection", format!("{err:#}"));
+    }
+    write_environments(&environments, &out_dir, &mut manifests)?;
     if report.failed > 0 {
         bail!("rendering: {} failure(s) above", report.failed);
     }
@@ -236,22 +246,15 @@ fn render_charts(
     }
 }
 
-/// What Flux applies to each environment (the one model of `crate::flux`),
-/// one file per Kustomization build and HelmRelease render, labelled with
-/// the environment; prints releases and objects per environment.
-fn render_flux(
-    project: &Project,
-    out_dir: &Path,
-    manifests: &mut Vec<(String, PathBuf)>,
-    report: &mut Report,
-) -> Result<Vec<flux::Environment>> {
+/// What Flux applies to each environment (the one model of `crate::flux`);
+/// prints Kustomizations, releases and objects per environment.
+fn render_flux(project: &Project, report: &mut Report) -> Result<Vec<flux::Environment>> {
     let renderer = flux::Renderer::new(project, &project.root)?;
     let mut environments = Vec::new();
     let mut outcome = Outcome::default();
     for env in flux::ENVIRONMENTS {
         match renderer.render(env) {
             Ok(rendered) => {
-                let files = rendered.write(&out_dir.join("flux"))?;
                 println!(
                     "    {env}: {} Kustomizations, {} HelmReleases rendered, {} objects",
                     rendered.units.len() - rendered.releases(),
@@ -259,7 +262,6 @@ fn render_flux(
                     rendered.docs().count()
                 );
                 outcome.checked += rendered.releases();
-                manifests.extend(files.into_iter().map(|f| (env.to_string(), f)));
                 environments.push(rendered);
             }
             Err(err) => outcome.failures.push(format!("{err:#}")),
@@ -267,6 +269,34 @@ fn render_flux(
     }
     report.line("flux render", "releases", Ok(outcome));
     Ok(environments)
+}
+
+/// Every environment's sidecars injected as istiod would (admission.rs).
+fn inject_sidecars(project: &Project, environments: &mut [flux::Environment], out_dir: &Path) -> Result<Outcome> {
+    let istioctl = tools::locate(project, "istioctl")?;
+    let mut outcome = Outcome::default();
+    for env in environments {
+        match admission::inject_sidecars(&istioctl, env, &out_dir.join("inject")) {
+            Ok(0) => outcome.failures.push(format!("{}: no workload asks for a sidecar; the mesh is empty", env.name)),
+            Ok(injected) => outcome.checked += injected,
+            Err(err) => outcome.failures.push(format!("{err:#}")),
+        }
+    }
+    Ok(outcome)
+}
+
+/// One file per Kustomization build and HelmRelease render, labelled with
+/// its environment: what the validators read.
+fn write_environments(
+    environments: &[flux::Environment],
+    out_dir: &Path,
+    manifests: &mut Vec<(String, PathBuf)>,
+) -> Result<()> {
+    for env in environments {
+        let files = env.write(&out_dir.join("flux"))?;
+        manifests.extend(files.into_iter().map(|f| (env.name.clone(), f)));
+    }
+    Ok(())
 }
 
 /// The committed snapshots (`snapshots/<env>.yaml`) are what Flux applies now.
