@@ -75,6 +75,15 @@ fn summarised(doc: &Value) -> Value {
     })
 }
 
+/// The committed snapshot of `env`, as one unit (for tests that need no tools).
+#[cfg(test)]
+pub fn load(root: &Path, env: &str) -> Result<Environment> {
+    let text = fs::read_to_string(path(root, env))?;
+    let docs = super::documents_of(&text)?;
+    let origin = super::Origin::Kustomization { name: format!("snapshot of {env}") };
+    Ok(Environment { name: env.to_string(), units: vec![super::Unit { origin, docs }] })
+}
+
 /// Writes every environment's snapshot; returns the files that changed.
 pub fn write(root: &Path, environments: &[Environment]) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(root.join(DIR))?;

@@ -23,6 +23,7 @@ mod references;
 mod rules;
 mod secrets;
 mod tofu;
+mod write_paths;
 mod yamllint;
 
 use std::fs;
@@ -142,6 +143,7 @@ pub fn run(project: &Project) -> Result<()> {
     let injected = inject_sidecars(project, &mut environments, &out_dir);
     report.line("sidecar injection", "workloads", injected);
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
+    report.line("read-only filesystems", "containers", write_paths::check(&environments));
     write_environments(&environments, &out_dir, &mut manifests)?;
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",

@@ -203,4 +203,16 @@ mod tests {
         assert!(set.contains(&key("ConfigMap", "*", "kube-root-ca.crt")));
         assert!(!set.contains(&key("Secret", "flux-system", "sops-age")), "dev's bootstrap creates no sops-age");
     }
+
+    #[test]
+    fn the_committed_environments_reference_only_what_exists() {
+        let project = crate::project::Project::discover().unwrap();
+        let environments: Vec<Environment> = crate::flux::ENVIRONMENTS
+            .iter()
+            .map(|env| crate::flux::snapshot::load(&project.root, env).unwrap())
+            .collect();
+        let outcome = check(&project.root, &environments).unwrap();
+        assert!(outcome.checked > 0);
+        assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    }
 }
