@@ -61,8 +61,10 @@ pub fn inject_sidecars(istioctl: &Path, env: &mut Environment, scratch: &Path) -
     let input = dir.join("workloads.yaml");
     fs::write(&input, to_yaml_stream(&wanted)?)?;
     let mut inject = Command::new(istioctl);
+    // An explicit revision: without one, istioctl asks a cluster which
+    // revision is the default (and waits for one forever).
     inject
-        .arg("kube-inject")
+        .args(["kube-inject", "--revision", "default"])
         .arg("--filename")
         .arg(&input)
         .arg("--injectConfigFile")
