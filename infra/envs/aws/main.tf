@@ -71,6 +71,47 @@ module "eks" {
       desired_size   = var.environment == "production" ? 3 : 2
     }
   }
+
+  # Volumes: Prometheus, Alertmanager, Loki, Jaeger's Badger, Grafana and
+  # PostgreSQL claim them without naming a class. EKS provisions EBS only
+  # through this driver (the in-tree provisioner is gone), and marks no
+  # class as default: kubernetes_storage_class_v1.gp3 below is.
+  cluster_addons = {
+    aws-ebs-csi-driver = {
+      service_account_role_arn = module.ebs_csi_irsa.iam_role_arn
+    }
+  }
+
+  # Admission webhooks are called by the control plane on the pods' ports.
+  # The module opens 443, 4443, 6443, 8443, 9443 and 10250 (Kyverno,
+  # CloudNativePG, the Prometheus Operator); istiod's sidecar injector and
+  # validation webhook listen on 15017.
+  node_security_group_additional_rules = {
+    ingress_istiod_webhook = {
+      description                   = "Control plane to istiod's admission webhooks"
+      protocol                      = "tcp"
+      from_port                     = 15017
+      to_port                       = 15017
+      type                          = "ingress"
+      source_cluster_security_group = true
+    }
+  }
+}
+
+# The EBS CSI driver's controller creates and attaches volumes with this role.
+module "ebs_csi_irsa" {
+  source  = "terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks"
+  version = "5.48.0"
+
+  role_name             = "${local.name}-ebs-csi"
+  attach_ebs_csi_policy = true
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["kube-system:ebs-csi-controller-sa"]
+    }
+  }
 }
 
 # Short-lived credentials: the provider asks `aws eks get-token` at each run
@@ -106,11 +147,34 @@ provider "kubernetes" {
   }
 }
 
+# The default class: every claim that names none (all of the platform's) gets
+# an encrypted gp3 volume in its pod's zone.
+resource "kubernetes_storage_class_v1" "gp3" {
+  metadata {
+    name = "gp3"
+    annotations = {
+      "storageclass.kubernetes.io/is-default-class" = "true"
+    }
+  }
+
+  storage_provisioner    = "ebs.csi.aws.com"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  allow_volume_expansion = true
+  reclaim_policy         = "Delete"
+  parameters = {
+    type      = "gp3"
+    encrypted = "true"
+  }
+
+  depends_on = [module.eks]
+}
+
 module "flux" {
   source = "../../modules/flux-bootstrap"
 
   environment  = var.environment
   sops_age_key = var.sops_age_key
 
-  depends_on = [module.eks]
+  # The platform's claims need the default StorageClass when Flux applies them.
+  depends_on = [module.eks, kubernetes_storage_class_v1.gp3]
 }

@@ -12,6 +12,7 @@ pub(crate) mod dashboards;
 mod files;
 mod fixtures;
 mod helm;
+mod infrastructure;
 mod istio;
 mod kubeconform;
 mod kubectl_validate;
@@ -144,6 +145,7 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("sidecar injection", "workloads", injected);
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
     report.line("read-only filesystems", "containers", write_paths::check(&environments));
+    report.line("infrastructure", "claims, webhooks", infrastructure::check(&project.root, &environments));
     write_environments(&environments, &out_dir, &mut manifests)?;
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",

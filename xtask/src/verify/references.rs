@@ -168,15 +168,20 @@ fn references(doc: &Value) -> Vec<(&'static str, String)> {
     refs
 }
 
-pub fn pod_spec(doc: &Value) -> Option<&Value> {
+/// The pod (metadata and spec) that a workload creates, or the Pod itself.
+pub fn pod_template(doc: &Value) -> Option<&Value> {
     let spec = &doc["spec"];
-    let pod = match doc["kind"].as_str()? {
-        "Pod" => spec,
-        "CronJob" => &spec["jobTemplate"]["spec"]["template"]["spec"],
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" => &spec["template"]["spec"],
+    let template = match doc["kind"].as_str()? {
+        "Pod" => doc,
+        "CronJob" => &spec["jobTemplate"]["spec"]["template"],
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "ReplicaSet" => &spec["template"],
         _ => return None,
     };
-    pod.is_object().then_some(pod)
+    template["spec"].is_object().then_some(template)
+}
+
+pub fn pod_spec(doc: &Value) -> Option<&Value> {
+    pod_template(doc).map(|t| &t["spec"])
 }
 
 #[cfg(test)]
