@@ -45,7 +45,15 @@ pub fn build(kustomizer: &Kustomizer, root: &Path, ks: &Value, known: &[Value]) 
     let built =
         kustomizer.build(scratch.path()).with_context(|| format!("Kustomization {name} ({path}) does not build"))?;
     let text = substitute(name, &built, &spec["postBuild"], known)?;
-    documents_of(&text).with_context(|| format!("Kustomization {name}: the build is not YAML"))
+    let mut docs = documents_of(&text).with_context(|| format!("Kustomization {name}: the build is not YAML"))?;
+    // kustomize-controller decrypts SOPS files and applies them without
+    // their `sops` metadata; the values stay unknown here.
+    if spec["decryption"]["provider"] == "sops" {
+        for doc in docs.iter_mut().filter_map(Value::as_object_mut) {
+            doc.remove("sops");
+        }
+    }
+    Ok(docs)
 }
 
 /// The folder itself when it has a kustomization file; otherwise what

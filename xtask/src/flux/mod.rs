@@ -321,14 +321,37 @@ impl Scopes {
 
 /// The YAML documents of a stream, empty ones dropped.
 pub fn documents_of(text: &str) -> Result<Vec<Value>> {
+    let text = yaml11_octals(text);
     let mut docs = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
+    for doc in serde_norway::Deserializer::from_str(&text) {
         let value = Value::deserialize(doc)?;
         if !value.is_null() {
             docs.push(value);
         }
     }
     Ok(docs)
+}
+
+/// The API server reads manifests as YAML 1.1, where an unquoted `0444` is
+/// an octal number (charts write file modes so); serde_norway reads YAML
+/// 1.2, where it is a string. Such values become their decimal number.
+fn yaml11_octals(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_octal = |v: &str| v.len() > 1 && v.starts_with('0') && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    if !text.lines().any(|l| l.rsplit_once(": ").is_some_and(|(_, v)| is_octal(v.trim_end()))) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.rsplit_once(": ") {
+            Some((key, value)) if is_octal(value.trim_end()) && !key.contains(['"', '\'', '#']) => {
+                let number = u32::from_str_radix(value.trim_end(), 8).unwrap_or_default();
+                out.push_str(&format!("{key}: {number}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 pub fn to_yaml_stream(docs: &[Value]) -> Result<String> {
@@ -365,6 +388,12 @@ mod tests {
     fn ks(name: &str, deps: &[&str]) -> Value {
         let deps: Vec<Value> = deps.iter().map(|d| json!({"name": d})).collect();
         json!({"metadata": {"name": name, "namespace": "flux-system"}, "spec": {"dependsOn": deps}})
+    }
+
+    #[test]
+    fn unquoted_leading_zero_numbers_are_octal_as_the_api_server_reads_them() {
+        let docs = documents_of("a:\n  defaultMode: 0444\n  quoted: '0444'\n  port: 0\n").unwrap();
+        assert_eq!(docs[0]["a"], json!({"defaultMode": 292, "quoted": "0444", "port": 0}));
     }
 
     #[test]

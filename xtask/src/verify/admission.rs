@@ -86,12 +86,31 @@ pub fn inject_sidecars(istioctl: &Path, env: &mut Environment, scratch: &Path) -
     }
     for unit in &mut env.units {
         for doc in &mut unit.docs {
-            if let Some(injected) = by_id.remove(&identity(doc)) {
+            if let Some(mut injected) = by_id.remove(&identity(doc)) {
+                default_volumes(&mut injected);
                 *doc = injected;
             }
         }
     }
     Ok(wanted.len())
+}
+
+/// The API server's defaulting of a volume that names no source: an
+/// emptyDir (Istio's template writes `emptyDir:` with no value, which
+/// kube-inject prints as a volume with a name only).
+fn default_volumes(doc: &mut Value) {
+    let volumes = match doc["kind"].as_str() {
+        Some("Pod") => doc.pointer_mut("/spec/volumes"),
+        Some("CronJob") => doc.pointer_mut("/spec/jobTemplate/spec/template/spec/volumes"),
+        _ => doc.pointer_mut("/spec/template/spec/volumes"),
+    };
+    for volume in volumes.and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(fields) = volume.as_object_mut() {
+            if fields.len() == 1 && fields.contains_key("name") {
+                fields.insert("emptyDir".into(), json!({}));
+            }
+        }
+    }
 }
 
 fn identity(doc: &Value) -> String {
@@ -204,6 +223,13 @@ mod tests {
         let labels = inject.map(|v| json!({"sidecar.istio.io/inject": v})).unwrap_or(json!({}));
         json!({"kind": "Deployment", "metadata": {"name": "a", "namespace": namespace},
                "spec": {"template": {"metadata": {"labels": labels}}}})
+    }
+
+    #[test]
+    fn a_volume_without_a_source_is_defaulted_to_an_empty_dir() {
+        let mut pod = json!({"kind": "Pod", "spec": {"volumes": [{"name": "a"}, {"name": "b", "secret": {"secretName": "s"}}]}});
+        default_volumes(&mut pod);
+        assert_eq!(pod["spec"]["volumes"], json!([{"name": "a", "emptyDir": {}}, {"name": "b", "secret": {"secretName": "s"}}]));
     }
 
     #[test]

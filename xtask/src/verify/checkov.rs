@@ -98,9 +98,13 @@ pub fn scan(project: &Project, dir: &Path, framework: &str) -> Result<(usize, Ve
         command.arg("--file").arg(dir);
     } else if dir.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
         // checkov skips every file below a hidden folder (the renders live in
-        // ~/.cache): name the files instead.
-        let mut files: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-        files.retain(|f| super::files::is_yaml(f));
+        // ~/.cache): name the files instead, every one below it.
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(walkdir::DirEntry::into_path)
+            .filter(|f| f.is_file() && super::files::is_yaml(f))
+            .collect();
         files.sort();
         if files.is_empty() {
             bail!("nothing for checkov in {}", dir.display());

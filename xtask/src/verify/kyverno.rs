@@ -425,9 +425,16 @@ fn apply_environment(
     context.extend(policies.context.iter().cloned());
     let mut evaluated = String::new();
     for file in files {
-        for doc in rules::documents(file)? {
+        for mut doc in rules::documents(file)? {
             index.insert(&doc, file);
             if doc["apiVersion"] == "v1" && doc["kind"] == "Namespace" {
+                // The API server labels every namespace with its name; the
+                // policies' namespaceSelectors exclude platform namespaces by it.
+                let name = doc["metadata"]["name"].clone();
+                if !doc["metadata"]["labels"].is_object() {
+                    doc["metadata"]["labels"] = json!({});
+                }
+                doc["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
                 namespaces.push(doc.clone());
             }
             if policies.matches(&doc) {

@@ -359,12 +359,20 @@ fn rollout_violations(
     failures
 }
 
-/// Who may call which workload, from the ALLOW policies. A workload that no
-/// ALLOW policy selects is open to anyone (caller `*`).
+/// Who may call which workload, from the ALLOW policies, in the namespaces
+/// that have AuthorizationPolicies (the app's: docs/mesh-access.md is their
+/// matrix). A workload there that no ALLOW policy selects is open to anyone
+/// (caller `*`).
 fn reachability(docs: &[Value]) -> Result<BTreeSet<Allow>> {
+    let guarded: BTreeSet<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "AuthorizationPolicy")
+        .filter_map(|d| d["metadata"]["namespace"].as_str())
+        .collect();
+    let in_guarded = |d: &&Value| guarded.contains(d["metadata"]["namespace"].as_str().unwrap_or("default"));
     // The app's ServiceAccounts, by principal suffix "ns/<ns>/sa/<name>": their component.
     let mut roles: BTreeMap<String, String> = BTreeMap::new();
-    for sa in docs.iter().filter(|d| d["kind"] == "ServiceAccount") {
+    for sa in docs.iter().filter(|d| d["kind"] == "ServiceAccount").filter(in_guarded) {
         if let Some(component) = sa["metadata"]["labels"]["app.kubernetes.io/component"].as_str() {
             let key = format!(
                 "ns/{}/sa/{}",
@@ -389,7 +397,7 @@ fn reachability(docs: &[Value]) -> Result<BTreeSet<Allow>> {
             bail!("{}: action {action} is not modelled by the reachability check; use ALLOW rules", name(policy));
         }
     }
-    for workload in docs.iter().filter(|d| d["kind"] == "Deployment") {
+    for workload in docs.iter().filter(|d| d["kind"] == "Deployment").filter(in_guarded) {
         let labels = &workload["spec"]["template"]["metadata"]["labels"];
         let ns = workload["metadata"]["namespace"].as_str().unwrap_or("default");
         let callee = labels["app.kubernetes.io/component"].as_str().unwrap_or("?").to_string();

@@ -18,6 +18,7 @@ mod kubeconform;
 mod kubectl_validate;
 mod kyverno;
 mod mesh;
+mod network;
 mod otelcol;
 mod promtool;
 mod references;
@@ -146,6 +147,10 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
     report.line("read-only filesystems", "containers", write_paths::check(&environments));
     report.line("infrastructure", "claims, webhooks", infrastructure::check(&project.root, &environments));
+    let network = tools::locate(project, "kyverno").and_then(|kyverno| {
+        network::check(&kyverno, &project.root.join("deploy/policies"), &environments, &out_dir.join("network"))
+    });
+    report.line("network policies", "connections", network);
     write_environments(&environments, &out_dir, &mut manifests)?;
     println!(
         "{:<24} {:<4} {:>5} files, {} kustomizations, {} rendered",
