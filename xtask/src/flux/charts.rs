@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cmd;
 
+#[derive(Clone)]
 pub enum ChartSource {
     /// `CHART_MIRROR`: folders of Helm repositories (`<folder>/index.yaml`).
     Mirror { dir: PathBuf, indexes: Vec<(PathBuf, Value)> },

@@ -68,12 +68,14 @@ impl Origin {
 }
 
 /// Objects applied together: a Kustomization's build or a release's render.
+#[derive(Clone)]
 pub struct Unit {
     pub origin: Origin,
     pub docs: Vec<Value>,
 }
 
 /// Everything Flux applies to one environment, in the order it applies it.
+#[derive(Clone)]
 pub struct Environment {
     pub name: String,
     pub units: Vec<Unit>,

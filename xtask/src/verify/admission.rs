@@ -105,10 +105,11 @@ fn default_volumes(doc: &mut Value) {
         _ => doc.pointer_mut("/spec/template/spec/volumes"),
     };
     for volume in volumes.and_then(Value::as_array_mut).into_iter().flatten() {
-        if let Some(fields) = volume.as_object_mut() {
-            if fields.len() == 1 && fields.contains_key("name") {
-                fields.insert("emptyDir".into(), json!({}));
-            }
+        if let Some(fields) = volume.as_object_mut()
+            && fields.len() == 1
+            && fields.contains_key("name")
+        {
+            fields.insert("emptyDir".into(), json!({}));
         }
     }
 }
@@ -227,9 +228,13 @@ mod tests {
 
     #[test]
     fn a_volume_without_a_source_is_defaulted_to_an_empty_dir() {
-        let mut pod = json!({"kind": "Pod", "spec": {"volumes": [{"name": "a"}, {"name": "b", "secret": {"secretName": "s"}}]}});
+        let mut pod =
+            json!({"kind": "Pod", "spec": {"volumes": [{"name": "a"}, {"name": "b", "secret": {"secretName": "s"}}]}});
         default_volumes(&mut pod);
-        assert_eq!(pod["spec"]["volumes"], json!([{"name": "a", "emptyDir": {}}, {"name": "b", "secret": {"secretName": "s"}}]));
+        assert_eq!(
+            pod["spec"]["volumes"],
+            json!([{"name": "a", "emptyDir": {}}, {"name": "b", "secret": {"secretName": "s"}}])
+        );
     }
 
     #[test]

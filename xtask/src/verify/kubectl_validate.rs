@@ -21,7 +21,8 @@ pub const KUBERNETES_VERSION: &str = "1.30";
 /// that message, on exactly these kinds, is not a finding; every other one is.
 fn is_rbac_name_false_positive(message: &str) -> bool {
     const RBAC: &[&str] = &["ClusterRole.", "ClusterRoleBinding.", "Role.", "RoleBinding."];
-    let rbac = RBAC.iter().any(|k| message.starts_with(k) && message[k.len()..].starts_with("rbac.authorization.k8s.io \""));
+    let rbac =
+        RBAC.iter().any(|k| message.starts_with(k) && message[k.len()..].starts_with("rbac.authorization.k8s.io \""));
     let name_only = message.matches("is invalid: ").count() == 1
         && message.contains("is invalid: metadata.name: Invalid value: ")
         && message.contains("a lowercase RFC 1123 subdomain must consist of")

@@ -22,6 +22,7 @@ mod network;
 mod otelcol;
 mod promtool;
 mod references;
+mod render_fixtures;
 mod rules;
 mod secrets;
 mod tofu;
@@ -139,9 +140,11 @@ pub fn run(project: &Project) -> Result<()> {
         }
     }
     report.line("secrets in git", "Secrets (SOPS)", Ok(secrets));
-    let mut environments = render_flux(project, &mut report)?;
+    let renderer = flux::Renderer::new(project, &project.root)?;
+    let mut environments = render_flux(&renderer, &mut report);
     report.line("values drift", "environments", values_drift(&charts, &environments));
     report.line("snapshots", "environments", snapshots_current(project, &environments));
+    let as_flux_applies = environments.clone();
     let injected = inject_sidecars(project, &mut environments, &out_dir);
     report.line("sidecar injection", "workloads", injected);
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
@@ -197,6 +200,9 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
     report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
     report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
+    let scratch = project.cache.join("verify/render-fixtures");
+    let planted = render_fixtures::check(project, &renderer, &as_flux_applies, &scratch);
+    report.line("fixtures (render)", "rejected for their reason", planted);
 
     if report.failed > 0 {
         bail!("verify: {} failure(s) above", report.failed);
@@ -219,7 +225,7 @@ pub fn render_environments(project: &Project) -> Result<Vec<(String, PathBuf)>> 
     let mut manifests: Vec<(String, PathBuf)> = set.files.iter().map(|f| ("repo".to_string(), f.clone())).collect();
     let charts = helm::charts(&project.root)?;
     render_charts(&v, &charts, &out_dir, false, &mut manifests, &mut report);
-    let mut environments = render_flux(project, &mut report)?;
+    let mut environments = render_flux(&flux::Renderer::new(project, &project.root)?, &mut report);
     if let Err(err) = inject_sidecars(project, &mut environments, &out_dir) {
         report.fail("sidecar injection", format!("{err:#}"));
     }
@@ -257,8 +263,7 @@ fn render_charts(
 
 /// What Flux applies to each environment (the one model of `crate::flux`);
 /// prints Kustomizations, releases and objects per environment.
-fn render_flux(project: &Project, report: &mut Report) -> Result<Vec<flux::Environment>> {
-    let renderer = flux::Renderer::new(project, &project.root)?;
+fn render_flux(renderer: &flux::Renderer, report: &mut Report) -> Vec<flux::Environment> {
     let mut environments = Vec::new();
     let mut outcome = Outcome::default();
     for env in flux::ENVIRONMENTS {
@@ -277,7 +282,7 @@ fn render_flux(project: &Project, report: &mut Report) -> Result<Vec<flux::Envir
         }
     }
     report.line("flux render", "releases", Ok(outcome));
-    Ok(environments)
+    environments
 }
 
 /// Every environment's sidecars injected as istiod would (admission.rs).

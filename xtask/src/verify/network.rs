@@ -200,44 +200,43 @@ fn needs(docs: &[Value], endpoints: &[Endpoint]) -> Vec<Need> {
         let containers: Vec<&Value> =
             ["initContainers", "containers"].iter().flat_map(|f| spec[*f].as_array().into_iter().flatten()).collect();
         needs.push(Need { from: *index, to: 0, port: 53, protocol: "UDP", why: "DNS".into() });
-        if containers.iter().any(|c| c["name"] == "istio-proxy") {
-            if let Some(istiod) = istiod {
-                needs.push(Need {
-                    from: *index,
-                    to: istiod,
-                    port: 15012,
-                    protocol: "TCP",
-                    why: "the sidecar's configuration and certificates from istiod".into(),
-                });
-            }
+        if containers.iter().any(|c| c["name"] == "istio-proxy")
+            && let Some(istiod) = istiod
+        {
+            needs.push(Need {
+                from: *index,
+                to: istiod,
+                port: 15012,
+                protocol: "TCP",
+                why: "the sidecar's configuration and certificates from istiod".into(),
+            });
         }
         let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
         for container in &containers {
             for var in container["env"].as_array().into_iter().flatten() {
-                if let Some(value) = var["value"].as_str() {
-                    if let Some((to, port)) = service_target(docs, endpoints, value, namespace) {
-                        needs.push(Need {
-                            from: *index,
-                            to,
-                            port,
-                            protocol: "TCP",
-                            why: format!("{} = {value}", var["name"].as_str().unwrap_or("?")),
-                        });
-                    }
+                if let Some(value) = var["value"].as_str()
+                    && let Some((to, port)) = service_target(docs, endpoints, value, namespace)
+                {
+                    needs.push(Need {
+                        from: *index,
+                        to,
+                        port,
+                        protocol: "TCP",
+                        why: format!("{} = {value}", var["name"].as_str().unwrap_or("?")),
+                    });
                 }
                 let secret = var["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap_or_default();
-                if let Some(cluster) = secret.strip_suffix("-app") {
-                    if let Some(db) =
+                if let Some(cluster) = secret.strip_suffix("-app")
+                    && let Some(db) =
                         find(&|e| e.labels["cnpg.io/cluster"] == cluster && e.labels["cnpg.io/podRole"] == "instance")
-                    {
-                        needs.push(Need {
-                            from: *index,
-                            to: db,
-                            port: 5432,
-                            protocol: "TCP",
-                            why: format!("PostgreSQL credentials {secret}"),
-                        });
-                    }
+                {
+                    needs.push(Need {
+                        from: *index,
+                        to: db,
+                        port: 5432,
+                        protocol: "TCP",
+                        why: format!("PostgreSQL credentials {secret}"),
+                    });
                 }
             }
         }
@@ -441,7 +440,7 @@ mod tests {
         let backend = pod("backend", "app", json!({"role": "backend"}));
         let db = pod("db", "app", json!({"cnpg.io/cluster": "db"}));
         let namespaces = BTreeMap::from([("app".to_string(), json!({"kubernetes.io/metadata.name": "app"}))]);
-        let err = allowed(&[deny.clone()], &namespaces, &backend, &db, 5432, "TCP").unwrap_err();
+        let err = allowed(std::slice::from_ref(&deny), &namespaces, &backend, &db, 5432, "TCP").unwrap_err();
         assert!(err.contains("no egress rule of default-deny"), "{err}");
         let egress = json!({"metadata": {"name": "backend", "namespace": "app"}, "spec": {
             "podSelector": {"matchLabels": {"role": "backend"}}, "policyTypes": ["Egress"],

@@ -94,10 +94,11 @@ fn existing(env: &str, docs: &[&Value]) -> BTreeSet<Key> {
                 set.insert(key(kind, namespace, name));
             }
             // CloudNativePG: the app owner's credentials unless initdb names its own.
-            "Cluster" if doc["apiVersion"].as_str().is_some_and(|a| a.starts_with("postgresql.cnpg.io/")) => {
-                if doc["spec"]["bootstrap"]["initdb"]["secret"].is_null() {
-                    set.insert(key("Secret", namespace, &format!("{name}-app")));
-                }
+            "Cluster"
+                if doc["apiVersion"].as_str().is_some_and(|a| a.starts_with("postgresql.cnpg.io/"))
+                    && doc["spec"]["bootstrap"]["initdb"]["secret"].is_null() =>
+            {
+                set.insert(key("Secret", namespace, &format!("{name}-app")));
             }
             // istiod publishes its root certificate to every namespace.
             "Deployment" if namespace == "istio-system" && name == "istiod" => {
@@ -136,10 +137,10 @@ fn certgen_secret(job: &Value) -> Option<String> {
 fn references(doc: &Value) -> Vec<(&'static str, String)> {
     let mut refs = Vec::new();
     let mut add = |kind: &'static str, reference: &Value, name_field: &str| {
-        if reference["optional"] != true {
-            if let Some(name) = reference[name_field].as_str() {
-                refs.push((kind, name.to_string()));
-            }
+        if reference["optional"] != true
+            && let Some(name) = reference[name_field].as_str()
+        {
+            refs.push((kind, name.to_string()));
         }
     };
     if doc["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/")) {
