@@ -118,70 +118,48 @@ pub fn publish(project: &Project, work: &Path, tag: &str) -> Result<()> {
 }
 
 /// The HelmReleases with in-repository charts, and the image automation
-/// objects, of every Kustomization in deploy/clusters/dev (as `kubectl
-/// kustomize` renders their paths).
+/// objects, of every Kustomization of deploy/clusters/dev, as the model of
+/// what Flux applies (`crate::flux`, the one verify checks) builds them.
 fn discover(project: &Project) -> Result<(Vec<InRepoRelease>, Automation)> {
     let mut releases = Vec::new();
     let mut automation = Vec::new();
-    let dir = project.root.join("deploy/clusters/dev");
-    let mut files: Vec<_> = fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    files.sort();
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml" || e == "yml")) {
-        for ks in documents(&fs::read_to_string(file)?)? {
-            if ks["kind"] != "Kustomization"
-                || !ks["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit"))
-            {
+    for (ks, docs) in crate::flux::kustomizations(&project.root, "dev")? {
+        let name = ks["metadata"]["name"].as_str().context("a Kustomization without a name")?.to_string();
+        if name == crate::flux::SELF_SOURCE {
+            continue;
+        }
+        let has_patches = ks["spec"]["patches"].as_array().is_some_and(|p| !p.is_empty());
+        for doc in docs {
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let meta = |key: &str| doc["metadata"][key].as_str().unwrap_or_default().to_string();
+            if ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"].contains(&kind) {
+                automation.push((name.clone(), has_patches, (kind.to_string(), meta("name"), meta("namespace"))));
+            }
+            let source = &doc["spec"]["chart"]["spec"];
+            if kind != "HelmRelease" || source["sourceRef"]["kind"] != "GitRepository" {
                 continue;
             }
-            let name = ks["metadata"]["name"].as_str().context("a Kustomization without a name")?.to_string();
-            let has_patches = ks["spec"]["patches"].as_array().is_some_and(|p| !p.is_empty());
-            let path = ks["spec"]["path"].as_str().context("a Kustomization without a path")?.trim_start_matches("./");
-            let rendered = cmd::run(Command::new("kubectl").arg("kustomize").arg(project.root.join(path)))?;
-            for doc in documents(&String::from_utf8_lossy(&rendered.stdout))? {
-                let kind = doc["kind"].as_str().unwrap_or_default();
-                let meta = |key: &str| doc["metadata"][key].as_str().unwrap_or_default().to_string();
-                if ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"].contains(&kind) {
-                    automation.push((name.clone(), has_patches, (kind.to_string(), meta("name"), meta("namespace"))));
-                }
-                let source = &doc["spec"]["chart"]["spec"];
-                if kind != "HelmRelease" || source["sourceRef"]["kind"] != "GitRepository" {
-                    continue;
-                }
-                let chart_dir =
-                    source["chart"].as_str().context("a HelmRelease without chart")?.trim_start_matches("./");
-                let chart: serde_json::Value = serde_norway::from_str(
-                    &fs::read_to_string(project.root.join(chart_dir).join("Chart.yaml"))
-                        .with_context(|| format!("HelmRelease {} names chart {chart_dir}", meta("name")))?,
-                )?;
-                releases.push(InRepoRelease {
-                    kustomization: name.clone(),
-                    has_patches,
-                    name: meta("name"),
-                    namespace: meta("namespace"),
-                    chart_dir: chart_dir.to_string(),
-                    chart_name: chart["name"].as_str().context("Chart.yaml without name")?.to_string(),
-                    chart_version: chart["version"].as_str().context("Chart.yaml without version")?.to_string(),
-                    runs_our_image: doc["spec"]["values"]["image"]["repository"] == IMAGE_REPOSITORY,
-                });
-            }
+            let chart_dir = source["chart"].as_str().context("a HelmRelease without chart")?.trim_start_matches("./");
+            let chart: serde_json::Value = serde_norway::from_str(
+                &fs::read_to_string(project.root.join(chart_dir).join("Chart.yaml"))
+                    .with_context(|| format!("HelmRelease {} names chart {chart_dir}", meta("name")))?,
+            )?;
+            releases.push(InRepoRelease {
+                kustomization: name.clone(),
+                has_patches,
+                name: meta("name"),
+                namespace: meta("namespace"),
+                chart_dir: chart_dir.to_string(),
+                chart_name: chart["name"].as_str().context("Chart.yaml without name")?.to_string(),
+                chart_version: chart["version"].as_str().context("Chart.yaml without version")?.to_string(),
+                runs_our_image: doc["spec"]["values"]["image"]["repository"] == IMAGE_REPOSITORY,
+            });
         }
     }
     if releases.is_empty() {
         bail!("no HelmRelease with a chart from this repository under deploy/clusters/dev: nothing to run");
     }
     Ok((releases, automation))
-}
-
-fn documents(text: &str) -> Result<Vec<serde_json::Value>> {
-    use serde::Deserialize as _;
-    let mut docs = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let value = serde_json::Value::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
 }
 
 fn chart_source(release: &InRepoRelease) -> String {

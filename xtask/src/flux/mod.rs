@@ -134,35 +134,14 @@ impl Renderer {
     }
 
     fn render_inner(&self, env: &str) -> Result<Environment> {
-        let entry = json!({
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": SELF_SOURCE, "namespace": SELF_SOURCE},
-            "spec": {"path": format!("./deploy/clusters/{env}"), "sourceRef": {"kind": "GitRepository", "name": SELF_SOURCE}},
-        });
-        // Build every Kustomization reachable from the entry point.
-        let mut built: Vec<(Value, Vec<Value>)> = Vec::new();
-        let mut queue = vec![entry];
-        let mut seen = BTreeSet::new();
-        while let Some(ks) = queue.pop() {
-            let id = object_id(&ks);
-            if !seen.insert(id.clone()) {
-                bail!("Kustomization {id} is defined twice");
-            }
-            let known: Vec<Value> = built.iter().flat_map(|(_, docs)| docs.iter().cloned()).collect();
-            let docs = kustomization::build(&self.kustomizer, &self.root, &ks, &known)?;
-            queue.extend(docs.iter().filter(|d| is_flux_kustomization(d)).cloned().rev());
-            built.push((ks, docs));
-        }
-        let order = dependency_order("Kustomization", &built.iter().map(|(ks, _)| ks.clone()).collect::<Vec<_>>())?;
+        let built = kustomizations(&self.root, env)?;
         let known: Vec<Value> = built.iter().flat_map(|(_, docs)| docs.iter().cloned()).collect();
         let releases: Vec<Value> = known.iter().filter(|d| d["kind"] == "HelmRelease").cloned().collect();
         dependency_order("HelmRelease", &releases)?;
 
         let mut units = Vec::new();
         let mut scopes = Scopes::default();
-        for index in order {
-            let (ks, docs) = &built[index];
+        for (ks, docs) in &built {
             let ks_name = ks["metadata"]["name"].as_str().unwrap_or("?").to_string();
             scopes.learn(docs);
             let hrs: Vec<Value> = docs.iter().filter(|d| d["kind"] == "HelmRelease").cloned().collect();
@@ -188,6 +167,35 @@ impl Renderer {
         }
         Ok(Environment { name: env.to_string(), units })
     }
+}
+
+/// Every Flux Kustomization reachable from `deploy/clusters/<env>` of the
+/// repository at `root`, built, in `dependsOn` order (the entry first):
+/// what kustomize-controller applies before any chart is rendered. Cluster
+/// bring-up reads it too.
+pub fn kustomizations(root: &Path, env: &str) -> Result<Vec<(Value, Vec<Value>)>> {
+    let entry = json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": SELF_SOURCE, "namespace": SELF_SOURCE},
+        "spec": {"path": format!("./deploy/clusters/{env}"), "sourceRef": {"kind": "GitRepository", "name": SELF_SOURCE}},
+    });
+    let mut built: Vec<(Value, Vec<Value>)> = Vec::new();
+    let mut queue = vec![entry];
+    let mut seen = BTreeSet::new();
+    while let Some(ks) = queue.pop() {
+        let id = object_id(&ks);
+        if !seen.insert(id.clone()) {
+            bail!("Kustomization {id} is defined twice");
+        }
+        let known: Vec<Value> = built.iter().flat_map(|(_, docs)| docs.iter().cloned()).collect();
+        let docs = kustomization::build(&Kustomizer, root, &ks, &known)?;
+        queue.extend(docs.iter().filter(|d| is_flux_kustomization(d)).cloned().rev());
+        built.push((ks, docs));
+    }
+    let order = dependency_order("Kustomization", &built.iter().map(|(ks, _)| ks.clone()).collect::<Vec<_>>())?;
+    let mut slots: Vec<Option<(Value, Vec<Value>)>> = built.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
 fn is_flux_kustomization(doc: &Value) -> bool {

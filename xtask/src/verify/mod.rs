@@ -19,6 +19,7 @@ mod kubectl_validate;
 mod kyverno;
 mod mesh;
 mod network;
+mod operator_pods;
 mod otelcol;
 mod promtool;
 mod references;
@@ -144,14 +145,20 @@ pub fn run(project: &Project) -> Result<()> {
     let mut environments = render_flux(&renderer, &mut report);
     report.line("values drift", "environments", values_drift(&charts, &environments));
     report.line("snapshots", "environments", snapshots_current(project, &environments));
+    report.line("operator pods", "pods", add_operator_pods(&mut environments));
     let as_flux_applies = environments.clone();
-    let injected = inject_sidecars(project, &mut environments, &out_dir);
+    let injected = inject_sidecars(project, &mut environments, &project.cache.join("verify/inject"));
     report.line("sidecar injection", "workloads", injected);
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
     report.line("read-only filesystems", "containers", write_paths::check(&environments));
     report.line("infrastructure", "claims, webhooks", infrastructure::check(&project.root, &environments));
     let network = tools::locate(project, "kyverno").and_then(|kyverno| {
-        network::check(&kyverno, &project.root.join("deploy/policies"), &environments, &out_dir.join("network"))
+        network::check(
+            &kyverno,
+            &project.root.join("deploy/policies"),
+            &environments,
+            &project.cache.join("verify/network"),
+        )
     });
     report.line("network policies", "connections", network);
     write_environments(&environments, &out_dir, &mut manifests)?;
@@ -176,8 +183,10 @@ pub fn run(project: &Project) -> Result<()> {
     let kyverno_cli = tools::locate(project, "kyverno")?;
     let policies = project.root.join("deploy/policies");
     report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
-    let (applied, environments) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
+    let (applied, reports) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
     report.line("kyverno apply", "results", applied);
+    report.line("admission", "environments", admission_summary(&environments, &reports));
+    let environments = reports;
     let compliance_dir = project.cache.join("verify/report");
     report.line(
         "compliance report",
@@ -226,7 +235,10 @@ pub fn render_environments(project: &Project) -> Result<Vec<(String, PathBuf)>> 
     let charts = helm::charts(&project.root)?;
     render_charts(&v, &charts, &out_dir, false, &mut manifests, &mut report);
     let mut environments = render_flux(&flux::Renderer::new(project, &project.root)?, &mut report);
-    if let Err(err) = inject_sidecars(project, &mut environments, &out_dir) {
+    if let Err(err) = add_operator_pods(&mut environments) {
+        report.fail("operator pods", format!("{err:#}"));
+    }
+    if let Err(err) = inject_sidecars(project, &mut environments, &project.cache.join("verify/inject")) {
         report.fail("sidecar injection", format!("{err:#}"));
     }
     write_environments(&environments, &out_dir, &mut manifests)?;
@@ -285,12 +297,24 @@ fn render_flux(renderer: &flux::Renderer, report: &mut Report) -> Vec<flux::Envi
     environments
 }
 
+/// The pods operators create from the rendered custom resources (operator_pods.rs).
+fn add_operator_pods(environments: &mut [flux::Environment]) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    for env in environments {
+        match operator_pods::add(env) {
+            Ok(added) => outcome.checked += added,
+            Err(err) => outcome.failures.push(format!("{err:#}")),
+        }
+    }
+    Ok(outcome)
+}
+
 /// Every environment's sidecars injected as istiod would (admission.rs).
-fn inject_sidecars(project: &Project, environments: &mut [flux::Environment], out_dir: &Path) -> Result<Outcome> {
+fn inject_sidecars(project: &Project, environments: &mut [flux::Environment], scratch: &Path) -> Result<Outcome> {
     let istioctl = tools::locate(project, "istioctl")?;
     let mut outcome = Outcome::default();
     for env in environments {
-        match admission::inject_sidecars(&istioctl, env, &out_dir.join("inject")) {
+        match admission::inject_sidecars(&istioctl, env, scratch) {
             Ok(0) => outcome.failures.push(format!("{}: no workload asks for a sidecar; the mesh is empty", env.name)),
             Ok(injected) => outcome.checked += injected,
             Err(err) => outcome.failures.push(format!("{err:#}")),
@@ -311,6 +335,59 @@ fn write_environments(
         manifests.extend(files.into_iter().map(|f| (env.name.clone(), f)));
     }
     Ok(())
+}
+
+/// Per environment: releases rendered, objects, pods admitted and refused
+/// (a pod template with any failing policy or Pod Security result), and
+/// compliance. An environment without pods, or without results, fails.
+fn admission_summary(environments: &[flux::Environment], reports: &[compliance::Environment]) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    println!(
+        "    {:<12} {:>8} {:>8} {:>6} {:>9} {:>8}  compliance",
+        "environment", "releases", "objects", "pods", "admitted", "refused"
+    );
+    for env in environments {
+        let pods: Vec<(String, String, String)> = env
+            .docs()
+            .filter(|d| references::pod_template(d).is_some())
+            .map(|d| {
+                let field = |k: &str| d["metadata"][k].as_str().unwrap_or("default").to_string();
+                (d["kind"].as_str().unwrap_or("?").to_string(), field("namespace"), field("name"))
+            })
+            .collect();
+        let Some(report) = reports.iter().find(|r| r.name == env.name) else {
+            outcome.failures.push(format!("{}: the policies produced no report", env.name));
+            continue;
+        };
+        let refused: std::collections::BTreeSet<(String, String, String)> = report
+            .results
+            .iter()
+            .filter(|e| e.result == "fail" || e.result == "error")
+            .flat_map(|e| e.resources.iter().map(|r| (r.kind.clone(), r.namespace.clone(), r.name.clone())))
+            .filter(|r| pods.contains(r))
+            .collect();
+        let summary = report.summary();
+        println!(
+            "    {:<12} {:>8} {:>8} {:>6} {:>9} {:>8}  {}",
+            env.name,
+            env.releases(),
+            env.docs().count(),
+            pods.len(),
+            pods.len() - refused.len(),
+            refused.len(),
+            compliance::percent(summary.compliance())
+        );
+        outcome.checked += 1;
+        if pods.is_empty() || report.results.is_empty() {
+            outcome.failures.push(format!("{}: no pod was judged by the policies", env.name));
+        }
+        for (kind, namespace, name) in &refused {
+            outcome
+                .failures
+                .push(format!("{}: {kind} {namespace}/{name} would be refused (see kyverno apply)", env.name));
+        }
+    }
+    Ok(outcome)
 }
 
 /// The committed snapshots (`snapshots/<env>.yaml`) are what Flux applies now.

@@ -5,7 +5,8 @@
 //! DNS for every pod; istiod for every pod with a sidecar; the Services
 //! its environment names by URL (the Collector, the backend); the
 //! PostgreSQL instances whose credentials it mounts; and, for those
-//! instances, the API server, their operator and each other. A connection
+//! instances (the pods of operator_pods.rs), the API server, their operator
+//! and each other. A connection
 //! a policy blocks is a pod that starts and then fails at its first call.
 
 use std::collections::BTreeMap;
@@ -158,25 +159,6 @@ fn endpoints(docs: &[Value]) -> Vec<Endpoint> {
             namespace: doc["metadata"]["namespace"].as_str().unwrap_or("default").to_string(),
             labels: template["metadata"]["labels"].clone(),
             ports,
-            external: false,
-        });
-    }
-    // CloudNativePG instances, as its operator creates them.
-    for cluster in docs.iter().filter(|d| {
-        d["kind"] == "Cluster" && d["apiVersion"].as_str().is_some_and(|a| a.starts_with("postgresql.cnpg.io/"))
-    }) {
-        let name = cluster["metadata"]["name"].as_str().unwrap_or_default();
-        let mut labels = cluster["spec"]["inheritedMetadata"]["labels"].clone();
-        if !labels.is_object() {
-            labels = json!({});
-        }
-        labels["cnpg.io/cluster"] = json!(name);
-        labels["cnpg.io/podRole"] = json!("instance");
-        endpoints.push(Endpoint {
-            name: format!("PostgreSQL instance of Cluster {name}"),
-            namespace: cluster["metadata"]["namespace"].as_str().unwrap_or("default").to_string(),
-            labels,
-            ports: vec![("postgresql".into(), 5432, "TCP".into()), ("status".into(), 8000, "TCP".into())],
             external: false,
         });
     }

@@ -104,6 +104,11 @@ fn existing(env: &str, docs: &[&Value]) -> BTreeSet<Key> {
             "Deployment" if namespace == "istio-system" && name == "istiod" => {
                 set.insert(key("ConfigMap", "*", "istio-ca-root-cert"));
             }
+            "Prometheus" | "Alertmanager" if super::operator_pods::is_monitoring(doc, kind) => {
+                for secret in super::operator_pods::monitoring_secrets(doc) {
+                    set.insert(key("Secret", namespace, &secret));
+                }
+            }
             "Job" => {
                 if let Some(secret) = certgen_secret(doc) {
                     set.insert(key("Secret", namespace, &secret));

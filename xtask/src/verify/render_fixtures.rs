@@ -104,7 +104,7 @@ pub fn check(project: &Project, renderer: &Renderer, environments: &[Environment
         .map(|o| o.failures);
     expect(
         "an unreachable database under default-deny",
-        "cannot reach demo-app/PostgreSQL instance of Cluster demo-app-db on 5432/TCP",
+        "cannot reach demo-app/Pod demo-app-db-1 on 5432/TCP (PostgreSQL credentials demo-app-db-app): no ingress rule of default-deny",
         found,
     );
 
