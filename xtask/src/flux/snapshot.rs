@@ -75,7 +75,13 @@ fn summarised(doc: &Value) -> Value {
     })
 }
 
-/// The committed snapshot of `env`, as one unit (for tests that need no tools).
+/// Every environment's committed snapshot (for tests that need no tools).
+#[cfg(test)]
+pub fn load_all(root: &Path) -> Vec<Environment> {
+    super::ENVIRONMENTS.iter().map(|env| load(root, env).expect("a committed snapshot")).collect()
+}
+
+/// The committed snapshot of `env`, as one unit.
 #[cfg(test)]
 pub fn load(root: &Path, env: &str) -> Result<Environment> {
     let text = fs::read_to_string(path(root, env))?;

@@ -218,10 +218,7 @@ mod tests {
     #[test]
     fn the_committed_environments_reference_only_what_exists() {
         let project = crate::project::Project::discover().unwrap();
-        let environments: Vec<Environment> = crate::flux::ENVIRONMENTS
-            .iter()
-            .map(|env| crate::flux::snapshot::load(&project.root, env).unwrap())
-            .collect();
+        let environments = crate::flux::snapshot::load_all(&project.root);
         let outcome = check(&project.root, &environments).unwrap();
         assert!(outcome.checked > 0);
         assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
