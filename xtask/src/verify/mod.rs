@@ -12,6 +12,7 @@ pub(crate) mod dashboards;
 mod files;
 mod fixtures;
 mod helm;
+mod images;
 mod infrastructure;
 mod istio;
 mod kubeconform;
@@ -151,6 +152,7 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("sidecar injection", "workloads", injected);
     report.line("references", "Secret/ConfigMap refs", references::check(&project.root, &environments));
     report.line("read-only filesystems", "containers", write_paths::check(&environments));
+    report.line("image references", "containers", images::check(&environments));
     report.line("infrastructure", "claims, webhooks", infrastructure::check(&project.root, &environments));
     let network = tools::locate(project, "kyverno").and_then(|kyverno| {
         network::check(

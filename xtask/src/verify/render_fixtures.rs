@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::{Outcome, admission, infrastructure, kyverno, network, references, write_paths};
+use super::{Outcome, admission, images, infrastructure, kyverno, network, references, write_paths};
 use crate::flux::{self, Environment, Renderer};
 use crate::project::Project;
 
@@ -93,6 +93,15 @@ pub fn check(project: &Project, renderer: &Renderer, environments: &[Environment
         "writes /var/loki but its root filesystem is read-only",
         found,
     );
+
+    let env = mutated(dev, |doc| {
+        if doc["kind"] == "Deployment" && doc["metadata"]["name"] == "jaeger" {
+            doc["spec"]["template"]["spec"]["containers"][0]["image"] =
+                Value::String("jaegertracing/jaeger:2.19.0".into());
+        }
+    });
+    let found = images::check(std::slice::from_ref(&env)).map(|o| o.failures);
+    expect("an image without its registry", "image `jaegertracing/jaeger:2.19.0` names no registry", found);
 
     let env = mutated(staging, |doc| {
         if doc["kind"] == "NetworkPolicy" && doc["metadata"]["name"] == "demo-app-db" {
