@@ -76,7 +76,7 @@ pub fn check(project: &Project, targets: &[(PathBuf, &str)]) -> Result<Outcome> 
     Ok(outcome)
 }
 
-/// One checkov run: (checks passed + failed, failed findings).
+/// One checkov scan: (checks passed + failed, failed findings).
 pub fn scan(project: &Project, dir: &Path, framework: &str) -> Result<(usize, Vec<Finding>)> {
     let checkov = tools::locate(project, "checkov")?;
     // The helm framework renders the chart with `helm` from PATH: ours.
@@ -84,38 +84,63 @@ pub fn scan(project: &Project, dir: &Path, framework: &str) -> Result<(usize, Ve
     let path = std::env::join_paths(
         std::iter::once(helm_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
-    let mut command = Command::new(&checkov);
-    command.env("PATH", path).args([
-        "--skip-download",
-        "--quiet",
-        "--compact",
-        "--output",
-        "json",
-        "--framework",
-        framework,
-    ]);
+    let command = || {
+        let mut command = Command::new(&checkov);
+        command.env("PATH", &path).args([
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "--output",
+            "json",
+            "--framework",
+            framework,
+        ]);
+        command
+    };
     if dir.is_file() {
-        command.arg("--file").arg(dir);
-    } else if dir.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
-        // checkov skips every file below a hidden folder (the renders live in
-        // ~/.cache): name the files instead, every one below it.
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .map(walkdir::DirEntry::into_path)
-            .filter(|f| f.is_file() && super::files::is_yaml(f))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("nothing for checkov in {}", dir.display());
-        }
-        for file in files {
-            command.arg("--file").arg(file);
-        }
-    } else {
-        command.arg("--directory").arg(dir);
+        return run(dir, command().arg("--file").arg(dir));
     }
-    let output = cmd::capture(&mut command)?;
+    if !dir.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+        return run(dir, command().arg("--directory").arg(dir));
+    }
+    // checkov skips every file below a hidden folder (the renders live in
+    // ~/.cache): name the files instead, every one below it, in two runs
+    // side by side (each file is scanned on its own, so the halves add up).
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(walkdir::DirEntry::into_path)
+        .filter(|f| f.is_file() && super::files::is_yaml(f))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("nothing for checkov in {}", dir.display());
+    }
+    let halves: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(2)).collect();
+    let results: Vec<Result<(usize, Vec<Finding>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = halves
+            .iter()
+            .map(|half| {
+                let mut run_half = command();
+                for file in *half {
+                    run_half.arg("--file").arg(file);
+                }
+                scope.spawn(move || run(dir, &mut run_half))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("checkov panicked")))).collect()
+    });
+    let mut total = (0, Vec::new());
+    for result in results {
+        let (checked, findings) = result?;
+        total.0 += checked;
+        total.1.extend(findings);
+    }
+    Ok(total)
+}
+
+fn run(dir: &Path, command: &mut Command) -> Result<(usize, Vec<Finding>)> {
+    let output = cmd::capture(command)?;
     // Exit 1 means findings; anything else, or no JSON, is a broken run.
     if !matches!(output.status.code(), Some(0 | 1)) {
         bail!("checkov failed on {}: {}", dir.display(), cmd::tail(&output.stderr, &output.stdout, 20));

@@ -118,7 +118,7 @@ pub fn run(project: &Project) -> Result<()> {
     let yaml = files::yaml_files(&project.root)?;
     let set = files::manifests(&project.root, &yaml)?;
     let workflows = files::workflows(&project.root)?;
-    let mut report = Report::default();
+    let mut report = Report { last: Some(std::time::Instant::now()), ..Report::default() };
     report.line("yamllint", "files", yamllint::check(&v, &yaml));
 
     // Everything Kubernetes will see, with the environment it belongs to.
@@ -405,13 +405,18 @@ fn snapshots_current(project: &Project, environments: &[flux::Environment]) -> R
 #[derive(Default)]
 struct Report {
     failed: usize,
+    /// When the previous line was printed: a line's time is its step's.
+    last: Option<std::time::Instant>,
 }
 
 impl Report {
     fn line(&mut self, name: &str, unit: &str, outcome: Result<Outcome>) {
         let outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
         let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
-        println!("{name:<24} {state:<4} {:>5} {unit}", outcome.checked);
+        let now = std::time::Instant::now();
+        let took = self.last.map(|last| format!("{:>7.1} s", (now - last).as_secs_f64())).unwrap_or_default();
+        self.last = Some(now);
+        println!("{name:<24} {state:<4} {:>5} {unit:<28}{took}", outcome.checked);
         for failure in &outcome.failures {
             println!("    {failure}");
         }
