@@ -7,7 +7,6 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
@@ -15,14 +14,7 @@ use super::Outcome;
 /// Parses every document of a multi-document YAML file as JSON values.
 pub fn documents(path: &Path) -> Result<Vec<Value>> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut docs = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(&text) {
-        let value = Value::deserialize(doc).with_context(|| format!("{} is not YAML", path.display()))?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    crate::flux::documents_of(&text).with_context(|| format!("{} is not YAML", path.display()))
 }
 
 pub fn check(files: &[std::path::PathBuf]) -> Result<Outcome> {
