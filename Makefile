@@ -1,7 +1,7 @@
 # Thin aliases: the logic lives in `cargo xtask` (xtask/).
 CARGO ?= cargo
 
-.PHONY: tools verify test run bench stack e2e cluster-up cluster-down
+.PHONY: tools verify test run bench stack e2e reconcile cluster-up cluster-down
 
 ## Build or install every pinned external tool into the cache.
 tools:
@@ -30,6 +30,11 @@ stack:
 ## End-to-end test of traces, metrics and logs across frontend and backend.
 e2e:
 	$(CARGO) xtask e2e
+
+## An environment reconciled by Flux on a loopback control plane (ENV=dev|staging|production|all).
+ENV ?= dev
+reconcile:
+	$(CARGO) xtask reconcile --env $(ENV)
 
 ## dev on a local kind cluster, reconciled by Flux from the working tree (needs docker, kind, flux, kubectl).
 cluster-up:

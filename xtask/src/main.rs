@@ -8,6 +8,7 @@ mod cmd;
 mod flux;
 mod pipeline;
 mod project;
+mod reconcile;
 mod run;
 mod schemas;
 mod stack;
@@ -68,6 +69,13 @@ enum Command {
     ClusterCheck,
     /// The chart's canary analysis against a local Prometheus: a healthy canary passes, faulty ones fail.
     Canary,
+    /// An environment reconciled for real: a Kubernetes control plane, Flux and the
+    /// platform's controllers on loopback, bootstrapped from the working tree.
+    Reconcile {
+        /// dev, staging, production, or all.
+        #[arg(long, default_value = "dev")]
+        env: String,
+    },
     /// Benchmarks: demo-app against podinfo, a FastAPI baseline and bare hyper (see docs/benchmarks.md).
     Bench {
         /// Two servers, 1 s per case, debug builds, no open-loop run: checks the harness (part of `make test`).
@@ -145,6 +153,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterDown => cluster::down(),
         Command::ClusterCheck => cluster::check(&project),
         Command::Canary => stack::canary::run(&project),
+        Command::Reconcile { env } => reconcile::run(&project, &environments(&env)?),
         Command::Bench {
             smoke,
             runs,
@@ -169,5 +178,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             bench::run(&project, options)
         }
+    }
+}
+
+/// `--env`: one environment, or `all` of them in promotion order.
+fn environments(env: &str) -> anyhow::Result<Vec<String>> {
+    match env {
+        "all" => Ok(flux::ENVIRONMENTS.iter().map(|e| e.to_string()).collect()),
+        e if flux::ENVIRONMENTS.contains(&e) => Ok(vec![e.to_string()]),
+        other => anyhow::bail!("unknown environment `{other}`: use one of {} or all", flux::ENVIRONMENTS.join(", ")),
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask test` (`make test`): the whole gate, in the order that fails
 //! fastest, with the time of each step: tools, fmt, clippy, tests, verify,
-//! and the end-to-end telemetry test on a local stack.
+//! the end-to-end telemetry test on a local stack, and dev reconciled by
+//! Flux and the platform's controllers on a loopback control plane.
 
 use std::process::Command;
 use std::time::Instant;
@@ -23,6 +24,7 @@ pub fn run(project: &Project) -> Result<()> {
     step("e2e", || crate::stack::e2e::run(project))?;
     step("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
     step("canary analysis", || crate::stack::canary::run(project))?;
+    step("reconcile dev", || crate::reconcile::run(project, &["dev".to_string()]))?;
     println!("==> make test passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

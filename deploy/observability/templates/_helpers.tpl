@@ -3,7 +3,9 @@
 app.kubernetes.io/name: platform-observability
 app.kubernetes.io/part-of: demo-platform
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- /* Flux builds this chart from Git with the version `0.1.0+<commit>`
+(reconcileStrategy: Revision); `+` is not allowed in a label value. */}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 platform.demo/environment: {{ .Values.environment | quote }}
 {{- end }}
 

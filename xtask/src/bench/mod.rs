@@ -18,7 +18,7 @@ mod build;
 mod chart;
 mod machine;
 mod oha;
-mod procfs;
+pub(crate) mod procfs;
 mod python;
 mod report;
 mod scenarios;

@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd;
 use crate::project::Project;
 
+pub use bootstrap::app_version;
 pub use check::run as check;
 
 pub const CLUSTER: &str = "demo-platform";

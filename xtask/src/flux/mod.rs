@@ -203,7 +203,7 @@ fn is_flux_kustomization(doc: &Value) -> bool {
         && doc["apiVersion"].as_str().is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/"))
 }
 
-fn object_id(doc: &Value) -> String {
+pub fn object_id(doc: &Value) -> String {
     format!(
         "{}/{}",
         doc["metadata"]["namespace"].as_str().unwrap_or("default"),

@@ -186,6 +186,11 @@ impl Supervisor {
         self.children.iter_mut().rev().map(|c| (c.name.clone(), c.stop())).collect()
     }
 
+    /// (name, last lines of its log) of every child, in start order.
+    pub fn log_tails(&self, lines: usize) -> Vec<(String, String)> {
+        self.children.iter().map(|c| (c.name.clone(), c.log_tail(lines))).collect()
+    }
+
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(Managed::pid).collect()
     }

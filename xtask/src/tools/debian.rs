@@ -24,6 +24,10 @@ pub const DEBIAN_TOOLS: &[DebianTool] = &[
     DebianTool { binary: "wrk", package: "wrk" },
     DebianTool { binary: "chromium", package: "chromium" },
     DebianTool { binary: "chromedriver", package: "chromium-driver" },
+    // The loopback cluster's certificates, and the Git server Flux reads from
+    // (`git http-backend`).
+    DebianTool { binary: "openssl", package: "openssl" },
+    DebianTool { binary: "git", package: "git" },
 ];
 
 /// Where the program is on PATH (or in PostgreSQL's versioned folder), or

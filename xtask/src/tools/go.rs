@@ -1,7 +1,7 @@
 //! Tools built from the Go module proxy, one pinned module per tool under `tools/`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -12,8 +12,11 @@ use crate::cmd;
 use crate::project::Project;
 
 pub struct GoTool {
-    /// Binary name, also the folder under `tools/`.
+    /// Binary name.
     pub name: &'static str,
+    /// The folder under `tools/` holding the module (several binaries of one
+    /// upstream module share it, and so one go.sum and the Go build cache).
+    pub dir: &'static str,
     /// Module that provides the tool, as required in `tools/<name>/go.mod`.
     pub module: &'static str,
     pub version: &'static str,
@@ -23,9 +26,14 @@ pub struct GoTool {
     pub ldflags: &'static str,
 }
 
+/// The Kubernetes release of the loopback control plane (and kubectl).
+pub const KUBERNETES: &str = "v1.33.13";
+const KUBE_LDFLAGS: &str = "-X k8s.io/component-base/version.gitVersion=v1.33.13 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=v1.33.13 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=33";
+
 pub const GO_TOOLS: &[GoTool] = &[
     GoTool {
         name: "helm",
+        dir: "helm",
         module: "helm.sh/helm/v4",
         version: "v4.3.1",
         package: "helm.sh/helm/v4/cmd/helm",
@@ -33,6 +41,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "kubeconform",
+        dir: "kubeconform",
         module: "github.com/yannh/kubeconform",
         version: "v0.8.0",
         package: "github.com/yannh/kubeconform/cmd/kubeconform",
@@ -40,6 +49,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "kubectl-validate",
+        dir: "kubectl-validate",
         module: "sigs.k8s.io/kubectl-validate",
         version: "v0.0.4",
         package: "sigs.k8s.io/kubectl-validate",
@@ -47,6 +57,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "kyverno",
+        dir: "kyverno",
         module: "github.com/kyverno/kyverno",
         version: "v1.19.1",
         package: "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno",
@@ -54,6 +65,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "istioctl",
+        dir: "istioctl",
         module: "istio.io/istio",
         // Istio tags (`1.30.3`) are not Go semver; the proxy serves only
         // pseudo-versions of master. This is the newest one it serves.
@@ -61,8 +73,18 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "istio.io/istio/istioctl/cmd/istioctl",
         ldflags: "-X istio.io/istio/pkg/version.buildVersion=1.30-dev+eed52ebb66ad",
     },
+    // istiod (its injection and validation webhooks), from the same module.
+    GoTool {
+        name: "pilot-discovery",
+        dir: "istioctl",
+        module: "istio.io/istio",
+        version: "v0.0.0-20260827124520-eed52ebb66ad",
+        package: "istio.io/istio/pilot/cmd/pilot-discovery",
+        ldflags: "-X istio.io/istio/pkg/version.buildVersion=1.30-dev+eed52ebb66ad",
+    },
     GoTool {
         name: "actionlint",
+        dir: "actionlint",
         module: "github.com/rhysd/actionlint",
         version: "v1.7.12",
         package: "github.com/rhysd/actionlint/cmd/actionlint",
@@ -70,6 +92,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "jaeger",
+        dir: "jaeger",
         module: "github.com/jaegertracing/jaeger",
         version: "v1.76.0",
         package: "github.com/jaegertracing/jaeger/cmd/jaeger",
@@ -77,6 +100,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "sops",
+        dir: "sops",
         module: "github.com/getsops/sops/v3",
         version: "v3.13.3",
         package: "github.com/getsops/sops/v3/cmd/sops",
@@ -84,6 +108,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "age-keygen",
+        dir: "age-keygen",
         module: "filippo.io/age",
         version: "v1.3.2",
         package: "filippo.io/age/cmd/age-keygen",
@@ -91,6 +116,7 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "argo-condition",
+        dir: "argo-condition",
         // Our own command (tools/argo-condition/main.go) on the expression
         // library Argo Rollouts evaluates analysis conditions with.
         module: "github.com/expr-lang/expr",
@@ -100,16 +126,153 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     GoTool {
         name: "podinfo",
+        dir: "podinfo",
         module: "github.com/stefanprodan/podinfo",
         // The commit of podinfo 6.9.2 (pkg/version says so); used as an oracle only.
         version: "v1.8.1-0.20250910200901-e86405a8674e",
         package: "github.com/stefanprodan/podinfo/cmd/podinfo",
         ldflags: "-X github.com/stefanprodan/podinfo/pkg/version.REVISION=e86405a8674e",
     },
+    // The loopback cluster of `cargo xtask reconcile`: the control plane of the
+    // Kubernetes minor that infra/ provisions (EKS and kind: 1.33), simulated
+    // nodes, and the controllers the clusters run, at the versions their
+    // charts and CRDs name (Flux 2.9: source/kustomize 1.9, helm 1.6).
+    GoTool {
+        name: "etcd",
+        dir: "etcd",
+        module: "go.etcd.io/etcd/server/v3",
+        version: "v3.7.3",
+        package: "go.etcd.io/etcd/server/v3",
+        ldflags: "",
+    },
+    GoTool {
+        name: "kube-apiserver",
+        dir: "kubernetes",
+        module: "k8s.io/kubernetes",
+        version: KUBERNETES,
+        package: "k8s.io/kubernetes/cmd/kube-apiserver",
+        ldflags: KUBE_LDFLAGS,
+    },
+    GoTool {
+        name: "kube-controller-manager",
+        dir: "kubernetes",
+        module: "k8s.io/kubernetes",
+        version: KUBERNETES,
+        package: "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ldflags: KUBE_LDFLAGS,
+    },
+    GoTool {
+        name: "kube-scheduler",
+        dir: "kubernetes",
+        module: "k8s.io/kubernetes",
+        version: KUBERNETES,
+        package: "k8s.io/kubernetes/cmd/kube-scheduler",
+        ldflags: KUBE_LDFLAGS,
+    },
+    GoTool {
+        name: "kubectl",
+        dir: "kubernetes",
+        module: "k8s.io/kubernetes",
+        version: KUBERNETES,
+        package: "k8s.io/kubernetes/cmd/kubectl",
+        ldflags: KUBE_LDFLAGS,
+    },
+    GoTool {
+        name: "kwok",
+        dir: "kwok",
+        module: "sigs.k8s.io/kwok",
+        version: "v0.8.0",
+        package: "sigs.k8s.io/kwok/cmd/kwok",
+        ldflags: "-X sigs.k8s.io/kwok/pkg/consts.Version=v0.8.0",
+    },
+    // The artifact library v0.18.3 that source-controller 1.9.6 asks for is not
+    // served by the module proxy; its go.mod replaces it with v0.18.0.
+    GoTool {
+        name: "source-controller",
+        dir: "source-controller",
+        module: "github.com/fluxcd/source-controller",
+        version: "v1.9.6",
+        package: "github.com/fluxcd/source-controller",
+        ldflags: "",
+    },
+    GoTool {
+        name: "kustomize-controller",
+        dir: "kustomize-controller",
+        module: "github.com/fluxcd/kustomize-controller",
+        version: "v1.9.6",
+        package: "github.com/fluxcd/kustomize-controller",
+        ldflags: "",
+    },
+    GoTool {
+        name: "helm-controller",
+        dir: "helm-controller",
+        module: "github.com/fluxcd/helm-controller",
+        version: "v1.6.4",
+        package: "github.com/fluxcd/helm-controller",
+        ldflags: "",
+    },
+    GoTool {
+        name: "notification-controller",
+        dir: "notification-controller",
+        module: "github.com/fluxcd/notification-controller",
+        version: "v1.9.3",
+        package: "github.com/fluxcd/notification-controller",
+        ldflags: "",
+    },
+    // Flux's image automation, which the bootstrap adds for dev and staging.
+    GoTool {
+        name: "image-reflector-controller",
+        dir: "image-reflector-controller",
+        module: "github.com/fluxcd/image-reflector-controller",
+        version: "v1.2.4",
+        package: "github.com/fluxcd/image-reflector-controller",
+        ldflags: "",
+    },
+    GoTool {
+        name: "image-automation-controller",
+        dir: "image-automation-controller",
+        module: "github.com/fluxcd/image-automation-controller",
+        version: "v1.2.4",
+        package: "github.com/fluxcd/image-automation-controller",
+        ldflags: "",
+    },
+    // Kyverno's controllers, from the same module as its CLI.
+    GoTool {
+        name: "kyverno-admission-controller",
+        dir: "kyverno",
+        module: "github.com/kyverno/kyverno",
+        version: "v1.19.1",
+        package: "github.com/kyverno/kyverno/cmd/kyverno",
+        ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
+    },
+    GoTool {
+        name: "kyverno-reports-controller",
+        dir: "kyverno",
+        module: "github.com/kyverno/kyverno",
+        version: "v1.19.1",
+        package: "github.com/kyverno/kyverno/cmd/reports-controller",
+        ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
+    },
+    GoTool {
+        name: "kyverno-background-controller",
+        dir: "kyverno",
+        module: "github.com/kyverno/kyverno",
+        version: "v1.19.1",
+        package: "github.com/kyverno/kyverno/cmd/background-controller",
+        ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
+    },
+    GoTool {
+        name: "rollouts-controller",
+        dir: "argo-rollouts",
+        module: "github.com/argoproj/argo-rollouts",
+        version: "v1.10.1",
+        package: "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
+        ldflags: "",
+    },
 ];
 
 fn module_dir(project: &Project, tool: &GoTool) -> PathBuf {
-    project.root.join("tools").join(tool.name)
+    project.root.join("tools").join(tool.dir)
 }
 
 /// `go env GOVERSION`, once per process: a new Go means a new build.
@@ -166,6 +329,31 @@ pub fn build(project: &Project, tool: &GoTool) -> Result<()> {
     Ok(())
 }
 
+/// The source folder of a Go tool's upstream module in the module cache
+/// (downloaded by its build): data files some tools need at run time, such as
+/// kwok's stages and Flux's CRDs, come from the pinned version itself.
+pub fn module_source(project: &Project, name: &str) -> Result<PathBuf> {
+    let tool = GO_TOOLS
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| format!("`{name}` is not a Go tool of this project"))?;
+    go_source(&module_dir(project, tool), tool.module, tool.version)
+}
+
+/// `module@version` from the module proxy (or its cache), checked against
+/// go.sum of the module in `dir` or the checksum database.
+pub fn go_source(dir: &Path, module: &str, version: &str) -> Result<PathBuf> {
+    let out = cmd::run(Command::new("go").current_dir(dir).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("{module}@{version}"),
+    ]))
+    .with_context(|| format!("cannot download the source of {module}@{version} from the Go module proxy"))?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    info["Dir"].as_str().map(PathBuf::from).context("`go mod download -json` printed no Dir")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,18 +363,18 @@ mod tests {
     fn every_go_tool_matches_its_go_mod() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         for tool in GO_TOOLS {
-            let go_mod = fs::read_to_string(root.join("tools").join(tool.name).join("go.mod")).unwrap();
+            let go_mod = fs::read_to_string(root.join("tools").join(tool.dir).join("go.mod")).unwrap();
             assert!(
                 go_mod.lines().any(|l| l.trim() == format!("tool {}", tool.package)),
                 "tools/{}/go.mod lacks `tool {}`",
-                tool.name,
+                tool.dir,
                 tool.package
             );
             let required = format!("{} {}", tool.module, tool.version);
             assert!(
                 go_mod.lines().any(|l| l.trim().trim_start_matches("require ").starts_with(&required)),
                 "tools/{}/go.mod does not require {required}",
-                tool.name
+                tool.dir
             );
         }
     }

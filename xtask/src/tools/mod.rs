@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::project::Project;
 
-pub use go::GO_TOOLS;
+pub use go::{GO_TOOLS, module_source};
 pub use python::PYTHON_TOOLS;
 
 /// Every tool, in install order, with how to find its binary.

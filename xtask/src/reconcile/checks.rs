@@ -1,0 +1,279 @@
+//! What "reconciled" means, checked against the API server: every Flux
+//! Kustomization and HelmRelease Ready (with the time it took), every
+//! workload available on the simulated nodes, no policy violation in the
+//! PolicyReports, no warning event from Flux, no call to a Service that no
+//! process serves. Printed as one table per environment.
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+use super::control_plane::ControlPlane;
+use super::internet::Internet;
+use super::kube::{name_of, ready_condition};
+use super::network::Routes;
+use super::workloads::NOT_RUN;
+use crate::stack::process::{Supervisor, check_interrupted};
+
+pub struct Report {
+    env: String,
+    started: Instant,
+    /// (what, seconds since start, outcome).
+    rows: Vec<(String, f64, String)>,
+    pub peak_rss_kib: u64,
+}
+
+impl Report {
+    pub fn new(env: &str) -> Self {
+        Report { env: env.to_string(), started: Instant::now(), rows: Vec::new(), peak_rss_kib: 0 }
+    }
+
+    fn row(&mut self, what: impl Into<String>, outcome: impl Into<String>) {
+        self.rows.push((what.into(), self.started.elapsed().as_secs_f64(), outcome.into()));
+    }
+
+    /// Runs one bring-up step, recording its time and outcome.
+    pub fn step<T>(&mut self, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+        let result = body();
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(err) => format!("FAILED: {err:#}"),
+        };
+        self.row(what, outcome);
+        result
+    }
+
+    pub fn print(&self, total: Duration) {
+        println!(
+            "\nreconcile {}: {:.0} s, peak RSS of every process {} MiB",
+            self.env,
+            total.as_secs_f64(),
+            self.peak_rss_kib / 1024
+        );
+        let width = self.rows.iter().map(|(w, _, _)| w.len()).max().unwrap_or(0);
+        println!("{:<width$}  {:>7}  outcome", "step", "at s");
+        for (what, at, outcome) in &self.rows {
+            println!("{what:<width$}  {at:>7.1}  {outcome}");
+        }
+    }
+}
+
+const FLUX_KINDS: &[(&str, &str)] = &[
+    ("kustomizations.kustomize.toolkit.fluxcd.io", "Kustomization"),
+    ("helmreleases.helm.toolkit.fluxcd.io", "HelmRelease"),
+];
+
+/// Polls until every Kustomization and HelmRelease the repository defines
+/// for this environment is Ready, calling `tick` each round (it starts the
+/// controllers whose Deployments have appeared).
+pub fn wait_ready(
+    plane: &ControlPlane,
+    expected: &[(String, String)],
+    timeout: Duration,
+    report: &mut Report,
+    mut tick: impl FnMut() -> Result<Vec<&'static str>>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut ready: BTreeMap<(String, String), ()> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+    loop {
+        check_interrupted()?;
+        for started in tick()? {
+            report.row(format!("process {started}"), "started from its Deployment");
+        }
+        for (resource, kind) in FLUX_KINDS {
+            for object in plane.admin.list(resource)? {
+                let key = (kind.to_string(), name_of(&object));
+                if ready.contains_key(&key) {
+                    continue;
+                }
+                match ready_condition(&object) {
+                    Some((status, _, message)) if status == "True" => {
+                        report.row(format!("{kind} {}", key.1), format!("Ready: {}", abbreviate(&message, 100)));
+                        ready.insert(key, ());
+                    }
+                    Some((_, reason, message)) => {
+                        last.insert(key, format!("{reason}: {message}"));
+                    }
+                    None => {
+                        last.insert(key, "no Ready condition yet".into());
+                    }
+                }
+            }
+        }
+        let missing: Vec<&(String, String)> = expected.iter().filter(|k| !ready.contains_key(*k)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let mut lines = Vec::new();
+            for key in &missing {
+                let state = last.get(*key).map(String::as_str).unwrap_or("not created");
+                report.row(format!("{} {}", key.0, key.1), format!("NOT READY: {}", abbreviate(state, 300)));
+                lines.push(format!("  {} {}: {}", key.0, key.1, abbreviate(state, 600)));
+            }
+            bail!(
+                "{} of {} Flux objects not Ready within {:.0} s:\n{}",
+                missing.len(),
+                expected.len(),
+                timeout.as_secs_f64(),
+                lines.join("\n")
+            );
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Once Flux is done: the workloads, the policy reports, the events and
+/// the cluster network's refusals.
+pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, report: &mut Report) -> Result<()> {
+    let mut problems = Vec::new();
+
+    let mut workloads = 0;
+    for kind in ["deployments", "statefulsets", "daemonsets"] {
+        for object in plane.admin.list(kind)? {
+            workloads += 1;
+            if let Some(why) = unavailable(kind, &object) {
+                problems.push(format!("{kind} {}: {why}", name_of(&object)));
+            }
+        }
+    }
+    report.row(format!("{workloads} workloads"), "checked available on the kwok nodes");
+
+    let mut results = 0;
+    let mut offline = 0;
+    for resource in ["policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io"] {
+        for object in plane.admin.list(resource)? {
+            for result in object["results"].as_array().into_iter().flatten() {
+                results += 1;
+                let message = result["message"].as_str().unwrap_or_default();
+                // Image signatures live in the registry, which has no images
+                // on loopback: an error reaching it is reported, not failed.
+                if result["result"] == "error" && message.contains("dial tcp") {
+                    offline += 1;
+                } else if matches!(result["result"].as_str(), Some("fail" | "error")) {
+                    problems.push(format!(
+                        "policy {} {} on {}: {}",
+                        result["policy"].as_str().unwrap_or("?"),
+                        result["result"].as_str().unwrap_or("?"),
+                        name_of(&object["scope"]),
+                        abbreviate(result["message"].as_str().unwrap_or_default(), 200)
+                    ));
+                }
+            }
+        }
+    }
+    report.row(format!("{results} policy report results"), "checked: none fail");
+    if offline > 0 {
+        report.row(
+            format!("{offline} policy results"),
+            "NOT VERIFIABLE HERE: they read image signatures from a registry the loopback cluster cannot reach",
+        );
+    }
+
+    let mut warnings = 0;
+    for event in plane.admin.list("events")? {
+        let source = event["source"]["component"].as_str().or(event["reportingComponent"].as_str()).unwrap_or("");
+        if event["type"] == "Warning" && (source.contains("controller") && source.contains("flux") || is_flux(source)) {
+            warnings += 1;
+            problems.push(format!(
+                "event from {source} on {} {}: {}",
+                event["involvedObject"]["kind"].as_str().unwrap_or("?"),
+                name_of(&event["involvedObject"]),
+                abbreviate(event["message"].as_str().unwrap_or_default(), 200)
+            ));
+        }
+    }
+    report.row("Flux events", format!("{warnings} warnings"));
+
+    // A webhook of a controller that is not run: with failurePolicy Fail
+    // the object is refused (and Flux is not Ready, above); with Ignore it
+    // is admitted unvalidated, which the table says.
+    let refused = routes.refused();
+    report.row("calls to Services", format!("{} kinds of call refused (no process serves them)", refused.len()));
+    for (reason, count) in refused {
+        report.row("  refused", format!("{count}×: {reason}"));
+    }
+    for (namespace, deployment, why, kinds) in NOT_RUN {
+        if plane.admin.get(&["deployment", deployment, "-n", namespace]).is_err() {
+            continue;
+        }
+        let mut objects = Vec::new();
+        for kind in *kinds {
+            let count = plane.admin.list(kind).map(|items| items.len()).unwrap_or(0);
+            if count > 0 {
+                objects.push(format!("{count} {}", kind.split('.').next().unwrap_or(kind)));
+            }
+        }
+        let objects = if objects.is_empty() { "none here".to_string() } else { objects.join(", ") };
+        report.row(format!("not run: {namespace}/{deployment}"), format!("{why}; NOT RECONCILED: {objects}"));
+    }
+
+    // Calls to the internet other than the stand-in registry: what a
+    // connected cluster would do and this one cannot (reported, not failed).
+    let outside = internet.refused();
+    report.row(
+        "calls to the internet",
+        if outside.is_empty() {
+            "none but the registry".to_string()
+        } else {
+            format!("{} refused: {}", outside.len(), abbreviate(&outside.join("; "), 300))
+        },
+    );
+
+    if !problems.is_empty() {
+        bail!("{} problem(s) after Flux reported Ready:\n  {}", problems.len(), problems.join("\n  "));
+    }
+    Ok(())
+}
+
+fn is_flux(component: &str) -> bool {
+    matches!(component, "kustomize-controller" | "helm-controller" | "source-controller" | "notification-controller")
+}
+
+fn unavailable(kind: &str, object: &Value) -> Option<String> {
+    let status = &object["status"];
+    let want = object["spec"]["replicas"].as_u64().unwrap_or(1);
+    let number = |field: &str| status[field].as_u64().unwrap_or(0);
+    match kind {
+        "deployments" if number("availableReplicas") < want => {
+            Some(format!("{} of {want} replicas available", number("availableReplicas")))
+        }
+        "statefulsets" if number("readyReplicas") < want => {
+            Some(format!("{} of {want} replicas ready", number("readyReplicas")))
+        }
+        "daemonsets"
+            if number("numberReady") < number("desiredNumberScheduled") || number("desiredNumberScheduled") == 0 =>
+        {
+            Some(format!("{} of {} pods ready", number("numberReady"), number("desiredNumberScheduled")))
+        }
+        _ => None,
+    }
+}
+
+fn abbreviate(text: &str, max: usize) -> String {
+    let line = text.replace('\n', " ");
+    if line.chars().count() <= max { line } else { format!("{}…", line.chars().take(max).collect::<String>()) }
+}
+
+/// On failure: the state of the Flux objects and pods, and the end of
+/// every component's log (bounded).
+pub fn print_diagnostics(plane: &ControlPlane, supervisor: &mut Supervisor) {
+    for args in [
+        &["get", "kustomizations,helmreleases,helmrepositories,gitrepositories", "-A"][..],
+        &["get", "pods", "-A", "--field-selector=status.phase!=Running"][..],
+    ] {
+        println!("\n$ kubectl {}", args.join(" "));
+        match plane.admin.run(args) {
+            Ok(text) => println!("{}", text.lines().take(60).collect::<Vec<_>>().join("\n")),
+            Err(err) => println!("({err:#})"),
+        }
+    }
+    for (name, tail) in supervisor.log_tails(12) {
+        let lines: Vec<String> = tail.lines().map(|l| abbreviate(l, 300)).collect();
+        println!("\n--- {name} (last lines of its log)\n{}", lines.join("\n"));
+    }
+}

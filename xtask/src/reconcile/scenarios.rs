@@ -1,0 +1,184 @@
+//! Delivery scenarios on a reconciled environment, each a commit to the
+//! served repository (as a developer's push) and an assertion on the final
+//! state and its cause, read from the API server.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::checks::Report;
+use super::control_plane::ControlPlane;
+use super::internet::Internet;
+use super::kube::ready_condition;
+use super::repository::Repository;
+use crate::stack::process::poll_until;
+
+/// A change is applied within one sync interval of the GitRepository,
+/// plus the time the chain of Kustomization and HelmRelease takes.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(90);
+
+const VALUES: &str = "deploy/apps/dev/values.yaml";
+const KUSTOMIZATION: &str = "deploy/apps/dev/kustomization.yaml";
+const EXTRA: &str = "deploy/apps/dev/reconcile-scenario.yaml";
+const MARKER: &str = "reconciled on loopback";
+
+pub fn run(
+    project_root: &std::path::Path,
+    plane: &ControlPlane,
+    repo: &Repository,
+    internet: &Internet,
+    report: &mut Report,
+) -> Result<()> {
+    let values = std::fs::read_to_string(project_root.join(VALUES))?;
+    let kustomization = std::fs::read_to_string(project_root.join(KUSTOMIZATION))?;
+    report.step("(a) a committed value is applied", || committed_value(plane, repo, &values, &kustomization))?;
+    report.step("(b) a released version is delivered by image automation", || new_version(plane, repo, internet))?;
+    report.step("(d) a pod without limits is refused", || refused_by_policy(plane, repo, &kustomization))?;
+    report.step("(e) a removed object is pruned", || pruned(plane, repo, &kustomization))?;
+    Ok(())
+}
+
+/// The dev UI message changes, and a ConfigMap is added beside it (pruned in (e)).
+fn committed_value(plane: &ControlPlane, repo: &Repository, values: &str, kustomization: &str) -> Result<()> {
+    let original = "uiMessage: greetings from demo-app (dev)";
+    if !values.contains(original) {
+        bail!("{VALUES} no longer has `{original}`: update this scenario");
+    }
+    repo.commit_file(VALUES, &values.replace(original, &format!("uiMessage: {MARKER}")), "dev: new UI message")?;
+    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: reconcile-scenario\n  namespace: demo-app\n\
+                 data:\n  note: pruned when this file goes\n";
+    repo.commit_file(EXTRA, extra, "dev: one more object")?;
+    repo.commit_file(KUSTOMIZATION, &with_resource(kustomization, "reconcile-scenario.yaml")?, "dev: list it")?;
+    poll_until("the new UI message in the demo-app ConfigMaps", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+        let maps = plane.admin.get(&["configmaps", "-n", "demo-app"])?;
+        let applied = maps["items"].as_array().into_iter().flatten().any(|m| {
+            m["data"].as_object().into_iter().flatten().any(|(_, v)| v.as_str().is_some_and(|v| v.contains(MARKER)))
+        });
+        let extra =
+            maps["items"].as_array().into_iter().flatten().any(|m| m["metadata"]["name"] == "reconcile-scenario");
+        *last = format!("message applied: {applied}, extra ConfigMap: {extra}");
+        Ok((applied && extra).then_some(()))
+    })
+}
+
+/// A version released to the registry: the ImagePolicy picks it, image
+/// automation commits it to the dev values (a commit by Flux, not by us),
+/// and the demo-app Deployments run it.
+fn new_version(plane: &ControlPlane, repo: &Repository, internet: &Internet) -> Result<()> {
+    const RELEASED: &str = "99.0.0";
+    internet.publish("example/demo-app", RELEASED);
+    // Scan now rather than at the next 5-minute interval, as `flux reconcile image repository` does.
+    let now = format!("reconcile.fluxcd.io/requestedAt={}", std::process::id());
+    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imagerepository/demo-app", &now])?;
+    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imageupdateautomation/demo-app", &now])?;
+    let image = format!("ghcr.io/example/demo-app:{RELEASED}");
+    poll_until("the released version on the demo-app Deployments", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+        let deployments = plane.admin.get(&["deployments", "-n", "demo-app"])?;
+        let images: Vec<String> = deployments["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|d| d["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["image"].as_str().map(str::to_string))
+            .filter(|i| i.starts_with("ghcr.io/example/demo-app"))
+            .collect();
+        *last = format!("images: {images:?}; last commit: {}", repo.head_subject().unwrap_or_default());
+        Ok((!images.is_empty() && images.iter().all(|i| *i == image)).then_some(()))
+    })?;
+    let subject = repo.head_subject()?;
+    if !subject.contains(RELEASED) {
+        bail!("the Deployments run {RELEASED}, but the last commit is not image automation's: {subject}");
+    }
+    Ok(())
+}
+
+/// A Deployment without resource limits, committed to the dev overlay: the
+/// real admission webhook refuses it and the apps Kustomization says why.
+fn refused_by_policy(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Result<()> {
+    let unlimited = without_limits(plane)?;
+    repo.commit_file("deploy/apps/dev/no-limits.yaml", &unlimited, "dev: a pod without limits")?;
+    let listed = with_resource(&with_resource(kustomization, "reconcile-scenario.yaml")?, "no-limits.yaml")?;
+    repo.commit_file(KUSTOMIZATION, &listed, "dev: list it")?;
+    let message =
+        poll_until("the apps Kustomization to report a refusal", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+            let ks = plane.admin.get(&["kustomization", "apps", "-n", "flux-system"])?;
+            let (status, reason, message) = ready_condition(&ks).unwrap_or_default();
+            *last = format!("{status} {reason}: {message}");
+            Ok((status == "False" && message.contains("no-limits")).then_some(message))
+        })?;
+    if !message.contains("denied") || !message.contains("require-requests-limits") {
+        bail!("the apps Kustomization failed, but not because the policy refused the pod: {message}");
+    }
+    if plane.admin.get(&["deployment", "no-limits", "-n", "demo-app"]).is_ok() {
+        bail!("the Deployment without limits exists although admission refused it");
+    }
+    // Back to the state of (a), which must become Ready again.
+    repo.commit_file(KUSTOMIZATION, &with_resource(kustomization, "reconcile-scenario.yaml")?, "dev: revert")?;
+    repo.remove_file("deploy/apps/dev/no-limits.yaml", "dev: revert")?;
+    wait_kustomization_ready(plane, "apps")
+}
+
+/// A copy of a demo-app Deployment as the chart renders it (so every other
+/// policy passes), one replica, its own selector, and no resource limits.
+fn without_limits(plane: &ControlPlane) -> Result<String> {
+    let deployments = plane.admin.get(&["deployments", "-n", "demo-app"])?;
+    let original =
+        deployments["items"].as_array().and_then(|items| items.first()).context("demo-app has no Deployment")?;
+    let mut spec = original["spec"].clone();
+    spec["replicas"] = json!(1);
+    spec["selector"]["matchLabels"]["demo.platform/scenario"] = json!("no-limits");
+    spec["template"]["metadata"]["labels"]["demo.platform/scenario"] = json!("no-limits");
+    for container in spec["template"]["spec"]["containers"].as_array_mut().context("a Deployment has containers")? {
+        if let Some(resources) = container["resources"].as_object_mut() {
+            resources.remove("limits");
+        }
+    }
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "no-limits", "namespace": "demo-app", "labels": original["metadata"]["labels"]},
+        "spec": spec,
+    });
+    Ok(serde_json::to_string_pretty(&deployment)?)
+}
+
+fn pruned(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Result<()> {
+    repo.commit_file(KUSTOMIZATION, kustomization, "dev: drop the extra object")?;
+    repo.remove_file(EXTRA, "dev: drop the extra object")?;
+    poll_until("the removed ConfigMap to be deleted", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+        let gone = plane.admin.get(&["configmap", "reconcile-scenario", "-n", "demo-app"]).is_err();
+        *last = format!("still present: {}", !gone);
+        Ok(gone.then_some(()))
+    })
+}
+
+fn wait_kustomization_ready(plane: &ControlPlane, name: &str) -> Result<()> {
+    poll_until(&format!("Kustomization {name} Ready again"), APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+        let ks = plane.admin.get(&["kustomization", name, "-n", "flux-system"])?;
+        let (status, reason, message) = ready_condition(&ks).unwrap_or_default();
+        *last = format!("{status} {reason}: {message}");
+        Ok((status == "True").then_some(()))
+    })
+}
+
+/// The overlay's kustomization.yaml with one more entry under `resources:`.
+fn with_resource(kustomization: &str, file: &str) -> Result<String> {
+    let at = kustomization.find("resources:\n").context("the dev overlay has no `resources:` list")?;
+    let insert = at + "resources:\n".len();
+    Ok(format!("{}  - {file}\n{}", &kustomization[..insert], &kustomization[insert..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_is_listed_first_under_resources() {
+        let text = "kind: Kustomization\nresources:\n  - ../base\npatches:\n  - path: v.yaml\n";
+        assert_eq!(
+            with_resource(text, "extra.yaml").unwrap(),
+            "kind: Kustomization\nresources:\n  - extra.yaml\n  - ../base\npatches:\n  - path: v.yaml\n"
+        );
+        assert!(with_resource("kind: Kustomization\n", "x.yaml").is_err());
+    }
+}
