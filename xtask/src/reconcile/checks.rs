@@ -115,8 +115,14 @@ pub fn wait_ready(
                 report.row(format!("{} {}", key.0, key.1), format!("NOT READY: {}", abbreviate(state, 300)));
                 lines.push(format!("  {} {}: {}", key.0, key.1, abbreviate(state, 600)));
             }
+            let refusals = admission_refusals(plane);
+            let refusals = if refusals.is_empty() {
+                String::new()
+            } else {
+                format!("\nrefused at admission (from the events):\n  {}", refusals.join("\n  "))
+            };
             bail!(
-                "{} of {} Flux objects not Ready within {:.0} s:\n{}",
+                "{} of {} Flux objects not Ready within {:.0} s:\n{}{refusals}",
                 missing.len(),
                 expected.len(),
                 timeout.as_secs_f64(),
@@ -125,6 +131,20 @@ pub fn wait_ready(
         }
         thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// Objects a controller could not create because an admission webhook or
+/// policy denied them (a ReplicaSet's pods, a Job's), from the Warning
+/// events: what the API server said, once per distinct message.
+fn admission_refusals(plane: &ControlPlane) -> Vec<String> {
+    let mut seen = BTreeMap::new();
+    for event in plane.admin.list("events").unwrap_or_default() {
+        let message = event["message"].as_str().unwrap_or_default();
+        if event["type"] == "Warning" && (message.contains("denied the request") || message.contains("forbidden")) {
+            seen.entry(abbreviate(message, 400)).or_insert_with(|| involved(&event));
+        }
+    }
+    seen.into_iter().map(|(message, object)| format!("{object}: {message}")).collect()
 }
 
 /// Once Flux is done: the workloads, the policy reports, the events and
@@ -159,7 +179,7 @@ pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, r
                         "policy {} {} on {}: {}",
                         result["policy"].as_str().unwrap_or("?"),
                         result["result"].as_str().unwrap_or("?"),
-                        name_of(&object["scope"]),
+                        reference(&object["scope"]),
                         abbreviate(result["message"].as_str().unwrap_or_default(), 200)
                     ));
                 }
@@ -177,12 +197,11 @@ pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, r
     let mut warnings = 0;
     for event in plane.admin.list("events")? {
         let source = event["source"]["component"].as_str().or(event["reportingComponent"].as_str()).unwrap_or("");
-        if event["type"] == "Warning" && (source.contains("controller") && source.contains("flux") || is_flux(source)) {
+        if event["type"] == "Warning" && is_flux(source) {
             warnings += 1;
             problems.push(format!(
-                "event from {source} on {} {}: {}",
-                event["involvedObject"]["kind"].as_str().unwrap_or("?"),
-                name_of(&event["involvedObject"]),
+                "event from {source} on {}: {}",
+                involved(&event),
                 abbreviate(event["message"].as_str().unwrap_or_default(), 200)
             ));
         }
@@ -228,6 +247,20 @@ pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, r
         bail!("{} problem(s) after Flux reported Ready:\n  {}", problems.len(), problems.join("\n  "));
     }
     Ok(())
+}
+
+/// `Kind namespace/name` of the object an event is about.
+fn involved(event: &Value) -> String {
+    reference(&event["involvedObject"])
+}
+
+/// `Kind namespace/name` of an object reference (an event's object, a report's scope).
+fn reference(object: &Value) -> String {
+    let field = |k: &str| object[k].as_str().unwrap_or_default();
+    match field("namespace") {
+        "" => format!("{} {}", field("kind"), field("name")),
+        namespace => format!("{} {namespace}/{}", field("kind"), field("name")),
+    }
 }
 
 fn is_flux(component: &str) -> bool {
