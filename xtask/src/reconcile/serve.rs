@@ -110,7 +110,8 @@ fn respond(mut stream: &TcpStream, status: &str, headers: &[(String, String)], b
 fn handle(stream: TcpStream, git: &Path, git_root: &Path, charts: &HashMap<String, PathBuf>) -> io::Result<()> {
     let request = read_request(&stream)?;
     if let Some(rest) = request.path.strip_prefix("/git/") {
-        return git_backend(&stream, git, git_root, rest, &request);
+        let path = rest.to_string();
+        return git_backend(&stream, git, git_root, &path, request);
     }
     if let Some(rest) = request.path.strip_prefix("/charts/")
         && let Some((key, file)) = rest.split_once('/')
@@ -131,7 +132,7 @@ fn is_plain(file: &str) -> bool {
 }
 
 /// One request through `git http-backend`, as a web server runs the CGI.
-fn git_backend(stream: &TcpStream, git: &Path, root: &Path, path: &str, request: &Request) -> io::Result<()> {
+fn git_backend(stream: &TcpStream, git: &Path, root: &Path, path: &str, mut request: Request) -> io::Result<()> {
     let mut cgi = Command::new(git);
     cgi.arg("http-backend")
         .env_clear()
@@ -156,7 +157,7 @@ fn git_backend(stream: &TcpStream, git: &Path, root: &Path, path: &str, request:
     }
     let mut child = cgi.spawn()?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let body = request.body.clone();
+    let body = std::mem::take(&mut request.body);
     let writer = thread::spawn(move || stdin.write_all(&body));
     let out = child.wait_with_output()?;
     let _ = writer.join();

@@ -1,7 +1,7 @@
 //! Tools built from the Go module proxy, one pinned module per tool under `tools/`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -337,19 +337,10 @@ pub fn module_source(project: &Project, name: &str) -> Result<PathBuf> {
         .iter()
         .find(|t| t.name == name)
         .with_context(|| format!("`{name}` is not a Go tool of this project"))?;
-    go_source(&module_dir(project, tool), tool.module, tool.version)
-}
-
-/// `module@version` from the module proxy (or its cache), checked against
-/// go.sum of the module in `dir` or the checksum database.
-pub fn go_source(dir: &Path, module: &str, version: &str) -> Result<PathBuf> {
-    let out = cmd::run(Command::new("go").current_dir(dir).args([
-        "mod",
-        "download",
-        "-json",
-        &format!("{module}@{version}"),
-    ]))
-    .with_context(|| format!("cannot download the source of {module}@{version} from the Go module proxy"))?;
+    let spec = format!("{}@{}", tool.module, tool.version);
+    let out =
+        cmd::run(Command::new("go").current_dir(module_dir(project, tool)).args(["mod", "download", "-json", &spec]))
+            .with_context(|| format!("cannot find the source of {spec} in the Go module cache; run `make tools`"))?;
     let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     info["Dir"].as_str().map(PathBuf::from).context("`go mod download -json` printed no Dir")
 }
