@@ -3,6 +3,7 @@
 //! The Makefile only aliases these subcommands; CI runs the same ones.
 
 mod bench;
+mod cargo;
 mod cluster;
 mod cmd;
 mod flux;

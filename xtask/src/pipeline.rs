@@ -13,43 +13,74 @@ use crate::{tools, verify};
 
 pub fn run(project: &Project) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let started = Instant::now();
-    step("tools", || tools::install_all(project))?;
-    step("cargo fmt --check", || cargo_cmd(project, &cargo, &["fmt", "--all", "--check"]))?;
-    step("cargo clippy", || {
-        cargo_cmd(project, &cargo, &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+    let mut steps = Steps { started: Instant::now(), done: Vec::new() };
+    let result = run_steps(project, &cargo, &mut steps);
+    steps.summary(result.is_ok());
+    result
+}
+
+fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
+    steps.run("tools", || tools::install_all(project))?;
+    steps.run("cargo fmt --check", || run_cargo(project, Command::new(cargo), &["fmt", "--all", "--check"]))?;
+    // One compile for lints and tests (see cargo.rs).
+    steps.run("clippy + test build", || {
+        run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--all-targets", "--locked", "--no-run"])
     })?;
-    step("cargo test", || cargo_cmd(project, &cargo, &["test", "--workspace", "--locked", "--no-fail-fast"]))?;
-    step("verify", || verify::run(project))?;
-    step("e2e", || crate::stack::e2e::run(project))?;
-    step("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
-    step("canary analysis", || crate::stack::canary::run(project))?;
-    step("reconcile dev", || crate::reconcile::run(project, &["dev".to_string()]))?;
-    println!("==> make test passed in {:.0} s", started.elapsed().as_secs_f64());
+    steps.run("cargo test", || {
+        run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--locked", "--no-fail-fast"])
+    })?;
+    steps.run("verify", || verify::run(project))?;
+    steps.run("e2e", || crate::stack::e2e::run(project))?;
+    steps.run("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
+    steps.run("canary analysis", || crate::stack::canary::run(project))?;
+    steps.run("reconcile dev", || crate::reconcile::run(project, &["dev".to_string()]))?;
     Ok(())
 }
 
-fn step(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
-    println!("==> {name}");
-    let started = Instant::now();
-    let result = body();
-    let took = started.elapsed().as_secs_f64();
-    match &result {
-        Ok(()) => println!("==> {name}: ok in {took:.1} s"),
-        Err(_) => println!("==> {name}: FAILED after {took:.1} s"),
+/// The steps run so far and their times, for the table at the end.
+struct Steps {
+    started: Instant,
+    done: Vec<(&'static str, f64, bool)>,
+}
+
+impl Steps {
+    fn run(&mut self, name: &'static str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        println!("==> {name} (at {:.1} min)", self.started.elapsed().as_secs_f64() / 60.0);
+        let began = Instant::now();
+        let result = body();
+        let took = began.elapsed().as_secs_f64();
+        match &result {
+            Ok(()) => println!("==> {name}: ok in {took:.1} s"),
+            Err(_) => println!("==> {name}: FAILED after {took:.1} s"),
+        }
+        self.done.push((name, took, result.is_ok()));
+        result.with_context(|| format!("step `{name}` failed"))
     }
-    result.with_context(|| format!("step `{name}` failed"))
+
+    fn summary(&self, passed: bool) {
+        println!("\n{:<20} {:>8}  result", "step", "seconds");
+        for (name, took, ok) in &self.done {
+            println!("{name:<20} {took:>8.1}  {}", if *ok { "ok" } else { "FAILED" });
+        }
+        let total = self.started.elapsed().as_secs_f64();
+        println!("{:<20} {total:>8.1}", "total");
+        println!("==> make test {} in {total:.0} s", if passed { "passed" } else { "FAILED" });
+    }
 }
 
 /// Cargo with inherited output, so test results stream as they come.
-fn cargo_cmd(project: &Project, cargo: &str, args: &[&str]) -> Result<()> {
-    let status = Command::new(cargo)
+fn run_cargo(project: &Project, mut cargo: Command, args: &[&str]) -> Result<()> {
+    let status = cargo
         .args(args)
         .current_dir(&project.root)
         .status()
-        .with_context(|| format!("cannot start {cargo}"))?;
+        .with_context(|| format!("cannot start {}", cmd_name(&cargo)))?;
     if !status.success() {
         bail!("`cargo {}` exited with {status}", args.join(" "));
     }
     Ok(())
+}
+
+fn cmd_name(cmd: &Command) -> String {
+    cmd.get_program().to_string_lossy().into_owned()
 }

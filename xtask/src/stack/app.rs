@@ -60,8 +60,8 @@ impl Role {
 /// The binary's path comes from cargo's own report, so CARGO_TARGET_DIR and
 /// any `build.target-dir` are respected.
 pub fn build(project: &Project) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
+    // Linted like `make test` builds it, so that build is reused (cargo.rs).
+    let mut build = crate::cargo::linted();
     build
         .current_dir(&project.root)
         .args(["build", "--package", "demo-app", "--bin", "demo-app", "--message-format=json-render-diagnostics"])

@@ -7,13 +7,13 @@
 
 mod debian;
 mod go;
+mod install;
 mod opentofu;
 mod otelcol;
 mod python;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -82,16 +82,6 @@ impl Tool {
             _ => present,
         })
     }
-
-    fn install(&self, project: &Project) -> Result<()> {
-        match self {
-            Tool::Go(t) => go::build(project, t),
-            Tool::Otelcol => otelcol::build(project),
-            Tool::OpenTofu => opentofu::build(project),
-            Tool::Python(_) => python::install_venv(project),
-            Tool::Debian(t) => debian::install(t),
-        }
-    }
 }
 
 /// The virtualenv that holds the Python tools (and the Kubernetes schemas).
@@ -116,29 +106,26 @@ pub fn locate(project: &Project, name: &str) -> Result<PathBuf> {
 /// that fails does not stop the others; the failures are reported at the end.
 pub fn install_all(project: &Project) -> Result<()> {
     fs::create_dir_all(project.tools_dir())?;
+    let mut missing = Vec::new();
+    for tool in Tool::all() {
+        if !tool.is_installed(project)? {
+            missing.push(tool);
+        }
+    }
+    let state = if missing.is_empty() { "warm" } else { "cold" };
+    println!("tools: {state}: {} of {} tools to install", missing.len(), Tool::all().len());
+    let built = if missing.is_empty() { Vec::new() } else { install::install(project, missing, workers())? };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for tool in Tool::all() {
         let path = tool.path(project)?;
-        let started = Instant::now();
-        let installed = tool.is_installed(project)? || {
-            eprintln!("building {} ...", tool.name());
-            match tool.install(project) {
-                Ok(()) if tool.is_installed(project)? => true,
-                Ok(()) => {
-                    failures.push(format!(
-                        "{}: install reported success but {} is missing",
-                        tool.name(),
-                        path.display()
-                    ));
-                    false
-                }
-                Err(err) => {
-                    failures.push(format!("{}: {err:#}", tool.name()));
-                    false
-                }
-            }
-        };
+        let result = built.iter().find(|b| b.name == tool.name());
+        if let Some(error) = result.and_then(|b| b.error.as_ref()) {
+            failures.push(format!("{}: {error}", tool.name()));
+        } else if !tool.is_installed(project)? {
+            failures.push(format!("{}: install reported success but {} is missing", tool.name(), path.display()));
+        }
+        let installed = tool.is_installed(project)?;
         if installed {
             link_into_bin(project, tool.name(), &path)?;
         }
@@ -146,18 +133,23 @@ pub fn install_all(project: &Project) -> Result<()> {
             tool.name().to_string(),
             tool.version(project)?,
             if installed { path.display().to_string() } else { "FAILED (see below)".into() },
-            format!("{:.0}", started.elapsed().as_secs_f64()),
+            result.map_or("cached".into(), |b| format!("{:.0}", b.seconds)),
         ]);
     }
     if tools_ready_for_schemas(project)? {
         crate::schemas::k8s::ensure(project)?;
     }
-    print_table(&["tool", "version", "path", "build s"], &rows);
+    print_table(&["tool", "version", "path", "build s (its job)"], &rows);
     if !failures.is_empty() {
         bail!("{} tool(s) failed to install:\n{}", failures.len(), failures.join("\n\n"));
     }
     println!("\nAll tools are in {} (add it to PATH to use them by hand).", bin_dir(project).display());
     Ok(())
+}
+
+/// Jobs at a time: `TOOLS_JOBS`, or 2 (measured best on 2 cores; see install.rs).
+fn workers() -> usize {
+    std::env::var("TOOLS_JOBS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(2)
 }
 
 fn tools_ready_for_schemas(project: &Project) -> Result<bool> {

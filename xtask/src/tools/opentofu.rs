@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::go::go_version;
+use super::go::{COMPILE_FLAGS, go_version};
 use super::{fingerprint, read};
 use crate::cmd;
 use crate::project::Project;
@@ -36,6 +36,7 @@ pub fn binary_path(project: &Project) -> Result<PathBuf> {
         &read(&dir.join("go.sum"))?,
         go_version()?.as_bytes(),
         LDFLAGS.as_bytes(),
+        COMPILE_FLAGS.as_bytes(),
     ]);
     Ok(project.tools_dir().join("go").join(format!("opentofu-{key}")).join(NAME))
 }
@@ -50,7 +51,8 @@ pub fn build(project: &Project) -> Result<()> {
     build
         .current_dir(module_dir(project))
         .env("CGO_ENABLED", "0")
-        .args(["build", "-trimpath", "-mod=readonly", "-ldflags", LDFLAGS, "-o"])
+        .env("GOWORK", "off")
+        .args(["build", "-trimpath", "-mod=readonly", COMPILE_FLAGS, "-ldflags", LDFLAGS, "-o"])
         .arg(staging.join(NAME))
         .arg(PACKAGE);
     cmd::run(&mut build).with_context(|| format!("building {MODULE}@{VERSION} failed"))?;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::go::go_version;
+use super::go::{COMPILE_FLAGS, go_version};
 use super::{fingerprint, read};
 use crate::cmd;
 use crate::project::Project;
@@ -35,6 +35,7 @@ pub fn binary_path(project: &Project) -> Result<PathBuf> {
         &read(&dir.join("go.mod"))?,
         &read(&dir.join("go.sum"))?,
         go_version()?.as_bytes(),
+        COMPILE_FLAGS.as_bytes(),
     ]);
     Ok(project.tools_dir().join("go").join(format!("{NAME}-{key}")).join(NAME))
 }
@@ -57,6 +58,9 @@ pub fn build(project: &Project) -> Result<()> {
     builder
         .current_dir(module_dir(project))
         .env("CGO_ENABLED", "0")
+        .env("GOWORK", "off")
+        // The builder's own `go build` takes the compiler flags from GOFLAGS.
+        .env("GOFLAGS", format!("{} {COMPILE_FLAGS}", std::env::var("GOFLAGS").unwrap_or_default()).trim())
         .args(["tool", "builder", "--ldflags", "-s -w", "--config"])
         .arg(&config);
     cmd::run(&mut builder)?;
