@@ -1,4 +1,5 @@
 //! JSON schemas the validators need, derived from pinned inputs into the cache.
 
 pub mod crd;
+pub mod crd_sources;
 pub mod k8s;

@@ -75,7 +75,9 @@ fn plan(project: &Project, missing: Vec<Tool>) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-/// Seconds each job took the last time it ran on this machine.
+/// Seconds each job took the last time it ran on this machine, or, for a job
+/// never run here, on the reference machine (`tools/build-times.json`: a cold
+/// run on 2 cores), so that even a first run starts the longest jobs first.
 struct Timings {
     path: PathBuf,
     seconds: BTreeMap<String, f64>,
@@ -83,8 +85,12 @@ struct Timings {
 
 impl Timings {
     fn load(project: &Project) -> Self {
+        let read = |path: &std::path::Path| -> BTreeMap<String, f64> {
+            fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        };
         let path = project.tools_dir().join("build-times.json");
-        let seconds = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut seconds = read(&project.root.join("tools/build-times.json"));
+        seconds.extend(read(&path));
         Self { path, seconds }
     }
 
@@ -128,7 +134,7 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
         jobs.into_iter()
             .enumerate()
             .map(|(index, job)| {
-                let estimate = timings.estimate(&job).map_or("never timed here".into(), |s| format!("last {s:.0} s"));
+                let estimate = timings.estimate(&job).map_or("never timed".into(), |s| format!("estimated {s:.0} s"));
                 (index, job, estimate)
             })
             .collect::<VecDeque<_>>(),
@@ -142,7 +148,10 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
             let tx = tx.clone();
             let queue = &queue;
             scope.spawn(move || {
-                while let Some((index, job, estimate)) = queue.lock().expect("job queue").pop_front() {
+                loop {
+                    // Its own statement: the lock must not be held while the job runs.
+                    let next = queue.lock().expect("job queue").pop_front();
+                    let Some((index, job, estimate)) = next else { break };
                     let _ = tx.send((Event::Started(estimate), index, job.names()));
                     let began = Instant::now();
                     let outcome = job.run(project).map_err(|e| format!("{e:#}"));

@@ -43,9 +43,7 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
     run.args(["-strict", "-summary", "-output", "json", "-kubernetes-version", KUBERNETES_VERSION])
         .arg("-schema-location")
         .arg(format!("{}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", v.k8s_schemas.display()));
-    if let Some(crds) = &v.crds {
-        run.arg("-schema-location").arg(crds.kubeconform_location());
-    }
+    run.arg("-schema-location").arg(v.crds.kubeconform_location());
     run.args(files);
     let output = cmd::capture(&mut run)?;
     let report: Report = serde_json::from_slice(&output.stdout).with_context(|| {
@@ -56,8 +54,8 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         .iter()
         .filter(|r| r.status != "statusValid")
         .map(|r| {
-            let msg = if r.msg.contains("could not find schema") && v.crds.is_none() {
-                format!("schema missing for {}, set CRD_DIR", r.kind)
+            let msg = if r.msg.contains("could not find schema") {
+                format!("no schema for {} (add its CRD set to tools/crds.yaml)", r.kind)
             } else {
                 r.msg.clone()
             };

@@ -45,9 +45,7 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
     }
     let mut run = Command::new(&v.kubectl_validate);
     run.args(["--output", "json", "--version", KUBERNETES_VERSION]);
-    if let Some(crds) = &v.crds {
-        run.arg("--local-crds").arg(&crds.crd_dir);
-    }
+    run.arg("--local-crds").arg(&v.crds.crd_dir);
     run.args(files);
     let output = cmd::capture(&mut run)?;
     let report: BTreeMap<String, Vec<Status>> = serde_json::from_slice(&output.stdout).with_context(|| {
@@ -58,8 +56,8 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         for status in statuses {
             outcome.checked += 1;
             if status.status != "Success" && !is_rbac_name_false_positive(&status.message) {
-                let msg = if status.message.contains("failed to retrieve validator") && v.crds.is_none() {
-                    format!("schema missing for a custom resource, set CRD_DIR ({})", status.message)
+                let msg = if status.message.contains("failed to retrieve validator") {
+                    format!("no schema for a custom resource; add its CRD set to tools/crds.yaml ({})", status.message)
                 } else {
                     status.message
                 };

@@ -8,6 +8,7 @@ mod admission;
 mod alert_rules;
 mod checkov;
 pub mod compliance;
+mod crd_sets;
 pub(crate) mod dashboards;
 mod files;
 mod fixtures;
@@ -78,17 +79,14 @@ pub struct Validators {
     pub actionlint: PathBuf,
     pub shellcheck: PathBuf,
     pub k8s_schemas: PathBuf,
-    pub crds: Option<CrdSchemas>,
+    pub crds: CrdSchemas,
 }
 
 impl Validators {
     pub fn new(project: &Project) -> Result<Self> {
         let crds = match &project.crd_dir {
-            Some(dir) => Some(schemas::crd::ensure(project, dir)?),
-            None => {
-                eprintln!("warning: CRD_DIR is not set; every custom resource will fail verification");
-                None
-            }
+            Some(dir) => schemas::crd::ensure(project, dir)?,
+            None => schemas::crd::ensure(project, &schemas::crd_sources::fetch(project)?)?,
         };
         Ok(Self {
             helm: tools::locate(project, "helm")?,
@@ -108,9 +106,11 @@ impl Validators {
 
 pub fn run(project: &Project) -> Result<()> {
     let v = Validators::new(project)?;
-    if let Some(crds) = &v.crds {
-        println!("{:<24} {:<4} {:>5} CRD files from CRD_DIR", "custom resources", "", crds.crd_count);
-    }
+    let from = match &project.crd_dir {
+        Some(dir) => format!("from CRD_DIR={}", dir.display()),
+        None => format!("fetched by the versions in {}", schemas::crd_sources::SOURCES),
+    };
+    println!("{:<24} {:<4} {:>5} CRD files {from}", "custom resources", "", v.crds.crd_count);
     let out_dir = project.cache.join("verify/rendered");
     let _ = fs::remove_dir_all(&out_dir);
     fs::create_dir_all(&out_dir)?;
@@ -146,6 +146,7 @@ pub fn run(project: &Project) -> Result<()> {
     let mut environments = render_flux(&renderer, &mut report);
     report.line("values drift", "environments", values_drift(&charts, &environments));
     report.line("snapshots", "environments", snapshots_current(project, &environments));
+    report.line("CRDs vs charts", "CRDs installed", crd_sets::check(&v.crds.crd_dir, &environments));
     report.line("operator pods", "pods", add_operator_pods(&mut environments));
     let as_flux_applies = environments.clone();
     let injected = inject_sidecars(project, &mut environments, &project.cache.join("verify/inject"));
