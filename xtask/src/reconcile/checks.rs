@@ -76,7 +76,8 @@ pub fn wait_ready(
     report: &mut Report,
     mut tick: impl FnMut() -> Result<Vec<&'static str>>,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let began = Instant::now();
+    let deadline = began + timeout;
     let mut ready: BTreeMap<(String, String), ()> = BTreeMap::new();
     let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
     loop {
@@ -92,7 +93,11 @@ pub fn wait_ready(
                 }
                 match ready_condition(&object) {
                     Some((status, _, message)) if status == "True" => {
-                        report.row(format!("{kind} {}", key.1), format!("Ready: {}", abbreviate(&message, 100)));
+                        let at = began.elapsed().as_secs_f64();
+                        report.row(
+                            format!("{kind} {}", key.1),
+                            format!("Ready at {at:.0} s: {}", abbreviate(&message, 90)),
+                        );
                         ready.insert(key, ());
                     }
                     Some((_, reason, message)) => {

@@ -50,6 +50,7 @@ fn committed_value(plane: &ControlPlane, repo: &Repository, values: &str, kustom
                  data:\n  note: pruned when this file goes\n";
     repo.commit_file(EXTRA, extra, "dev: one more object")?;
     repo.commit_file(KUSTOMIZATION, &with_resource(kustomization, "reconcile-scenario.yaml")?, "dev: list it")?;
+    pushed(plane)?;
     poll_until("the new UI message in the demo-app ConfigMaps", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
         let maps = plane.admin.get(&["configmaps", "-n", "demo-app"])?;
         let applied = maps["items"].as_array().into_iter().flatten().any(|m| {
@@ -100,6 +101,7 @@ fn refused_by_policy(plane: &ControlPlane, repo: &Repository, kustomization: &st
     repo.commit_file("deploy/apps/dev/no-limits.yaml", &unlimited, "dev: a pod without limits")?;
     let listed = with_resource(&with_resource(kustomization, "reconcile-scenario.yaml")?, "no-limits.yaml")?;
     repo.commit_file(KUSTOMIZATION, &listed, "dev: list it")?;
+    pushed(plane)?;
     let message =
         poll_until("the apps Kustomization to report a refusal", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
             let ks = plane.admin.get(&["kustomization", "apps", "-n", "flux-system"])?;
@@ -116,6 +118,7 @@ fn refused_by_policy(plane: &ControlPlane, repo: &Repository, kustomization: &st
     // Back to the state of (a), which must become Ready again.
     repo.commit_file(KUSTOMIZATION, &with_resource(kustomization, "reconcile-scenario.yaml")?, "dev: revert")?;
     repo.remove_file("deploy/apps/dev/no-limits.yaml", "dev: revert")?;
+    pushed(plane)?;
     wait_kustomization_ready(plane, "apps")
 }
 
@@ -145,11 +148,22 @@ fn without_limits(plane: &ControlPlane) -> Result<String> {
 fn pruned(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Result<()> {
     repo.commit_file(KUSTOMIZATION, kustomization, "dev: drop the extra object")?;
     repo.remove_file(EXTRA, "dev: drop the extra object")?;
+    pushed(plane)?;
     poll_until("the removed ConfigMap to be deleted", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
         let gone = plane.admin.get(&["configmap", "reconcile-scenario", "-n", "demo-app"]).is_err();
         *last = format!("still present: {}", !gone);
         Ok(gone.then_some(()))
     })
+}
+
+/// What a push webhook or `flux reconcile source git flux-system` does: the
+/// GitRepository fetches now instead of at its next interval (the objects
+/// built from it follow its new revision by themselves).
+fn pushed(plane: &ControlPlane) -> Result<()> {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
+    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "gitrepository/flux-system", &now])?;
+    Ok(())
 }
 
 fn wait_kustomization_ready(plane: &ControlPlane, name: &str) -> Result<()> {

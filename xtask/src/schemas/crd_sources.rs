@@ -113,4 +113,14 @@ mod tests {
         }
         assert!(sets.iter().all(|s| s.version.starts_with('v') && !s.paths.is_empty()));
     }
+
+    /// Flux's CRDs are the ones its controllers, as built and run, install.
+    #[test]
+    fn flux_sets_are_the_versions_of_the_controllers_we_build() {
+        let project = Project::discover().unwrap();
+        for set in sets(&project).unwrap().iter().filter(|s| s.folder == "flux") {
+            let tool = crate::tools::GO_TOOLS.iter().find(|t| t.module == set.module);
+            assert_eq!(tool.map(|t| t.version), Some(set.version.as_str()), "{} in {SOURCES}", set.module);
+        }
+    }
 }

@@ -32,6 +32,11 @@ impl Job {
         self.tools.iter().map(Tool::name).collect::<Vec<_>>().join(", ")
     }
 
+    /// Short enough for a progress line: a job of many binaries by its key.
+    fn label(&self) -> String {
+        if self.tools.len() > 4 { format!("{} ({} tools)", self.key, self.tools.len()) } else { self.names() }
+    }
+
     fn run(&self, project: &Project) -> Result<()> {
         match self.tools[0] {
             Tool::Go(_) => {
@@ -77,7 +82,8 @@ fn plan(project: &Project, missing: Vec<Tool>) -> Result<Vec<Job>> {
 
 /// Seconds each job took the last time it ran on this machine, or, for a job
 /// never run here, on the reference machine (`tools/build-times.json`: a cold
-/// run on 2 cores), so that even a first run starts the longest jobs first.
+/// run on 2 idle cores, two jobs at a time, 2026-12-02), so that even a first
+/// run starts the longest jobs first and can give an estimate.
 struct Timings {
     path: PathBuf,
     seconds: BTreeMap<String, f64>,
@@ -124,7 +130,7 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
             "no timings from an earlier run on this machine, so no estimate yet".to_string()
         } else {
             format!(
-                "about {} min by the last run's timings{}",
+                "about {} min by earlier timings{}",
                 minutes(known / workers as f64),
                 if unknown > 0 { format!(" ({unknown} job(s) never timed here)") } else { String::new() }
             )
@@ -152,7 +158,7 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
                     // Its own statement: the lock must not be held while the job runs.
                     let next = queue.lock().expect("job queue").pop_front();
                     let Some((index, job, estimate)) = next else { break };
-                    let _ = tx.send((Event::Started(estimate), index, job.names()));
+                    let _ = tx.send((Event::Started(estimate), index, job.label()));
                     let began = Instant::now();
                     let outcome = job.run(project).map_err(|e| format!("{e:#}"));
                     let _ =
@@ -165,9 +171,9 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
         let mut done = 0;
         loop {
             match rx.recv_timeout(PROGRESS_EVERY) {
-                Ok((Event::Started(estimate), index, names)) => {
-                    println!("tools: [{}/{total}] building {names} ({estimate})", index + 1);
-                    running.insert(index, (names, Instant::now()));
+                Ok((Event::Started(estimate), index, label)) => {
+                    println!("tools: [{}/{total}] building {label} ({estimate})", index + 1);
+                    running.insert(index, (label, Instant::now()));
                 }
                 Ok((Event::Finished(job, seconds, outcome), index, _)) => {
                     done += 1;
@@ -176,7 +182,7 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
                     println!(
                         "tools: [{}/{total}] {state} {} in {seconds:.0} s ({done}/{total} done, {} min elapsed)",
                         index + 1,
-                        job.names(),
+                        job.label(),
                         minutes(started.elapsed().as_secs_f64())
                     );
                     if outcome.is_ok() {
@@ -236,5 +242,16 @@ mod tests {
         assert!(!workspace.contains("kyverno"), "kyverno cannot share the workspace's build list");
         let in_jobs: usize = jobs.iter().map(|j| j.tools.len()).sum();
         assert_eq!(in_jobs, go_tools.len(), "every tool in exactly one job");
+    }
+
+    /// A new tool gets a reference time, or a first run would start it last.
+    #[test]
+    fn every_job_has_a_reference_build_time() {
+        let project = Project::discover().unwrap();
+        let reference: BTreeMap<String, f64> =
+            serde_json::from_slice(&fs::read(project.root.join("tools/build-times.json")).unwrap()).unwrap();
+        for job in plan(&project, Tool::all()).unwrap() {
+            assert!(reference.contains_key(&job.key), "tools/build-times.json has no time for {}", job.key);
+        }
     }
 }

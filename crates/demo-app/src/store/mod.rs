@@ -4,6 +4,7 @@
 //! default, a file under --data-path, WAL) and PostgreSQL. A successful
 //! `create_order` means the row is committed.
 
+mod migrations;
 mod postgres;
 mod sqlite;
 

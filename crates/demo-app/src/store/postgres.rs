@@ -18,8 +18,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::sqlite::{OrderRow, now_utc_micros, order_columns, order_total, request_fingerprint};
 use super::{Created, NewOrder, Order, StoreError, StoreResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// Pause between migration attempts while the database is unreachable.
 const MIGRATE_RETRY: Duration = Duration::from_millis(500);
 
@@ -171,9 +169,10 @@ impl PostgresStore {
 /// Applies migrations, retrying until the database accepts them. Concurrent
 /// app instances are safe: sqlx serialises them with an advisory lock.
 async fn migrate_until_done(pool: PgPool, migrated: Arc<AtomicBool>) {
+    let migrator = super::migrations::migrator(super::migrations::POSTGRES).await;
     let mut failures = 0u64;
     loop {
-        match MIGRATOR.run(&pool).await {
+        match migrator.run(&pool).await {
             Ok(()) => {
                 migrated.store(true, Ordering::Release);
                 tracing::info!(after_failures = failures, "PostgreSQL migrations applied");

@@ -13,8 +13,6 @@ use time::OffsetDateTime;
 
 use super::{Created, NewOrder, Order, StoreError, StoreResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
 /// How long a writer waits for another writer's lock before giving up with
 /// `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,7 +57,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .with_context(|| format!("opening SQLite database {}", path.display()))?;
-        MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
+        super::migrations::migrator(super::migrations::SQLITE)
+            .await
+            .run(&pool)
+            .await
+            .context("applying SQLite migrations")?;
         Ok(Self { pool })
     }
 
@@ -184,7 +186,6 @@ fn map_err(error: sqlx::Error) -> StoreError {
 }
 
 /// An `orders` row as both engines return it (see `order_columns!`).
-#[derive(sqlx::FromRow)]
 pub(super) struct OrderRow {
     id: i64,
     sku: String,
@@ -193,6 +194,28 @@ pub(super) struct OrderRow {
     total_cents: i64,
     created_at: OffsetDateTime,
     request_fingerprint: String,
+}
+
+/// By column name, for either engine (what `#[derive(sqlx::FromRow)]` writes;
+/// sqlx's macros are left out, see migrations.rs).
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for OrderRow
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    OffsetDateTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            sku: row.try_get("sku")?,
+            quantity: row.try_get("quantity")?,
+            unit_price_cents: row.try_get("unit_price_cents")?,
+            total_cents: row.try_get("total_cents")?,
+            created_at: row.try_get("created_at")?,
+            request_fingerprint: row.try_get("request_fingerprint")?,
+        })
+    }
 }
 
 impl OrderRow {
