@@ -420,7 +420,11 @@ struct Report {
 
 impl Report {
     fn line(&mut self, name: &str, unit: &str, outcome: Result<Outcome>) {
-        let outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
+        let mut outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
+        // Every step has work in this repository: zero means it looked nowhere.
+        if outcome.checked == 0 && outcome.failures.is_empty() {
+            outcome.failures.push(format!("{name} checked no {unit}: it found nothing to check"));
+        }
         let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
         let now = std::time::Instant::now();
         let took = self.last.map(|last| format!("{:>7.1} s", (now - last).as_secs_f64())).unwrap_or_default();
