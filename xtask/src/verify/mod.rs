@@ -173,56 +173,48 @@ pub fn run(project: &Project) -> Result<()> {
         set.kustomizations.len(),
         manifests.len() - set.files.len()
     );
-    // checkov is single-threaded and the slowest step: it runs beside the
-    // others (its line shows the time from the previous one to its end).
-    let checkov_targets = checkov::targets(project, &out_dir);
-    std::thread::scope(|scope| -> Result<()> {
-        let checkov = scope.spawn(|| checkov::check(project, &checkov_targets));
-        let files: Vec<PathBuf> = manifests.iter().map(|(_, f)| f.clone()).collect();
-        let kubeconform = kubeconform::check(&v, &files);
-        let kubectl_validate = kubectl_validate::check(&v, &files);
-        let platform = rules::check(&files);
-        print_environments(&manifests, [&kubeconform, &kubectl_validate, &platform])?;
-        report.line("kubeconform", "documents", kubeconform);
-        report.line("kubectl-validate", "documents", kubectl_validate);
-        report.line("platform rules", "documents", platform);
-        report.line("istioctl analyze", "environments", istio::check(project, &manifests));
-        report.line("mesh invariants", "environments", mesh::check(project, &manifests));
-        let kyverno_cli = tools::locate(project, "kyverno")?;
-        let policies = project.root.join("deploy/policies");
-        report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
-        let (applied, reports) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
-        report.line("kyverno apply", "results", applied);
-        report.line("admission", "environments", admission_summary(&environments, &reports));
-        let environments = reports;
-        let compliance_dir = project.cache.join("verify/report");
-        report.line(
-            "compliance report",
-            "environments",
-            compliance::write(&compliance_dir, "Compliance report", &environments),
-        );
-        report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
-        report.line("action pins", "workflows", action_pins::check(&workflows));
-        tofu::report(project, &mut report);
-        let checkov = checkov.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the checkov thread panicked")));
-        report.line("checkov (alongside)", "checks", checkov);
-        report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
-        let jaeger = otelcol::jaeger_configs(&manifests).and_then(|configs| {
-            otelcol::check_jaeger(&tools::locate(project, "jaeger")?, &configs, &project.cache.join("verify/jaeger"))
-        });
-        report.line("jaeger validate", "configurations", jaeger);
-        report.line("promtool", "rule files, tests", promtool::check(&v, &project.root));
-        let rendered_rules = promtool::check_rendered(&v, &manifests, &project.cache.join("verify/prometheusrules"));
-        report.line("promtool (rendered)", "PrometheusRules", rendered_rules);
-        let scratch = project.cache.join("verify/dashboards");
-        report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
-        report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
-        report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
-        let scratch = project.cache.join("verify/render-fixtures");
-        let planted = render_fixtures::check(project, &renderer, &as_flux_applies, &scratch);
-        report.line("fixtures (render)", "rejected for their reason", planted);
-        Ok(())
-    })?;
+    let files: Vec<PathBuf> = manifests.iter().map(|(_, f)| f.clone()).collect();
+    let kubeconform = kubeconform::check(&v, &files);
+    let kubectl_validate = kubectl_validate::check(&v, &files);
+    let platform = rules::check(&files);
+    print_environments(&manifests, [&kubeconform, &kubectl_validate, &platform])?;
+    report.line("kubeconform", "documents", kubeconform);
+    report.line("kubectl-validate", "documents", kubectl_validate);
+    report.line("platform rules", "documents", platform);
+    report.line("istioctl analyze", "environments", istio::check(project, &manifests));
+    report.line("mesh invariants", "environments", mesh::check(project, &manifests));
+    let kyverno_cli = tools::locate(project, "kyverno")?;
+    let policies = project.root.join("deploy/policies");
+    report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
+    let (applied, reports) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
+    report.line("kyverno apply", "results", applied);
+    report.line("admission", "environments", admission_summary(&environments, &reports));
+    let environments = reports;
+    let compliance_dir = project.cache.join("verify/report");
+    report.line(
+        "compliance report",
+        "environments",
+        compliance::write(&compliance_dir, "Compliance report", &environments),
+    );
+    report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
+    report.line("action pins", "workflows", action_pins::check(&workflows));
+    tofu::report(project, &mut report);
+    report.line("checkov", "checks", checkov::check(project, &checkov::targets(project, &out_dir)));
+    report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
+    let jaeger = otelcol::jaeger_configs(&manifests).and_then(|configs| {
+        otelcol::check_jaeger(&tools::locate(project, "jaeger")?, &configs, &project.cache.join("verify/jaeger"))
+    });
+    report.line("jaeger validate", "configurations", jaeger);
+    report.line("promtool", "rule files, tests", promtool::check(&v, &project.root));
+    let rendered_rules = promtool::check_rendered(&v, &manifests, &project.cache.join("verify/prometheusrules"));
+    report.line("promtool (rendered)", "PrometheusRules", rendered_rules);
+    let scratch = project.cache.join("verify/dashboards");
+    report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
+    report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
+    report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
+    let scratch = project.cache.join("verify/render-fixtures");
+    let planted = render_fixtures::check(project, &renderer, &as_flux_applies, &scratch);
+    report.line("fixtures (render)", "rejected for their reason", planted);
 
     if report.failed > 0 {
         bail!("verify: {} failure(s) above", report.failed);
