@@ -209,20 +209,25 @@ fn nodes(workers: &[Worker]) -> String {
 }
 
 /// kwok's own stages from its module: nodes that initialise and renew their
-/// lease; pods that become Ready, complete (Jobs) and are deleted. The "fast"
-/// pod stages reach the same states as the "general" ones without their
-/// simulated latency (1 s plus up to 5 s of jitter per step, five steps per
-/// pod): a Helm install that waits for its hook Jobs and Deployments took
-/// over a minute on that latency alone.
+/// lease, pods that are created, run their init containers, become Ready,
+/// complete (Jobs) and are deleted. Not the "fast" pod stages, although they
+/// cut a Helm install that waits for hook Jobs from 68 s to a few: a pod of a
+/// controller this run starts as a process (Kyverno's) is then Ready before
+/// the process serves its webhook, and Flux's first apply of the policies
+/// meets a webhook that refuses connections (measured 2026-12-02). The
+/// general stages' seconds of latency stand in for the readiness probe.
 fn kwok_stages(project: &Project) -> Result<String> {
     let module = tools::module_source(project, "kwok")?;
     let stage = module.join("kustomize/stage");
     let files = [
         "node/fast/node-initialize.yaml",
         "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-        "pod/fast/pod-ready.yaml",
-        "pod/fast/pod-complete.yaml",
-        "pod/fast/pod-delete.yaml",
+        "pod/general/pod-create.yaml",
+        "pod/general/pod-init-container-running.yaml",
+        "pod/general/pod-init-container-completed.yaml",
+        "pod/general/pod-ready.yaml",
+        "pod/general/pod-complete.yaml",
+        "pod/general/pod-delete.yaml",
     ];
     let mut text = String::new();
     for file in files {
