@@ -120,12 +120,12 @@ pub fn install_all(project: &Project) -> Result<()> {
     for tool in Tool::all() {
         let path = tool.path(project)?;
         let result = built.iter().find(|b| b.name == tool.name());
+        let installed = tool.is_installed(project)?;
         if let Some(error) = result.and_then(|b| b.error.as_ref()) {
             failures.push(format!("{}: {error}", tool.name()));
-        } else if !tool.is_installed(project)? {
+        } else if !installed {
             failures.push(format!("{}: install reported success but {} is missing", tool.name(), path.display()));
         }
-        let installed = tool.is_installed(project)?;
         if installed {
             link_into_bin(project, tool.name(), &path)?;
         }
