@@ -9,7 +9,7 @@
 //! (serve.rs), which holds the very chart versions the HelmReleases pin.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::control_plane::{ControlPlane, free_port};
 use super::internet::Internet;
 use super::repository::RepositoriesByKustomization;
+use super::secrets::AgeKey;
 use super::serve::Sources;
 use crate::project::Project;
 use crate::stack::process::Supervisor;
@@ -126,15 +127,12 @@ fn namespace_manifest() -> String {
 }
 
 /// The SOPS key Secret the bootstrap module creates from `sops_age_key`
-/// (docs/bootstrap.md): an age key generated for this run.
-pub fn sops_secret(project: &Project, dir: &Path) -> Result<String> {
-    let key = dir.join("age.agekey");
-    let _ = fs::remove_file(&key);
-    crate::cmd::run(Command::new(tools::locate(project, "age-keygen")?).arg("-o").arg(&key))?;
+/// (docs/bootstrap.md): the age key generated for this run.
+pub fn sops_secret(key: &AgeKey) -> Result<String> {
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "sops-age", "namespace": NAMESPACE},
-        "stringData": {"age.agekey": fs::read_to_string(&key)?},
+        "stringData": {"age.agekey": fs::read_to_string(&key.file)?},
     });
     Ok(secret.to_string())
 }

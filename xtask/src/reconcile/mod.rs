@@ -19,6 +19,7 @@ mod network;
 mod pki;
 pub(crate) mod repository;
 mod scenarios;
+mod secrets;
 pub(crate) mod serve;
 mod workloads;
 
@@ -76,17 +77,19 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
     let git = tools::locate(project, "git")?;
     let (repository, sources) = report.step("repository and charts served", || {
         let repository = repository::Repository::publish(&git, &project.root, &dir)?;
+        let key = secrets::generate(project, &dir)?;
+        secrets::reencrypt(project, &repository, env, &key, &dir)?;
         let (folders, patches) = repository::chart_plan(project, env, &dir)?;
         let sources = serve::start(&git, &repository.root, folders)?;
-        Ok((repository, (sources, patches)))
+        Ok((repository, (sources, patches, key)))
     })?;
-    let (sources, patches) = sources;
+    let (sources, patches, key) = sources;
     let internet = internet::start(&plane.pki.registry_cert, &plane.pki.registry_key)?;
     // The registry has the version the working tree deploys, as after its release.
     internet.publish("example/demo-app", &crate::cluster::app_version(project)?);
     report.step("Flux installed", || flux_system::install(project, env, &plane, &internet, &mut supervisor))?;
     report.step("bootstrap applied", || {
-        plane.admin.apply(&flux_system::sops_secret(project, &dir)?, "loopback-bootstrap")?;
+        plane.admin.apply(&flux_system::sops_secret(&key)?, "loopback-bootstrap")?;
         plane.admin.apply(&flux_system::sync_manifest(env, &sources, &patches), "loopback-bootstrap")
     })?;
 

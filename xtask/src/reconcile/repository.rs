@@ -81,10 +81,21 @@ impl Repository {
     /// as a developer's push would; the working tree is not touched.
     pub fn commit_file(&self, path: &str, contents: &str, message: &str) -> Result<String> {
         self.checkout_index()?;
+        self.stage_file(path, contents)?;
+        self.commit(message)
+    }
+
+    /// Puts `path` with new contents in the next commit (`commit_staged`).
+    pub fn stage_file(&self, path: &str, contents: &str) -> Result<()> {
         let scratch = self.index.with_extension("blob");
         std::fs::write(&scratch, contents)?;
         let blob = self.git_in_tree(&["hash-object", "-w", &scratch.display().to_string()])?;
         self.git_in_tree(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")])?;
+        Ok(())
+    }
+
+    /// Commits what `stage_file` staged since the last commit.
+    pub fn commit_staged(&self, message: &str) -> Result<String> {
         self.commit(message)
     }
 
