@@ -68,13 +68,13 @@ const FLUX_KINDS: &[(&str, &str)] = &[
 
 /// Polls until every Kustomization and HelmRelease the repository defines
 /// for this environment is Ready, calling `tick` each round (it starts the
-/// controllers whose Deployments have appeared).
+/// controllers whose Deployments have appeared and reports what it did).
 pub fn wait_ready(
     plane: &ControlPlane,
     expected: &[(String, String)],
     timeout: Duration,
     report: &mut Report,
-    mut tick: impl FnMut() -> Result<Vec<&'static str>>,
+    mut tick: impl FnMut() -> Result<Vec<(String, &'static str)>>,
 ) -> Result<()> {
     let began = Instant::now();
     let deadline = began + timeout;
@@ -82,8 +82,8 @@ pub fn wait_ready(
     let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
     loop {
         check_interrupted()?;
-        for started in tick()? {
-            report.row(format!("process {started}"), "started from its Deployment");
+        for (what, outcome) in tick()? {
+            report.row(what, outcome);
         }
         for (resource, kind) in FLUX_KINDS {
             for object in plane.admin.list(resource)? {

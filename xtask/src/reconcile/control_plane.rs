@@ -14,10 +14,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::kube::{Kube, User, write_kubeconfig};
 use super::pki::{self, Pki};
+use super::workloads;
 use crate::project::Project;
 use crate::stack::process::{Supervisor, poll_until};
 use crate::tools;
@@ -210,12 +211,13 @@ fn nodes(workers: &[Worker]) -> String {
 
 /// kwok's own stages from its module: nodes that initialise and renew their
 /// lease, pods that are created, run their init containers, become Ready,
-/// complete (Jobs) and are deleted. Not the "fast" pod stages, although they
-/// cut a Helm install that waits for hook Jobs from 68 s to a few: a pod of a
-/// controller this run starts as a process (Kyverno's) is then Ready before
-/// the process serves its webhook, and Flux's first apply of the policies
-/// meets a webhook that refuses connections (measured 2026-12-02). The
-/// general stages' seconds of latency stand in for the readiness probe.
+/// complete (Jobs) and are deleted. The general pod stages, not the fast
+/// ones (a Helm install that waits for hook Jobs takes seconds longer).
+/// Their pod-ready stage is split in two: a pod of a controller this run
+/// runs as a process (workloads.rs) becomes Ready when the process passes
+/// its readiness probe, as under a kubelet, and not on kwok's clock: else
+/// Flux's first apply of the policies met Kyverno's webhook before it
+/// listened (measured 2026-12-02, and failed CI once).
 fn kwok_stages(project: &Project) -> Result<String> {
     let module = tools::module_source(project, "kwok")?;
     let stage = module.join("kustomize/stage");
@@ -229,12 +231,84 @@ fn kwok_stages(project: &Project) -> Result<String> {
         "pod/general/pod-complete.yaml",
         "pod/general/pod-delete.yaml",
     ];
-    let mut text = String::new();
+    let mut stages = Vec::new();
     for file in files {
         let path = stage.join(file);
+        let text = fs::read_to_string(&path).with_context(|| format!("kwok stage {} is missing", path.display()))?;
+        let stage: Value =
+            serde_norway::from_str(&text).with_context(|| format!("kwok stage {} is not YAML", path.display()))?;
+        if file.ends_with("pod-ready.yaml") {
+            stages.extend(split_pod_ready(stage)?);
+        } else {
+            stages.push(stage);
+        }
+    }
+    let mut text = String::new();
+    for stage in stages {
         text.push_str("---\n");
-        text.push_str(&fs::read_to_string(&path).with_context(|| format!("kwok stage {} is missing", path.display()))?);
-        text.push('\n');
+        text.push_str(&serde_norway::to_string(&stage)?);
     }
     Ok(text)
+}
+
+/// The Deployment a pod belongs to, as `namespace/name`, in kwok's
+/// selector language (jq): a ReplicaSet's pods are generated from
+/// `<deployment>-<template hash>-`.
+const POD_DEPLOYMENT: &str = r#".metadata.namespace + "/" + ((.metadata.generateName // "") | sub("-[^-]+-$"; ""))"#;
+
+/// kwok's pod-ready stage for every pod but the process-backed ones, and a
+/// copy for those that also waits for `workloads::SERVING` (no delay: the
+/// probe already passed).
+fn split_pod_ready(stage: Value) -> Result<[Value; 2]> {
+    let backed = workloads::process_backed();
+    let mut others = stage.clone();
+    let expressions = |stage: &mut Value| -> Result<Vec<Value>> {
+        stage["spec"]["selector"]["matchExpressions"]
+            .as_array_mut()
+            .map(std::mem::take)
+            .context("kwok's pod-ready stage selects by no matchExpressions")
+    };
+    let mut selected = expressions(&mut others)?;
+    selected.push(json!({"key": POD_DEPLOYMENT, "operator": "NotIn", "values": backed}));
+    others["spec"]["selector"]["matchExpressions"] = json!(selected);
+
+    let mut served = stage;
+    let mut selected = expressions(&mut served)?;
+    selected.push(json!({"key": POD_DEPLOYMENT, "operator": "In", "values": backed}));
+    selected.push(json!({"key": format!(".metadata.annotations[\"{}\"]", workloads::SERVING), "operator": "Exists"}));
+    served["spec"]["selector"]["matchExpressions"] = json!(selected);
+    served["metadata"]["name"] = json!("pod-ready-when-served");
+    served["spec"]["delay"] = json!({"durationMilliseconds": 0});
+    Ok([others, served])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_process_backed_pods_wait_for_their_process() {
+        let stage = json!({
+            "metadata": {"name": "pod-ready"},
+            "spec": {
+                "selector": {"matchExpressions": [{"key": ".status.phase", "operator": "In", "values": ["Pending"]}]},
+                "delay": {"durationMilliseconds": 1000, "jitterDurationMilliseconds": 5000},
+            },
+        });
+        let [others, served] = split_pod_ready(stage).unwrap();
+        let backed = json!(workloads::process_backed());
+        assert!(backed.as_array().unwrap().iter().any(|b| b == "kyverno/kyverno-admission-controller"));
+
+        let expressions = &others["spec"]["selector"]["matchExpressions"];
+        assert_eq!(expressions[0]["key"], ".status.phase");
+        assert_eq!(expressions[1], json!({"key": POD_DEPLOYMENT, "operator": "NotIn", "values": backed}));
+        assert_eq!(others["metadata"]["name"], "pod-ready");
+
+        let expressions = &served["spec"]["selector"]["matchExpressions"];
+        assert_eq!(expressions[1]["operator"], "In");
+        assert_eq!(expressions[2]["key"], format!(".metadata.annotations[\"{}\"]", workloads::SERVING));
+        assert_eq!(expressions[2]["operator"], "Exists");
+        assert_eq!(served["metadata"]["name"], "pod-ready-when-served");
+        assert_eq!(served["spec"]["delay"], json!({"durationMilliseconds": 0}));
+    }
 }

@@ -23,7 +23,6 @@ mod secrets;
 pub(crate) mod serve;
 mod workloads;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -94,12 +93,12 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
     })?;
 
     let expected = expected_objects(project, env)?;
-    let mut started_controllers = BTreeSet::new();
+    let mut controllers = workloads::Running::default();
     let outcome = checks::wait_ready(&plane, &expected, READY_TIMEOUT, &mut report, || {
         if let Some((child, status)) = supervisor.first_exited() {
             bail!("{} exited ({status}); the end of its log:\n{}", child.name, child.log_tail(20));
         }
-        workloads::start_ready(project, &plane, &mut supervisor, &routes, &mut started_controllers)
+        controllers.step(project, &plane, &mut supervisor, &routes)
     });
     report.peak_rss_kib = crate::bench::procfs::peak_rss_kib(&supervisor.pids()).unwrap_or(0);
     let verdict = outcome.and_then(|()| checks::final_state(&plane, &routes, &internet, &mut report)).and_then(|()| {

@@ -5,8 +5,12 @@
 //! and environment its chart rendered, the credentials of its
 //! ServiceAccount (so the chart's RBAC is what it gets), and its ports moved
 //! to free loopback ones, the Services it backs routed to them (network.rs).
+//! Its pods become Ready only when the process passes the readiness probe
+//! the chart gives them, as under a kubelet: kwok's pod-ready stage waits
+//! for the annotation `SERVING` (control_plane.rs), set here once it does.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,6 +21,8 @@ use super::control_plane::{ControlPlane, free_port};
 use super::kube::{User, write_kubeconfig};
 use super::network::Routes;
 use crate::project::Project;
+use crate::stack::http;
+use crate::stack::ports::socket;
 use crate::stack::process::Supervisor;
 use crate::tools;
 
@@ -28,9 +34,10 @@ pub struct Controller {
     pub tool: &'static str,
     /// Flags whose value is a port (or `:port`) the process listens on.
     pub port_flags: &'static [&'static str],
-    /// Listen-address flags the chart leaves at their defaults, set here to
-    /// free loopback ports so that two controllers never collide.
-    pub added_address_flags: &'static [&'static str],
+    /// Listen-address flags the chart leaves at their defaults (and those
+    /// defaults' ports, which its probes name), set here to free loopback
+    /// ports so that two controllers never collide.
+    pub added_address_flags: &'static [(&'static str, u16)],
     /// (Service, its port, the flag of the port it targets).
     pub serves: &'static [(&'static str, u16, &'static str)],
 }
@@ -69,7 +76,12 @@ pub const CONTROLLERS: &[Controller] = &[
         container: "discovery",
         tool: "pilot-discovery",
         port_flags: &["--monitoringAddr"],
-        added_address_flags: &["--httpsAddr", "--httpAddr", "--grpcAddr", "--secureGRPCAddr"],
+        added_address_flags: &[
+            ("--httpsAddr", 15017),
+            ("--httpAddr", 8080),
+            ("--grpcAddr", 15010),
+            ("--secureGRPCAddr", 15012),
+        ],
         serves: &[("istiod", 443, "--httpsAddr")],
     },
     Controller {
@@ -107,29 +119,106 @@ pub const NOT_RUN: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
-/// Starts every controller whose Deployment exists and is not started yet;
-/// returns the names started now.
-pub fn start_ready(
-    project: &Project,
-    plane: &ControlPlane,
-    supervisor: &mut Supervisor,
-    routes: &Routes,
-    started: &mut BTreeSet<&'static str>,
-) -> Result<Vec<&'static str>> {
-    let mut now = Vec::new();
-    for controller in CONTROLLERS {
-        if started.contains(controller.deployment) {
-            continue;
+/// The annotation a pod of a process-run controller gets once the process
+/// passes its readiness probe; kwok makes the pod Ready only then.
+pub const SERVING: &str = "loopback.demo-platform.dev/serving";
+
+/// `namespace/deployment` of every controller run as a process: the pods
+/// whose readiness the process decides.
+pub fn process_backed() -> Vec<String> {
+    CONTROLLERS.iter().map(|c| format!("{}/{}", c.namespace, c.deployment)).collect()
+}
+
+/// The controllers started so far.
+#[derive(Default)]
+pub struct Running {
+    started: Vec<Started>,
+}
+
+struct Started {
+    controller: &'static Controller,
+    /// The Deployment's pod selector, `key=value,...`.
+    selector: String,
+    readiness: Readiness,
+    serving: bool,
+}
+
+/// The chart's readiness probe, moved to the process's loopback port.
+#[derive(Debug, PartialEq)]
+enum Readiness {
+    Http {
+        port: u16,
+        path: String,
+    },
+    /// An HTTPS probe or a tcpSocket one: the kubelet verifies no
+    /// certificate, so a listening port is what it would accept too.
+    Tcp {
+        port: u16,
+    },
+    /// No probe: Ready once started.
+    None,
+}
+
+impl Readiness {
+    fn passes(&self) -> bool {
+        match self {
+            Readiness::Http { port, path } => http::get(*port, path).is_ok_and(|r| (200..400).contains(&r.status)),
+            Readiness::Tcp { port } => TcpStream::connect_timeout(&socket(*port), Duration::from_secs(1)).is_ok(),
+            Readiness::None => true,
         }
-        let Ok(deployment) = plane.admin.get(&["deployment", controller.deployment, "-n", controller.namespace]) else {
-            continue;
-        };
-        start(project, plane, supervisor, routes, controller, &deployment)
-            .with_context(|| format!("cannot run {}/{}", controller.namespace, controller.deployment))?;
-        started.insert(controller.deployment);
-        now.push(controller.deployment);
     }
-    Ok(now)
+}
+
+impl Running {
+    /// Starts every controller whose Deployment exists and is not started
+    /// yet, and marks the pods of those that serve; returns the names of
+    /// (process, what happened to it) this round.
+    pub fn step(
+        &mut self,
+        project: &Project,
+        plane: &ControlPlane,
+        supervisor: &mut Supervisor,
+        routes: &Routes,
+    ) -> Result<Vec<(String, &'static str)>> {
+        let mut now = Vec::new();
+        for controller in CONTROLLERS {
+            if self.started.iter().any(|s| s.controller.deployment == controller.deployment) {
+                continue;
+            }
+            let Ok(deployment) = plane.admin.get(&["deployment", controller.deployment, "-n", controller.namespace])
+            else {
+                continue;
+            };
+            let started = start(project, plane, supervisor, routes, controller, &deployment)
+                .with_context(|| format!("cannot run {}/{}", controller.namespace, controller.deployment))?;
+            self.started.push(started);
+            now.push((format!("process {}", controller.deployment), "started from its Deployment"));
+        }
+        for started in &mut self.started {
+            if !started.serving && started.readiness.passes() {
+                started.serving = true;
+                now.push((
+                    format!("process {}", started.controller.deployment),
+                    "passes its chart's readiness probe: its pods may be Ready",
+                ));
+            }
+            if started.serving {
+                // Every round: a pod the ReplicaSet creates later (a
+                // rollout, an eviction) is served by the same process.
+                plane.admin.run(&[
+                    "annotate",
+                    "pods",
+                    "-n",
+                    started.controller.namespace,
+                    "-l",
+                    &started.selector,
+                    &format!("{SERVING}=true"),
+                    "--overwrite",
+                ])?;
+            }
+        }
+        Ok(now)
+    }
 }
 
 fn start(
@@ -137,9 +226,9 @@ fn start(
     plane: &ControlPlane,
     supervisor: &mut Supervisor,
     routes: &Routes,
-    controller: &Controller,
+    controller: &'static Controller,
     deployment: &Value,
-) -> Result<()> {
+) -> Result<Started> {
     let pod = &deployment["spec"]["template"]["spec"];
     let container = pod["containers"]
         .as_array()
@@ -151,12 +240,17 @@ fn start(
     let pod_name = format!("{}-loopback", controller.deployment);
 
     let mut ports = BTreeMap::new();
+    // The pod's port → the process's loopback port.
+    let mut moved = BTreeMap::new();
     let mut args = Vec::new();
     for arg in container["args"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
         if controller.port_flags.contains(&flag) {
             let port = free_port()?;
             ports.insert(flag.to_string(), port);
+            if let Some(Ok(original)) = value.rsplit(':').next().map(str::parse::<u16>) {
+                moved.insert(original, port);
+            }
             // `:8080` style values are addresses; the rest plain ports.
             let value = if value.contains(':') { format!("127.0.0.1:{port}") } else { port.to_string() };
             args.push(format!("{flag}={value}"));
@@ -164,9 +258,10 @@ fn start(
             args.push(arg.to_string());
         }
     }
-    for flag in controller.added_address_flags {
+    for (flag, default) in controller.added_address_flags {
         let port = free_port()?;
         ports.insert(flag.to_string(), port);
+        moved.insert(*default, port);
         args.push(format!("{flag}=127.0.0.1:{port}"));
     }
     for (service, port, flag) in controller.serves {
@@ -197,7 +292,46 @@ fn start(
     command.args(&args).arg(format!("--kubeconfig={}", kubeconfig.display()));
     let log = plane.dir.join("logs").join(format!("{}.log", controller.deployment));
     supervisor.spawn(controller.deployment, command, &log, Duration::from_secs(10))?;
-    Ok(())
+
+    let selector = deployment["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .context("its Deployment selects pods by no matchLabels")?
+        .iter()
+        .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Started { controller, selector, readiness: readiness(container, &moved)?, serving: false })
+}
+
+/// The container's readiness probe, its port moved as its flags were.
+fn readiness(container: &Value, moved: &BTreeMap<u16, u16>) -> Result<Readiness> {
+    let probe = &container["readinessProbe"];
+    let (action, scheme) = if probe["httpGet"].is_object() {
+        (&probe["httpGet"], probe["httpGet"]["scheme"].as_str().unwrap_or("HTTP"))
+    } else if probe["tcpSocket"].is_object() {
+        (&probe["tcpSocket"], "TCP")
+    } else {
+        return Ok(Readiness::None);
+    };
+    // A named port is one of the container's.
+    let number = match &action["port"] {
+        Value::String(name) => container["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name.as_str())
+            .and_then(|p| p["containerPort"].as_u64())
+            .with_context(|| format!("its readiness probe names port {name}, which the container does not declare"))?,
+        other => other.as_u64().context("its readiness probe has no port")?,
+    };
+    let number = u16::try_from(number)?;
+    let port = *moved.get(&number).with_context(|| {
+        format!("its readiness probe targets port {number}, which no flag in port_flags or added_address_flags moves")
+    })?;
+    Ok(match scheme {
+        "HTTP" => Readiness::Http { port, path: action["path"].as_str().unwrap_or("/").to_string() },
+        _ => Readiness::Tcp { port },
+    })
 }
 
 /// An `env` entry's value as the kubelet would give it.
@@ -243,4 +377,38 @@ fn env_value(
 fn base64_decode(text: &str) -> Result<Vec<u8>> {
     use base64::Engine as _;
     Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_named_https_probe_becomes_a_port_check_on_the_moved_port() {
+        let container = json!({
+            "ports": [{"name": "https", "containerPort": 9443}],
+            "readinessProbe": {"httpGet": {"path": "/health/readiness", "port": "https", "scheme": "HTTPS"}},
+        });
+        let moved = BTreeMap::from([(9443, 40001)]);
+        assert_eq!(readiness(&container, &moved).unwrap(), Readiness::Tcp { port: 40001 });
+    }
+
+    #[test]
+    fn an_http_probe_keeps_its_path() {
+        let container = json!({"readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}});
+        let moved = BTreeMap::from([(8080, 40002)]);
+        assert_eq!(readiness(&container, &moved).unwrap(), Readiness::Http { port: 40002, path: "/ready".into() });
+        assert_eq!(readiness(&json!({}), &moved).unwrap(), Readiness::None);
+    }
+
+    #[test]
+    fn a_probe_on_a_port_no_flag_moves_is_refused_by_name() {
+        let container = json!({"readinessProbe": {"tcpSocket": {"port": 9090}}});
+        let err = readiness(&container, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("targets port 9090, which no flag"), "{err}");
+        let container = json!({"readinessProbe": {"httpGet": {"port": "metrics"}}});
+        let err = readiness(&container, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("names port metrics"), "{err}");
+    }
 }
