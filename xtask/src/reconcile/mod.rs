@@ -4,7 +4,7 @@
 //! pointed at this working tree served over Git (serve.rs, repository.rs),
 //! the platform's own controllers run from the Deployments Flux installs
 //! (workloads.rs), webhooks reached through the run's cluster network
-//! (network.rs). Then the checks (checks.rs), printed as a table.
+//! (network.rs), claims given volumes (volumes.rs). Then the checks (checks.rs), printed as a table.
 //!
 //! Everything runs under one supervisor: stopped in reverse start order
 //! (controllers, then the API server, then etcd) at the end, on failure and
@@ -21,6 +21,7 @@ pub(crate) mod repository;
 mod scenarios;
 mod secrets;
 pub(crate) mod serve;
+mod volumes;
 mod workloads;
 
 use std::fs;
@@ -98,7 +99,9 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
         if let Some((child, status)) = supervisor.first_exited() {
             bail!("{} exited ({status}); the end of its log:\n{}", child.name, child.log_tail(20));
         }
-        controllers.step(project, &plane, &mut supervisor, &routes)
+        let mut rows = controllers.step(project, &plane, &mut supervisor, &routes)?;
+        rows.extend(volumes::provision(&plane)?);
+        Ok(rows)
     });
     report.peak_rss_kib = crate::bench::procfs::peak_rss_kib(&supervisor.pids()).unwrap_or(0);
     let verdict = outcome.and_then(|()| checks::final_state(&plane, &routes, &internet, &mut report)).and_then(|()| {
