@@ -94,7 +94,7 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
     })?;
 
     let expected = expected_objects(project, env)?;
-    let mut controllers = workloads::Running::default();
+    let mut controllers = workloads::Running::new(network::serve_http_proxy(routes.clone())?);
     let outcome = checks::wait_ready(&plane, &expected, READY_TIMEOUT, &mut report, || {
         if let Some((child, status)) = supervisor.first_exited() {
             bail!("{} exited ({status}); the end of its log:\n{}", child.name, child.log_tail(20));

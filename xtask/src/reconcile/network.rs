@@ -6,10 +6,15 @@
 //! loopback port of the real process that serves it (see `workloads.rs`). A
 //! Service no process serves is refused with its name, which the API server
 //! quotes in the admission error: nothing is faked as reachable.
+//!
+//! A controller that calls Services by their DNS names (Argo Rollouts'
+//! analysis queries Prometheus at `prometheus-operated.monitoring.svc`) has
+//! no cluster DNS here: its `HTTP_PROXY` is `serve_http_proxy`, which finds
+//! the Service by name instead.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
+use std::io::{self, BufRead as _, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -58,6 +63,81 @@ pub fn serve(socket: &Path, kube: Kube, routes: Routes) -> Result<()> {
     Ok(())
 }
 
+/// An HTTP proxy on a free loopback port for the cluster's DNS names
+/// (`<service>.<namespace>.svc[.cluster.local]`): absolute-form requests
+/// (what Go's clients send through `HTTP_PROXY` for `http://` URLs) and
+/// CONNECT. Returns the port.
+pub fn serve_http_proxy(routes: Routes) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen for the cluster's HTTP proxy")?;
+    let port = listener.local_addr()?.port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let routes = routes.clone();
+            thread::spawn(move || {
+                let _ = proxy(stream, &routes);
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn proxy(stream: TcpStream, routes: &Routes) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut head = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            break;
+        }
+        let end = header == "\r\n";
+        head.push(header);
+        if end {
+            break;
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (authority, path) = match method {
+        "CONNECT" => (target, None),
+        _ => match target.strip_prefix("http://") {
+            Some(rest) => rest.split_once('/').map_or((rest, Some("/".to_string())), |(a, p)| (a, Some(format!("/{p}")))),
+            None => return refuse(stream, routes, &format!("{target}: not an absolute http:// URL")),
+        },
+    };
+    let local = match by_name(authority, routes) {
+        Ok(local) => local,
+        Err(reason) => return refuse(stream, routes, &reason),
+    };
+    let mut upstream = match TcpStream::connect(("127.0.0.1", local)) {
+        Ok(upstream) => upstream,
+        Err(err) => return refuse(stream, routes, &format!("{authority}: 127.0.0.1:{local} refused: {err}")),
+    };
+    let mut stream = stream;
+    match path {
+        None => stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?,
+        Some(path) => {
+            upstream.write_all(format!("{method} {path} {version}\r\n").as_bytes())?;
+            upstream.write_all(head.concat().as_bytes())?;
+        }
+    }
+    // What the reader buffered past the head belongs to the upstream.
+    upstream.write_all(reader.buffer())?;
+    pipe(stream, upstream)
+}
+
+/// The loopback port behind `<service>.<namespace>.svc[.cluster.local]:port`.
+fn by_name(authority: &str, routes: &Routes) -> Result<u16, String> {
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+    let host = host.trim_end_matches(".cluster.local").trim_end_matches(".svc");
+    let (service, namespace) = host.split_once('.').ok_or_else(|| format!("{authority}: not a Service name"))?;
+    let key = format!("{namespace}/{service}:{port}");
+    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| {
+        format!("Service {key} has no process on this loopback cluster (its controller is not run here)")
+    })
+}
+
 type Services = Arc<Mutex<HashMap<String, String>>>;
 
 fn connect(stream: UnixStream, kube: &Kube, routes: &Routes, services: &Services) -> io::Result<()> {
@@ -87,7 +167,7 @@ fn connect(stream: UnixStream, kube: &Kube, routes: &Routes, services: &Services
     }
 }
 
-fn refuse(mut stream: UnixStream, routes: &Routes, reason: &str) -> io::Result<()> {
+fn refuse(mut stream: impl Write, routes: &Routes, reason: &str) -> io::Result<()> {
     routes.refused.lock().expect("routes lock").push(reason.to_string());
     stream.write_all(format!("HTTP/1.1 503 {}\r\n\r\n", reason.replace(['\r', '\n'], " ")).as_bytes())
 }
@@ -118,15 +198,82 @@ fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> R
     })
 }
 
-fn pipe(client: UnixStream, upstream: TcpStream) -> io::Result<()> {
-    let (mut client_read, mut upstream_write) = (client.try_clone()?, upstream.try_clone()?);
+/// A connection both ways (TCP or Unix).
+trait Duplex: Read + Write + Send + Sized + 'static {
+    fn duplicate(&self) -> io::Result<Self>;
+    fn close_write(&self);
+}
+
+impl Duplex for TcpStream {
+    fn duplicate(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Duplex for UnixStream {
+    fn duplicate(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+fn pipe(client: impl Duplex, upstream: TcpStream) -> io::Result<()> {
+    let (mut client_read, mut upstream_write) = (client.duplicate()?, upstream.try_clone()?);
     let forward = thread::spawn(move || {
         let _ = io::copy(&mut client_read, &mut upstream_write);
-        let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+        upstream_write.close_write();
     });
     let (mut upstream_read, mut client_write) = (upstream, client);
     let _ = io::copy(&mut upstream_read, &mut client_write);
-    let _ = client_write.shutdown(std::net::Shutdown::Write);
+    client_write.close_write();
     let _ = forward.join();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_is_found_by_its_cluster_dns_name() {
+        let routes = Routes::default();
+        routes.add("monitoring", "prometheus-operated", 9090, 41000);
+        for name in [
+            "prometheus-operated.monitoring.svc:9090",
+            "prometheus-operated.monitoring.svc.cluster.local:9090",
+            "prometheus-operated.monitoring:9090",
+        ] {
+            assert_eq!(by_name(name, &routes), Ok(41000), "{name}");
+        }
+        let err = by_name("grafana.monitoring.svc:80", &routes).unwrap_err();
+        assert!(err.contains("Service monitoring/grafana:80 has no process"), "{err}");
+    }
+
+    #[test]
+    fn an_absolute_form_request_reaches_the_process_behind_the_service() {
+        let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+        let routes = Routes::default();
+        routes.add("monitoring", "prometheus-operated", 9090, backend.local_addr().unwrap().port());
+        let proxy_port = serve_http_proxy(routes).unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = backend.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+            (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").unwrap();
+            line
+        });
+        let mut client = TcpStream::connect(("127.0.0.1", proxy_port)).unwrap();
+        client
+            .write_all(b"GET http://prometheus-operated.monitoring.svc:9090/api/v1/query?query=up HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(server.join().unwrap(), "GET /api/v1/query?query=up HTTP/1.1\r\n");
+        assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    }
 }

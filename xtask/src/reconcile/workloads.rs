@@ -40,6 +40,8 @@ pub struct Controller {
     pub added_address_flags: &'static [(&'static str, u16)],
     /// (Service, its port, the flag of the port it targets).
     pub serves: &'static [(&'static str, u16, &'static str)],
+    /// Calls Services by their DNS names (through the run's HTTP proxy).
+    pub calls_services: bool,
 }
 
 pub const CONTROLLERS: &[Controller] = &[
@@ -51,6 +53,8 @@ pub const CONTROLLERS: &[Controller] = &[
         port_flags: &["--webhookServerPort", "--metricsPort", "--controllerRuntimeMetricsAddress", "--profilePort"],
         added_address_flags: &[],
         serves: &[("kyverno-svc", 443, "--webhookServerPort")],
+        // Its image checks call registries, which are on the internet.
+        calls_services: false,
     },
     Controller {
         namespace: "kyverno",
@@ -60,6 +64,7 @@ pub const CONTROLLERS: &[Controller] = &[
         port_flags: &["--metricsPort", "--controllerRuntimeMetricsAddress", "--profilePort"],
         added_address_flags: &[],
         serves: &[],
+        calls_services: false,
     },
     Controller {
         namespace: "kyverno",
@@ -69,6 +74,7 @@ pub const CONTROLLERS: &[Controller] = &[
         port_flags: &["--metricsPort", "--controllerRuntimeMetricsAddress", "--profilePort"],
         added_address_flags: &[],
         serves: &[],
+        calls_services: false,
     },
     Controller {
         namespace: "istio-system",
@@ -83,6 +89,7 @@ pub const CONTROLLERS: &[Controller] = &[
             ("--secureGRPCAddr", 15012),
         ],
         serves: &[("istiod", 443, "--httpsAddr")],
+        calls_services: false,
     },
     Controller {
         namespace: "argo-rollouts",
@@ -92,6 +99,8 @@ pub const CONTROLLERS: &[Controller] = &[
         port_flags: &["--healthzPort", "--metricsPort"],
         added_address_flags: &[],
         serves: &[],
+        // Its analysis queries Prometheus.
+        calls_services: true,
     },
 ];
 
@@ -130,9 +139,10 @@ pub fn process_backed() -> Vec<String> {
 }
 
 /// The controllers started so far.
-#[derive(Default)]
 pub struct Running {
     started: Vec<Started>,
+    /// The cluster's HTTP proxy (network::serve_http_proxy).
+    http_proxy: u16,
 }
 
 struct Started {
@@ -170,6 +180,10 @@ impl Readiness {
 }
 
 impl Running {
+    pub fn new(http_proxy: u16) -> Self {
+        Running { started: Vec::new(), http_proxy }
+    }
+
     /// Starts every controller whose Deployment exists and is not started
     /// yet, and marks the pods of those that serve; returns the names of
     /// (process, what happened to it) this round.
@@ -189,7 +203,8 @@ impl Running {
             else {
                 continue;
             };
-            let started = start(project, plane, supervisor, routes, controller, &deployment)
+            let proxy = controller.calls_services.then_some(self.http_proxy);
+            let started = start(project, plane, supervisor, routes, controller, &deployment, proxy)
                 .with_context(|| format!("cannot run {}/{}", controller.namespace, controller.deployment))?;
             self.started.push(started);
             now.push((format!("process {}", controller.deployment), "started from its Deployment"));
@@ -228,6 +243,7 @@ fn start(
     routes: &Routes,
     controller: &'static Controller,
     deployment: &Value,
+    http_proxy: Option<u16>,
 ) -> Result<Started> {
     let pod = &deployment["spec"]["template"]["spec"];
     let container = pod["containers"]
@@ -288,6 +304,10 @@ fn start(
     // file) would point at a path that only exists in the pod. Paths the
     // program writes relative to its working folder land in `home`.
     command.env("KUBECONFIG", &kubeconfig).env("HOME", &home).current_dir(&home);
+    if let Some(port) = http_proxy {
+        // Go never proxies loopback addresses: the API server stays direct.
+        command.env("HTTP_PROXY", format!("http://127.0.0.1:{port}"));
+    }
     // After the args: istiod's first arg is its subcommand.
     command.args(&args).arg(format!("--kubeconfig={}", kubeconfig.display()));
     let log = plane.dir.join("logs").join(format!("{}.log", controller.deployment));
