@@ -86,12 +86,14 @@ pub struct Config {
     /// Serve /readyz/enable|disable, /fault_injection/* and /panic.
     #[arg(long, env = "DEMO_APP_CONTROL_ENDPOINTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub control_endpoints: bool,
-    /// Substrings (case-insensitive) of variable names whose values /env redacts.
+    /// Substrings (case-insensitive) of variable names whose values /env
+    /// redacts (PASS covers PASSWORD and PGPASS; HEADERS covers
+    /// OTEL_EXPORTER_OTLP_HEADERS). Passwords in URLs are always redacted.
     #[arg(
         long,
         env = "DEMO_APP_ENV_REDACT",
         value_delimiter = ',',
-        default_value = "SECRET,TOKEN,PASSWORD,KEY,CREDENTIAL"
+        default_value = "SECRET,TOKEN,PASS,KEY,CREDENTIAL,AUTH,HEADERS,COOKIE"
     )]
     pub env_redact: Vec<String>,
 }

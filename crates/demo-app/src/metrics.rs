@@ -109,7 +109,7 @@ pub async fn handler(State(state): State<AppState>) -> Response {
 /// grow the label set.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let path = request
         .extensions()
         .get::<MatchedPath>()
@@ -123,6 +123,25 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .observe(started.elapsed().as_secs_f64());
     state.metrics.requests.get_or_create(&StatusLabels { status }).inc();
     response
+}
+
+/// The method as a label value: the methods HTTP defines, anything else
+/// `_OTHER` (as OpenTelemetry's semantic conventions say), so that a client
+/// sending random method names cannot grow the series without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
 }
 
 /// podinfo's label for a route: runs of non-alphanumerics become `_`,
@@ -143,6 +162,16 @@ pub fn podinfo_path_label(template: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for random in ["FOO", "XYZZY1", "get"] {
+            assert_eq!(method_label(&Method::from_bytes(random.as_bytes()).unwrap()), "_OTHER", "{random}");
+        }
+    }
 
     #[test]
     fn path_labels_follow_podinfo() {

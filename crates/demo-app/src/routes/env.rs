@@ -1,5 +1,7 @@
 //! GET|POST /env: the process environment as `KEY=VALUE` strings, with the
-//! values of secret-looking names redacted (podinfo leaked its JWT secret).
+//! values of secret-looking names redacted (podinfo leaked its JWT secret),
+//! and the password of any URL with credentials (`postgres://app:pw@db`)
+//! whatever the variable is called.
 
 use axum::Json;
 use axum::extract::State;
@@ -21,14 +23,72 @@ pub fn environment(
         let key = key.to_string_lossy();
         let upper = key.to_uppercase();
         let secret = redact.iter().any(|p| !p.is_empty() && upper.contains(&p.to_uppercase()));
-        if secret { format!("{key}={REDACTED}") } else { format!("{key}={}", value.to_string_lossy()) }
+        if secret {
+            format!("{key}={REDACTED}")
+        } else {
+            format!("{key}={}", without_url_passwords(&value.to_string_lossy()))
+        }
     })
     .collect()
+}
+
+/// `value` with the password of every `scheme://user:password@host` in it
+/// redacted.
+fn without_url_passwords(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first of `/?#` or whitespace.
+        let end = after.find(['/', '?', '#', ' ', ',', ';']).unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority
+            .rfind('@')
+            .and_then(|userinfo_end| authority[..userinfo_end].find(':').map(|colon| (colon, userinfo_end)))
+        {
+            Some((colon, userinfo_end)) => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(REDACTED);
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_list_covers_credentials_a_review_found_in_clear() {
+        let config = crate::config::Config::for_tests(std::env::temp_dir());
+        let vars = ["PGPASS", "OTEL_EXPORTER_OTLP_HEADERS", "AUTH_HEADER", "SESSION_COOKIE", "DEMO_APP_JWT_SECRET"]
+            .map(|k| (k.into(), "value".into()));
+        for line in environment(vars.into_iter(), &config.env_redact) {
+            assert!(line.ends_with("=[redacted]"), "{line}");
+        }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted_whatever_the_name() {
+        assert_eq!(
+            without_url_passwords("postgres://app:S3cretPw@db.demo:5432/app?sslmode=require"),
+            "postgres://app:[redacted]@db.demo:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            without_url_passwords("redis://:pw@cache:6379,http://user@host/x https://a:b@c"),
+            "redis://:[redacted]@cache:6379,http://user@host/x https://a:[redacted]@c"
+        );
+        assert_eq!(without_url_passwords("http://host:8080/path"), "http://host:8080/path");
+        assert_eq!(without_url_passwords("no url here"), "no url here");
+        let vars = [("REDIS_URL", "redis://u:hunter2@r:6379")].map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(environment(vars.into_iter(), &[]), ["REDIS_URL=redis://u:[redacted]@r:6379"]);
+    }
 
     #[test]
     fn secret_looking_names_are_redacted_case_insensitively() {

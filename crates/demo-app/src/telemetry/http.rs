@@ -67,7 +67,8 @@ fn record_ids(span: &Span) {
 /// Server span and `http.server.*` metrics for every routed request.
 pub async fn trace_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    // Bounded like the Prometheus label (crate::metrics::method_label).
+    let method = crate::metrics::method_label(request.method()).to_string();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let name = route.as_ref().map_or_else(|| method.clone(), |r| format!("{method} {r}"));
     let headers = request.headers();

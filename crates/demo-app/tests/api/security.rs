@@ -65,3 +65,15 @@ async fn the_openapi_document_is_json() {
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["info"]["title"], "demo-app");
 }
+
+#[tokio::test]
+async fn random_methods_do_not_grow_the_metric_labels() {
+    let app = spawn_app().await;
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("RANDOM{i}").as_bytes()).unwrap();
+        let _ = app.client.request(method, app.url("/api/info")).send().await.unwrap();
+    }
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address)).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("RANDOM"), "a raw method became a label");
+    assert!(metrics.contains("method=\"_OTHER\""), "{metrics}");
+}
