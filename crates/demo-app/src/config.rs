@@ -67,6 +67,10 @@ pub struct Config {
     /// Which APIs this process serves.
     #[arg(long, env = "DEMO_APP_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
+    /// Largest WebSocket message (and frame) /ws/echo accepts, in bytes; a
+    /// larger one closes the connection (1009) before it is buffered.
+    #[arg(long, env = "DEMO_APP_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
     /// `sqlite://PATH` or `postgres://...`; default: SQLite under --data-path.
     #[arg(long, env = "DEMO_APP_DATABASE_URL")]
     pub database_url: Option<String>,

@@ -15,7 +15,13 @@ use crate::state::AppState;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub async fn handler(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| echo(socket, state.hostname.to_string()))
+    // axum's defaults (64 MiB messages, 16 MiB frames) let one client grow
+    // the process past its memory limit.
+    let limit = state.config.ws_max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| echo(socket, state.hostname.to_string()))
 }
 
 fn now() -> String {
@@ -28,7 +34,12 @@ async fn echo(mut socket: WebSocket, hostname: String) {
         let reply = tokio::select! {
             message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => json!({ "ts": now(), "msg": text.as_str() }),
-                Some(Ok(Message::Binary(bytes))) => json!({ "ts": now(), "msg": String::from_utf8_lossy(&bytes) }),
+                Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => json!({ "ts": now(), "msg": text }),
+                    // Not echoed: a lossy copy would double the memory and
+                    // misquote the message.
+                    Err(_) => json!({ "ts": now(), "error": "binary message is not UTF-8" }),
+                },
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },

@@ -24,3 +24,30 @@ async fn plain_http_to_the_websocket_route_is_refused() {
     let app = spawn_app().await;
     assert_eq!(app.get("/ws/echo").await.status(), 400);
 }
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_the_socket_unbuffered() {
+    let app = spawn_app().await;
+    let url = app.url("/ws/echo").replacen("http://", "ws://", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    // The default limit is 64 KiB; 1 MiB must not be echoed.
+    let _ = socket.send(Message::text("x".repeat(1024 * 1024))).await;
+    match socket.next().await {
+        Some(Ok(Message::Close(frame))) => {
+            let code = frame.map(|f| u16::from(f.code));
+            assert!(matches!(code, None | Some(1009)), "closed with {code:?}");
+        }
+        None | Some(Err(_)) => {}
+        Some(Ok(other)) => panic!("a 1 MiB message was answered: {:.100}", other.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn binary_messages_that_are_not_utf8_are_not_echoed_lossily() {
+    let app = spawn_app().await;
+    let url = app.url("/ws/echo").replacen("http://", "ws://", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    socket.send(Message::binary(vec![0xff, 0xfe, 0x41])).await.unwrap();
+    let reply: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(reply["error"], "binary message is not UTF-8", "{reply}");
+}
