@@ -15,14 +15,15 @@ pub struct Config {
     /// HTTP port of the API and UI.
     #[arg(long, env = "DEMO_APP_PORT", default_value_t = 9898)]
     pub port: u16,
-    /// Port of the Prometheus metrics and probe server (0 disables it).
+    /// Port of the Prometheus metrics and probe server (0 takes a free port,
+    /// logged at start-up).
     #[arg(long, env = "DEMO_APP_PORT_METRICS", default_value_t = 9797)]
     pub port_metrics: u16,
     /// Address to bind.
     #[arg(long, env = "DEMO_APP_HOST", default_value = "0.0.0.0")]
     pub host: String,
-    /// Log level: debug, info, warn, error.
-    #[arg(long, env = "DEMO_APP_LEVEL", default_value = "info")]
+    /// Log level: debug, info, warn (or warning), error.
+    #[arg(long, env = "DEMO_APP_LEVEL", default_value = "info", value_parser = parse_level)]
     pub level: String,
     /// Message shown by the UI and /api/info.
     #[arg(long, env = "DEMO_APP_UI_MESSAGE", default_value = "greetings from demo-app")]
@@ -34,7 +35,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_UI_LOGO", default_value = "")]
     pub ui_logo: String,
     /// Backend URL for echo fan-out and checkout; repeat for several.
-    #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',')]
+    #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',', value_parser = non_empty)]
     pub backend_urls: Vec<String>,
     /// Delay every app response by a random amount.
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY")]
@@ -72,7 +73,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_message_bytes: usize,
     /// `sqlite://PATH` or `postgres://...`; default: SQLite under --data-path.
-    #[arg(long, env = "DEMO_APP_DATABASE_URL")]
+    #[arg(long, env = "DEMO_APP_DATABASE_URL", value_parser = non_empty)]
     pub database_url: Option<String>,
     /// Time between turning unready on SIGTERM and closing the listener, so
     /// load balancers stop sending traffic first.
@@ -128,6 +129,25 @@ pub enum DelayUnit {
     Ms,
 }
 
+/// podinfo's level names (zap's) included; anything else is refused rather
+/// than silently filtering every log out.
+fn parse_level(level: &str) -> Result<String, String> {
+    match level.to_ascii_lowercase().as_str() {
+        "trace" => Ok("trace".into()),
+        "debug" => Ok("debug".into()),
+        "info" => Ok("info".into()),
+        "warn" | "warning" => Ok("warn".into()),
+        "error" | "fatal" | "panic" => Ok("error".into()),
+        _ => Err(format!("unknown log level {level:?}: use debug, info, warn or error")),
+    }
+}
+
+/// An empty value (`DEMO_APP_DATABASE_URL=` in a manifest) is a mistake, not
+/// a URL: refused with the flag's name by clap.
+fn non_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() { Err("must not be empty (unset it for the default)".into()) } else { Ok(value.into()) }
+}
+
 impl Config {
     pub fn database_url(&self) -> String {
         self.database_url
@@ -162,5 +182,20 @@ impl Config {
         config.server_shutdown_timeout = Duration::from_secs(5);
         config.http_client_timeout = Duration::from_secs(5);
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warning_is_warn_and_nonsense_is_refused() {
+        let config = Config::try_parse_from(["demo-app", "--level", "warning"]).unwrap();
+        assert_eq!(config.level, "warn");
+        let err = Config::try_parse_from(["demo-app", "--level", "loud"]).unwrap_err().to_string();
+        assert!(err.contains("unknown log level \"loud\""), "{err}");
+        let err = Config::try_parse_from(["demo-app", "--database-url", ""]).unwrap_err().to_string();
+        assert!(err.contains("--database-url") && err.contains("must not be empty"), "{err}");
     }
 }

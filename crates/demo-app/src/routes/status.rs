@@ -14,6 +14,9 @@ use crate::api_error::PodinfoError;
 pub async fn handler(Path(code): Path<String>) -> Response {
     // podinfo drops the connection for codes it cannot send; we say why.
     match code.parse::<u16>().ok().filter(|c| (200..=599).contains(c)).and_then(|c| StatusCode::from_u16(c).ok()) {
+        // 204 and 304 have no body (RFC 9110): a body would be a length the
+        // client never gets.
+        Some(status) if matches!(status.as_u16(), 204 | 304) => status.into_response(),
         Some(status) => (status, Json(json!({ "status": status.as_u16() }))).into_response(),
         None => PodinfoError::new(StatusCode::BAD_REQUEST, format!("invalid status code {code:?}: use 200-599"))
             .into_response(),

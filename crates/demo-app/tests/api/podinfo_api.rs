@@ -81,6 +81,12 @@ async fn status_answers_the_code_it_is_asked_for() {
     }
     let response = app.client.put(app.url("/status/202")).send().await.unwrap();
     assert_eq!(response.status(), 202);
+    for code in [204u16, 304] {
+        let response = app.get(&format!("/status/{code}")).await;
+        assert_eq!(response.status().as_u16(), code);
+        assert!(response.headers().get("content-length").is_none_or(|l| l == "0"), "{code}: {:?}", response.headers());
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
     for bad in ["/status/42", "/status/1000", "/status/abc"] {
         let response = app.get(bad).await;
         assert_eq!(response.status(), 400, "{bad}");
