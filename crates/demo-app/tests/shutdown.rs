@@ -89,3 +89,60 @@ async fn sigterm_under_load_loses_no_request() {
     assert!(sent > 50, "only {sent} requests were sent");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
 }
+
+/// stdout a pipe nobody reads (a stuck log collector): debug logs fill the
+/// pipe within a few hundred lines, and the server must go on answering and
+/// still stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_never_stops_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_demo-app"))
+            .args(["--host", "127.0.0.1", "--insecure-dev", "--level", "debug"])
+            .args(["--port", &port.to_string(), "--port-metrics", &metrics_port.to_string()])
+            .args(["--drain-delay", "0s", "--server-shutdown-timeout", "2s"])
+            .arg("--data-path")
+            .arg(data.path())
+            // Piped and never read.
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("demo-app starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() == 200).ok() != Some(true) {
+        assert!(Instant::now() < deadline, "demo-app did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Far more log output than a pipe holds (64 KiB): each 5xx logs a line.
+    for i in 0..2000 {
+        let response = client.get(format!("{base}/status/500")).send().await;
+        assert!(response.is_ok_and(|r| r.status() == 500), "request {i} got no answer with stdout full");
+    }
+    let health = client.get(format!("http://127.0.0.1:{metrics_port}/healthz")).send().await;
+    assert!(health.is_ok_and(|r| r.status() == 200), "/healthz on the metrics port failed with stdout full");
+
+    let term = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopped = Instant::now() + Duration::from_secs(8);
+    loop {
+        if child.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < stopped, "SIGTERM did not stop the process within 8 s with stdout full");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A failed assertion must not leave the server running (and holding the
+/// test's pipe).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -48,6 +48,22 @@ pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
+    /// Writes the queued log lines out when dropped.
+    _stdout: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Log lines queued for stdout before new ones are dropped.
+const STDOUT_QUEUE_LINES: usize = 16 * 1024;
+
+/// stdout written by a thread of its own: a request thread never waits for
+/// the reader of the pipe (a blocked stdout stopped `/healthz` and SIGTERM).
+/// When the queue is full, lines are dropped, never waited for.
+fn stdout_writer() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(STDOUT_QUEUE_LINES)
+        .thread_name("demo-app-stdout")
+        .finish(std::io::stdout())
 }
 
 /// Installs the global subscriber from the process environment. Call once,
@@ -64,11 +80,13 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
-    let json = tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false);
+    let (stdout, guard) = stdout_writer();
+    let json =
+        tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(stdout);
 
     let Some(endpoint) = settings.endpoint.clone() else {
         let _ = tracing_subscriber::registry().with(json.with_filter(log_filter(level))).try_init();
-        return Ok(Telemetry::default());
+        return Ok(Telemetry { _stdout: Some(guard), ..Telemetry::default() });
     };
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
@@ -112,7 +130,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter).with_filter(log_filter(level));
     tracing_subscriber::registry().with(json.with_filter(log_filter(level))).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
-    Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger) })
+    Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger), _stdout: Some(guard) })
 }
 
 /// `--level` (or RUST_LOG), with the chatty transport crates held at warn.
