@@ -31,7 +31,7 @@ impl Report {
         Report { env: env.to_string(), started: Instant::now(), rows: Vec::new(), peak_rss_kib: 0 }
     }
 
-    fn row(&mut self, what: impl Into<String>, outcome: impl Into<String>) {
+    pub(super) fn row(&mut self, what: impl Into<String>, outcome: impl Into<String>) {
         self.rows.push((what.into(), self.started.elapsed().as_secs_f64(), outcome.into()));
     }
 

@@ -98,11 +98,14 @@ fn proxy(stream: TcpStream, routes: &Routes) -> io::Result<()> {
         }
     }
     let mut parts = request.split_whitespace();
-    let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, target, version) =
+        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (authority, path) = match method {
         "CONNECT" => (target, None),
         _ => match target.strip_prefix("http://") {
-            Some(rest) => rest.split_once('/').map_or((rest, Some("/".to_string())), |(a, p)| (a, Some(format!("/{p}")))),
+            Some(rest) => {
+                rest.split_once('/').map_or((rest, Some("/".to_string())), |(a, p)| (a, Some(format!("/{p}"))))
+            }
             None => return refuse(stream, routes, &format!("{target}: not an absolute http:// URL")),
         },
     };
@@ -269,7 +272,9 @@ mod tests {
         });
         let mut client = TcpStream::connect(("127.0.0.1", proxy_port)).unwrap();
         client
-            .write_all(b"GET http://prometheus-operated.monitoring.svc:9090/api/v1/query?query=up HTTP/1.1\r\nhost: x\r\n\r\n")
+            .write_all(
+                b"GET http://prometheus-operated.monitoring.svc:9090/api/v1/query?query=up HTTP/1.1\r\nhost: x\r\n\r\n",
+            )
             .unwrap();
         let mut answer = String::new();
         client.read_to_string(&mut answer).unwrap();

@@ -77,6 +77,11 @@ impl Repository {
         Ok(commit)
     }
 
+    /// `path` as of `main` (with the commits image automation pushed).
+    pub fn read_file(&self, path: &str) -> Result<String> {
+        self.git_in_tree(&["show", &format!("refs/heads/main:{path}")]).map(|text| text + "\n")
+    }
+
     /// Commits `path` (relative to the repository root) with new contents,
     /// as a developer's push would; the working tree is not touched.
     pub fn commit_file(&self, path: &str, contents: &str, message: &str) -> Result<String> {

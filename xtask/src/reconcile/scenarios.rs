@@ -159,7 +159,7 @@ fn pruned(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Resul
 /// What a push webhook or `flux reconcile source git flux-system` does: the
 /// GitRepository fetches now instead of at its next interval (the objects
 /// built from it follow its new revision by themselves).
-fn pushed(plane: &ControlPlane) -> Result<()> {
+pub(super) fn pushed(plane: &ControlPlane) -> Result<()> {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
     plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "gitrepository/flux-system", &now])?;

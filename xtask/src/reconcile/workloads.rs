@@ -355,7 +355,7 @@ fn readiness(container: &Value, moved: &BTreeMap<u16, u16>) -> Result<Readiness>
 }
 
 /// An `env` entry's value as the kubelet would give it.
-fn env_value(
+pub(super) fn env_value(
     plane: &ControlPlane,
     namespace: &str,
     pod: &str,
