@@ -10,6 +10,7 @@
 //! (controllers, then the API server, then etcd) at the end, on failure and
 //! on Ctrl-C. Logs stay in `<cache>/reconcile/<env>/logs`.
 
+mod canary;
 mod checks;
 mod control_plane;
 mod flux_system;
@@ -103,10 +104,16 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
         rows.extend(volumes::provision(&plane)?);
         Ok(rows)
     });
-    report.peak_rss_kib = crate::bench::procfs::peak_rss_kib(&supervisor.pids()).unwrap_or(0);
     let verdict = outcome.and_then(|()| checks::final_state(&plane, &routes, &internet, &mut report)).and_then(|()| {
-        if env == "dev" { scenarios::run(&project.root, &plane, &repository, &internet, &mut report) } else { Ok(()) }
+        if env != "dev" {
+            return Ok(());
+        }
+        scenarios::run(&project.root, &plane, &repository, &internet, &mut report)?;
+        canary::run(project, env, &plane, &repository, &routes, &internet, &mut supervisor, &mut report)
     });
+    // Of the processes still running (a scenario's stopped ones not counted).
+    let alive: Vec<u32> = supervisor.pids().into_iter().filter(|pid| process::is_alive(*pid)).collect();
+    report.peak_rss_kib = crate::bench::procfs::peak_rss_kib(&alive).unwrap_or(0);
     report.print(started.elapsed());
     if let Err(err) = &verdict {
         checks::print_diagnostics(&plane, &mut supervisor);
