@@ -22,7 +22,8 @@ pub fn run(project: &Project, extra: &[String]) -> Result<()> {
     let status = Command::new(cargo)
         .current_dir(&project.root)
         .args(["run", "--quiet", "--package", "demo-app", "--"])
-        .args(["--host", "127.0.0.1", "--role", "all", "--insecure-dev"])
+        // Ctrl-C stops it at once: no load balancer to drain from locally.
+        .args(["--host", "127.0.0.1", "--role", "all", "--insecure-dev", "--drain-delay", "0s"])
         .args(["--port", &PORT.to_string(), "--port-metrics", &METRICS_PORT.to_string()])
         .arg("--data-path")
         .arg(&data)

@@ -67,7 +67,11 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => Self::unavailable("the database is unavailable, retry later"),
+            StoreError::Unavailable(cause) => {
+                // The client gets a retry hint; the operator needs the cause.
+                tracing::warn!(error = %cause, "answering 503: the database is unavailable");
+                Self::unavailable("the database is unavailable, retry later")
+            }
             StoreError::IdempotencyConflict => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_conflict",

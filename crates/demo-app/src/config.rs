@@ -77,8 +77,21 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Time between turning unready on SIGTERM and closing the listener, so
     /// load balancers stop sending traffic first.
-    #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// 5 s by default: endpoint removal takes a few seconds to reach every
+    /// proxy, and requests sent meanwhile must still be answered.
+    #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_delay: Duration,
+    /// Connections served at once on --port; more wait in the accept queue.
+    /// Lowered at start to fit the open-file limit (ulimit -n).
+    #[arg(long, env = "DEMO_APP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Longest wait for a request's headers, and for the next request on an
+    /// idle keep-alive connection (slow or silent clients are closed).
+    #[arg(long, env = "DEMO_APP_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub http_header_timeout: Duration,
+    /// Longest wait between two pieces of a request body (slow uploads).
+    #[arg(long, env = "DEMO_APP_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub http_body_timeout: Duration,
     /// Secret for HS256 tokens.
     #[arg(long, env = "DEMO_APP_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
@@ -144,6 +157,15 @@ fn parse_level(level: &str) -> Result<String, String> {
 
 /// An empty value (`DEMO_APP_DATABASE_URL=` in a manifest) is a mistake, not
 /// a URL: refused with the flag's name by clap.
+/// A duration above zero: a zero timeout would close every connection.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn non_empty(value: &str) -> Result<String, String> {
     if value.trim().is_empty() { Err("must not be empty (unset it for the default)".into()) } else { Ok(value.into()) }
 }
@@ -180,6 +202,7 @@ impl Config {
         config.host = "127.0.0.1".into();
         config.data_path = data_path;
         config.server_shutdown_timeout = Duration::from_secs(5);
+        config.drain_delay = Duration::ZERO;
         config.http_client_timeout = Duration::from_secs(5);
         config
     }

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod metrics;
 pub mod process_metrics;
 pub mod routes;
+pub mod serve;
 pub mod startup;
 pub mod state;
 pub mod store;

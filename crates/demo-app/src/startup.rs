@@ -2,7 +2,6 @@
 //! the drain sequence Kubernetes needs.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,8 +10,15 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::serve;
 use crate::state::{AppState, Flags};
 use crate::store::Store;
+
+/// Connections the metrics port takes at once (probes and scrapes), out of
+/// the process's open files; and files kept for the store, telemetry
+/// exporters and /store.
+const METRICS_CONNECTIONS: usize = 64;
+const RESERVED_FILES: usize = 64;
 
 pub struct Application {
     listener: TcpListener,
@@ -74,24 +80,30 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, metrics_listener, state } = self;
         let config = state.config.clone();
-        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = routes::router(state.clone());
         let metrics_app = routes::metrics_router(state.clone());
+        let wanted = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
+        let limits = serve::Limits {
+            max_connections: serve::connection_budget(wanted, METRICS_CONNECTIONS, RESERVED_FILES),
+            header_timeout: config.http_header_timeout,
+            body_timeout: config.http_body_timeout,
+        };
+        if limits.max_connections < wanted {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                wanted,
+                "--max-connections lowered to fit the open-file limit (ulimit -n)"
+            );
+        }
+        let metrics_limits = serve::Limits { max_connections: METRICS_CONNECTIONS, ..limits };
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut stop_server = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop_server.wait_for(|stop| *stop).await;
-        });
-        let mut stop_metrics = stop_rx;
-        let metrics_server = axum::serve(metrics_listener, metrics_app).with_graceful_shutdown(async move {
-            let _ = stop_metrics.wait_for(|stop| *stop).await;
-        });
-        let mut server = tokio::spawn(async move { server.await });
-        let mut metrics_server = tokio::spawn(async move { metrics_server.await });
+        let mut server = tokio::spawn(serve::serve(listener, app, limits, stop_rx.clone()));
+        let mut metrics_server = tokio::spawn(serve::serve(metrics_listener, metrics_app, metrics_limits, stop_rx));
 
         tokio::select! {
-            result = &mut server => return result?.context("HTTP server failed"),
-            result = &mut metrics_server => return result?.context("metrics server failed"),
+            result = &mut server => return result.context("HTTP server failed"),
+            result = &mut metrics_server => return result.context("metrics server failed"),
             () = shutdown => {}
         }
         tracing::info!(drain_delay = ?config.drain_delay, "shutdown requested: readiness off, draining");
@@ -106,7 +118,7 @@ impl Application {
         })
         .await
         {
-            Ok(result) => result?.context("HTTP server failed while draining")?,
+            Ok(result) => result.context("HTTP server failed while draining")?,
             Err(_) => {
                 tracing::warn!("in-flight requests did not finish within --server-shutdown-timeout")
             }

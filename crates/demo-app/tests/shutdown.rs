@@ -12,26 +12,61 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The release binary on loopback ports with its own data folder, killed
+/// when dropped (a failed assertion must not leave it running and holding
+/// the test's pipe).
+struct Server {
+    child: std::process::Child,
+    base: String,
+    metrics_port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts it with `args` (level, drain and shutdown timings) and waits
+    /// until it is ready.
+    async fn start(args: &[&str], stdout: Stdio) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
+            .args(["--host", "127.0.0.1", "--insecure-dev"])
+            .args(["--port", &port.to_string(), "--port-metrics", &metrics_port.to_string()])
+            .args(args)
+            .arg("--data-path")
+            .arg(data.path())
+            .stdout(stdout)
+            .spawn()
+            .expect("demo-app starts");
+        let server = Server { child, base: format!("http://127.0.0.1:{port}"), metrics_port, _data: data };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client.get(format!("{}/readyz", server.base)).send().await.map(|r| r.status() == 200).ok() != Some(true) {
+            assert!(Instant::now() < deadline, "demo-app did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn terminate(&self) {
+        let term = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(term.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_request() {
-    let data = tempfile::tempdir().unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_demo-app"))
-        .args(["--host", "127.0.0.1", "--insecure-dev", "--level", "warn"])
-        .args(["--port", &port.to_string(), "--port-metrics", &metrics_port.to_string()])
-        .args(["--drain-delay", "2s", "--server-shutdown-timeout", "5s"])
-        .arg("--data-path")
-        .arg(data.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("demo-app starts");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server =
+        Server::start(&["--level", "warn", "--drain-delay", "2s", "--server-shutdown-timeout", "5s"], Stdio::null())
+            .await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() == 200).ok() != Some(true) {
-        assert!(Instant::now() < deadline, "demo-app did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // The "load balancer": routes traffic until it sees the pod unready.
     let routing = Arc::new(AtomicBool::new(true));
@@ -67,8 +102,7 @@ async fn sigterm_under_load_loses_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(term.success());
+    server.terminate();
     let signalled = Instant::now();
     // Readiness must flip at once (well before the drain delay ends).
     loop {
@@ -83,7 +117,7 @@ async fn sigterm_under_load_loses_no_request() {
     for worker in workers {
         worker.await.unwrap();
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::block_in_place(|| server.child.wait()).unwrap();
     assert!(exit.success(), "demo-app exited with {exit}");
     let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(sent > 50, "only {sent} requests were sent");
@@ -95,27 +129,12 @@ async fn sigterm_under_load_loses_no_request() {
 /// still stop on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdout_nobody_reads_never_stops_the_server() {
-    let data = tempfile::tempdir().unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_demo-app"))
-            .args(["--host", "127.0.0.1", "--insecure-dev", "--level", "debug"])
-            .args(["--port", &port.to_string(), "--port-metrics", &metrics_port.to_string()])
-            .args(["--drain-delay", "0s", "--server-shutdown-timeout", "2s"])
-            .arg("--data-path")
-            .arg(data.path())
-            // Piped and never read.
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("demo-app starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    // Piped and never read.
+    let mut server =
+        Server::start(&["--level", "debug", "--drain-delay", "0s", "--server-shutdown-timeout", "2s"], Stdio::piped())
+            .await;
+    let (base, metrics_port) = (server.base.clone(), server.metrics_port);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() == 200).ok() != Some(true) {
-        assert!(Instant::now() < deadline, "demo-app did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Far more log output than a pipe holds (64 KiB): each 5xx logs a line.
     for i in 0..2000 {
         let response = client.get(format!("{base}/status/500")).send().await;
@@ -124,25 +143,13 @@ async fn a_stdout_nobody_reads_never_stops_the_server() {
     let health = client.get(format!("http://127.0.0.1:{metrics_port}/healthz")).send().await;
     assert!(health.is_ok_and(|r| r.status() == 200), "/healthz on the metrics port failed with stdout full");
 
-    let term = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
-    assert!(term.success());
+    server.terminate();
     let stopped = Instant::now() + Duration::from_secs(8);
     loop {
-        if child.0.try_wait().unwrap().is_some() {
+        if server.child.try_wait().unwrap().is_some() {
             break;
         }
         assert!(Instant::now() < stopped, "SIGTERM did not stop the process within 8 s with stdout full");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A failed assertion must not leave the server running (and holding the
-/// test's pipe).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -91,7 +91,9 @@ pub fn command(binary: &Path, role: Role, ports: &Ports, dir: &Path, extra_env: 
     let mut cmd = Command::new(binary);
     super::clean_env(&mut cmd);
     let data = dir.join(role.as_str());
-    cmd.args(["--role", role.as_str(), "--host", "127.0.0.1", "--insecure-dev"])
+    // No load balancer routes to it: nothing to drain from (the binary's
+    // default is the cluster's 5 s).
+    cmd.args(["--role", role.as_str(), "--host", "127.0.0.1", "--insecure-dev", "--drain-delay", "0s"])
         .args(["--port", &role.port(ports).to_string(), "--port-metrics", &role.metrics_port(ports).to_string()])
         .arg("--data-path")
         .arg(&data);

@@ -112,7 +112,16 @@ fn run_in(dir: &Path, tools: &Tools, metrics: &[Metric], supervisor: &mut Superv
         let mut command = Command::new(demo_app);
         super::clean_env(&mut command);
         command
-            .args(["--role", "backend", "--host", HOST, "--insecure-dev", "--control-endpoints=true"])
+            .args([
+                "--role",
+                "backend",
+                "--host",
+                HOST,
+                "--insecure-dev",
+                "--control-endpoints=true",
+                "--drain-delay",
+                "0s",
+            ])
             .args(["--port", &http_port.to_string(), "--port-metrics", &metrics_port.to_string()])
             .arg("--data-path")
             .arg(&data)

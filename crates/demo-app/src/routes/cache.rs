@@ -21,12 +21,20 @@ fn check_key(key: &str) -> Result<(), PodinfoError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(PodinfoError::new(StatusCode::BAD_REQUEST, format!("key must be 1-{MAX_KEY_LEN} bytes")));
     }
+    // PostgreSQL text cannot hold NUL (SQLite can): refused on both engines
+    // alike, rather than a 500 on one of them.
+    if key.contains('\0') {
+        return Err(PodinfoError::new(StatusCode::BAD_REQUEST, "key must not contain a NUL character"));
+    }
     Ok(())
 }
 
 fn store_error(err: StoreError) -> PodinfoError {
     match err {
-        StoreError::Unavailable(_) => PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline"),
+        StoreError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "answering 503: the cache's database is unavailable");
+            PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "cache server is offline")
+        }
         other => {
             tracing::error!(error = %other, "cache operation failed");
             PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "cache operation failed")

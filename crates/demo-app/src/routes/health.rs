@@ -17,8 +17,17 @@ fn ok() -> Response {
     Json(json!({ "status": "OK" })).into_response()
 }
 
+/// Live unless switched off, or the store is broken in a way only a restart
+/// mends (a transient database outage is readiness' business, not this).
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    if state.flags.healthy() { ok() } else { StatusCode::SERVICE_UNAVAILABLE.into_response() }
+    if !state.flags.healthy() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(why) = state.store.as_ref().and_then(|store| store.broken_for_good()) {
+        tracing::error!(error = %why, "not live: the store needs a restart");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    ok()
 }
 
 /// Ready when switched on, not draining, and the database (if this role has

@@ -19,8 +19,11 @@ const DEFAULT_PAGE: u32 = 20;
 const MAX_QUANTITY: i64 = 10_000;
 const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000;
 
+// `remote = "Self"`: the derives become inherent functions, which the trait
+// impls below call, so that an order is an object and nothing else (a
+// derived struct also accepts the array `["sku", 1, 100]`).
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct OrderRequest {
     /// Stock-keeping unit: 1-64 characters of `A-Z a-z 0-9 - _ .`
     pub sku: String,
@@ -28,6 +31,28 @@ pub struct OrderRequest {
     pub quantity: i64,
     /// 0 to 100000000 (one million in the currency).
     pub unit_price_cents: i64,
+}
+
+impl<'de> Deserialize<'de> for OrderRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = OrderRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an order object with sku, quantity and unit_price_cents")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<OrderRequest, A::Error> {
+                OrderRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
+}
+
+impl Serialize for OrderRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        OrderRequest::serialize(self, serializer)
+    }
 }
 
 impl OrderRequest {
@@ -68,11 +93,16 @@ fn store(state: &AppState) -> Result<&Store, ApiError> {
     state.store.as_ref().ok_or_else(|| ApiError::unavailable("this instance has no order store"))
 }
 
-/// `Idempotency-Key`: optional, 1-255 visible ASCII characters.
+/// `Idempotency-Key`: optional, 1-255 visible ASCII characters, at most
+/// once (which of two keys a proxy or server picks differs: refused).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", "Idempotency-Key: send it once"));
+    }
     let key = value.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_string())).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", "Idempotency-Key: 1-255 visible ASCII characters")

@@ -74,6 +74,8 @@ pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Resu
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.leeway = 0;
+    // Off by default in jsonwebtoken: a token that is not valid yet is not valid.
+    validation.validate_nbf = true;
     let data =
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(state.jwt_secret.as_bytes()), &validation)
             .map_err(|e| unauthorized(e.to_string()))?;

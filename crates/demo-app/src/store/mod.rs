@@ -174,6 +174,15 @@ impl Store {
         dispatch!(self, "SELECT", "ping", s => s.ping().await)
     }
 
+    /// Why the store can never work again without a restart (its SQLite
+    /// file deleted), for the liveness probe; None if it may.
+    pub fn broken_for_good(&self) -> Option<String> {
+        match self {
+            Store::Sqlite(s) => s.file_gone(),
+            Store::Postgres(_) => None,
+        }
+    }
+
     pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         dispatch!(self, "INSERT", "orders", s => s.create_order(order, idempotency_key).await)
     }

@@ -28,12 +28,28 @@ pub(super) use order_columns;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file and its (device, inode) when opened.
+    file: std::sync::Arc<(std::path::PathBuf, (u64, u64))>,
+    /// When `file_gone` last looked (ms since `opened_at`), for probes
+    /// that may be called thousands of times a second.
+    last_looked_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    opened_at: std::time::Instant,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `sqlite://PATH` and
     /// applies pending migrations before returning.
     pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
+        Self::open(url, SqlitePoolOptions::new().acquire_timeout(acquire_timeout), |options| options).await
+    }
+
+    /// `connect` with the pool's options, and a change to the connections'
+    /// (tests limit the file's size).
+    async fn open(
+        url: &str,
+        pool: SqlitePoolOptions,
+        adjust: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid SQLite URL {url:?}"))?
             .create_if_missing(true)
@@ -43,6 +59,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let options = adjust(options);
 
         // SQLite creates the file but not its folder.
         let path = options.get_filename().to_path_buf();
@@ -52,22 +69,59 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).with_context(|| format!("creating database folder {}", dir.display()))?;
         }
 
-        let pool = SqlitePoolOptions::new()
-            .acquire_timeout(acquire_timeout)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+        let pool =
+            pool.connect_with(options).await.with_context(|| format!("opening SQLite database {}", path.display()))?;
         super::migrations::migrator(super::migrations::SQLITE)
             .await
             .run(&pool)
             .await
             .context("applying SQLite migrations")?;
-        Ok(Self { pool })
+        let identity = file_identity(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Self {
+            pool,
+            file: std::sync::Arc::new((path, identity)),
+            last_looked_ms: Default::default(),
+            opened_at: std::time::Instant::now(),
+        })
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
+        self.file_still_open()?;
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
+    }
+
+    /// An open SQLite file that was deleted (or replaced) goes on accepting
+    /// writes into an inode nobody will open again: every order acknowledged
+    /// from then on would be gone at the next start. So writes and
+    /// readiness fail instead, naming the cause.
+    /// `file_still_open` for the liveness probe: looks at most every 100 ms
+    /// (a deleted file stays deleted; /healthz stays a few instructions).
+    pub(super) fn file_gone(&self) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = u64::try_from(self.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_looked_ms.load(Relaxed);
+        if now.saturating_sub(last) < 100 && last != 0 {
+            return None;
+        }
+        match self.file_still_open() {
+            Ok(()) => {
+                self.last_looked_ms.store(now.max(1), Relaxed);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    fn file_still_open(&self) -> StoreResult<()> {
+        let (path, opened) = &*self.file;
+        match file_identity(path) {
+            Ok(now) if now == *opened => Ok(()),
+            _ => Err(StoreError::Unavailable(format!(
+                "the database file {} was removed or replaced while open; restart the server to open it again",
+                path.display()
+            ))),
+        }
     }
 
     pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
@@ -80,43 +134,20 @@ impl SqliteStore {
     /// requests with one key queue on `busy_timeout` and see each other's row.
     async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
-        let fingerprint = request_fingerprint(order);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-
-        // A NULL key never conflicts, so requests without one always insert.
-        let inserted: Option<OrderRow> = sqlx::query_as(concat!(
-            "INSERT INTO orders (sku, quantity, unit_price_cents, total_cents, created_at, ",
-            "idempotency_key, request_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) ",
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-            order_columns!()
-        ))
-        .bind(&order.sku)
-        .bind(order.quantity)
-        .bind(order.unit_price_cents)
-        .bind(total)
-        .bind(now_utc_micros())
-        .bind(idempotency_key)
-        .bind(&fingerprint)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-
-        let created = match inserted {
-            Some(row) => Created::New(row.into()),
-            None => {
-                let existing: OrderRow =
-                    sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE idempotency_key = ?"))
-                        .bind(idempotency_key)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                existing.replay_of(&fingerprint)?
-            }
-        };
-        tx.commit().await.map_err(map_err)?;
-        Ok(created)
+        self.file_still_open()?;
+        let mut connection = self.pool.acquire().await.map_err(map_err)?;
+        let result = insert_order(&mut connection, order, total, idempotency_key).await;
+        if matches!(result, Err(StoreError::Unavailable(_) | StoreError::Other(_))) {
+            // A COMMIT that failed (a full disk: SQLITE_FULL) may have rolled
+            // the transaction back inside SQLite while sqlx still counts it
+            // open, and its own ROLLBACK then fails too: returned to the pool,
+            // the connection refused every later BEGIN ("begin_with at
+            // non-zero transaction depth") for good. It is closed instead,
+            // and the pool opens a fresh one.
+            connection.close_on_drop();
+        }
+        result
     }
-
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
         let row: Option<OrderRow> = sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = ?"))
             .bind(id)
@@ -146,6 +177,7 @@ impl SqliteStore {
     }
 
     pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.file_still_open()?;
         sqlx::query(
             "INSERT INTO cache (key, value, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -160,6 +192,7 @@ impl SqliteStore {
     }
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
+        self.file_still_open()?;
         let done =
             sqlx::query("DELETE FROM cache WHERE key = ?").bind(key).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -168,6 +201,57 @@ impl SqliteStore {
 
 /// Lock waits past `busy_timeout`, a full pool and storage failures mean
 /// "try again later" (503); anything else is a bug or bad data.
+/// The transaction of `create_order_now` on one connection.
+async fn insert_order(
+    connection: &mut sqlx::SqliteConnection,
+    order: &NewOrder,
+    total: i64,
+    idempotency_key: Option<&str>,
+) -> StoreResult<Created> {
+    use sqlx::Connection as _;
+    let fingerprint = request_fingerprint(order);
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+
+    // A NULL key never conflicts, so requests without one always insert.
+    let inserted: Option<OrderRow> = sqlx::query_as(concat!(
+        "INSERT INTO orders (sku, quantity, unit_price_cents, total_cents, created_at, ",
+        "idempotency_key, request_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?) ",
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
+        order_columns!()
+    ))
+    .bind(&order.sku)
+    .bind(order.quantity)
+    .bind(order.unit_price_cents)
+    .bind(total)
+    .bind(now_utc_micros())
+    .bind(idempotency_key)
+    .bind(&fingerprint)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+
+    let created = match inserted {
+        Some(row) => Created::New(row.into()),
+        None => {
+            let existing: OrderRow =
+                sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE idempotency_key = ?"))
+                    .bind(idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            existing.replay_of(&fingerprint)?
+        }
+    };
+    tx.commit().await.map_err(map_err)?;
+    Ok(created)
+}
+
+fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
 fn map_err(error: sqlx::Error) -> StoreError {
     // Primary result codes (the low byte of the extended code).
     const BUSY: i32 = 5;
@@ -259,4 +343,68 @@ pub(super) fn request_fingerprint(order: &NewOrder) -> String {
 pub(super) fn now_utc_micros() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now - time::Duration::nanoseconds(i64::from(now.nanosecond() % 1_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(sku: String) -> NewOrder {
+        NewOrder { sku, quantity: 1, unit_price_cents: 1 }
+    }
+
+    /// A full disk fails a transaction inside SQLite: once space is free
+    /// again, orders must be stored again (on one pooled connection, the one
+    /// that failed), not refused for good.
+    #[tokio::test]
+    async fn orders_are_stored_again_once_a_full_database_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+        // 40 pages of 4 KiB: the schema fits, a few dozen large orders do not.
+        let store = SqliteStore::open(&url, SqlitePoolOptions::new().max_connections(1), |options| {
+            options.pragma("max_page_count", "40")
+        })
+        .await
+        .unwrap();
+
+        let mut stored = 0;
+        let full = loop {
+            match store.create_order(&order(format!("{stored}-{}", "x".repeat(3000))), None).await {
+                Ok(_) => stored += 1,
+                Err(error) => break error,
+            }
+            assert!(stored < 1000, "the database never filled up");
+        };
+        assert!(matches!(full, StoreError::Unavailable(_)), "a full database is unavailable (503), got {full:?}");
+        assert!(stored > 0, "no order fitted at all");
+
+        sqlx::query("DELETE FROM orders").execute(&store.pool).await.unwrap();
+        for i in 0..3 {
+            let created = store.create_order(&order(format!("after-{i}")), Some(&format!("key-{i}"))).await;
+            assert!(matches!(created, Ok(Created::New(_))), "order {i} after freeing space: {created:?}");
+        }
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_database_file_refuses_orders_and_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.db");
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", path.display()), Duration::from_secs(1)).await.unwrap();
+        store.create_order(&order("before".into()), None).await.unwrap();
+        assert_eq!(store.file_gone(), None);
+
+        std::fs::remove_file(&path).unwrap();
+        let refused = store.create_order(&order("after".into()), None).await;
+        let Err(StoreError::Unavailable(why)) = refused else {
+            panic!("an order was accepted into a deleted file: {refused:?}")
+        };
+        assert!(why.contains("was removed or replaced while open"), "{why}");
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))), "readiness still passes");
+        assert!(matches!(store.cache_set("k", b"v").await, Err(StoreError::Unavailable(_))));
+        // file_gone looks at most every 100 ms.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(store.file_gone().is_some(), "liveness still passes: only a restart opens the file again");
+    }
 }

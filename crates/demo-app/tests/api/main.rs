@@ -2,6 +2,7 @@
 
 mod control;
 mod helpers;
+mod limits;
 mod orders;
 mod podinfo_api;
 mod security;

@@ -42,6 +42,8 @@ async fn validation_errors_name_the_field() {
         (json!({"sku": "a", "quantity": "two", "unit_price_cents": 1}), 422, "quantity"),
         (json!({"sku": "a", "quantity": 1}), 422, "unit_price_cents"),
         (json!({"sku": "a", "quantity": 1, "unit_price_cents": 1, "discount": 5}), 422, "discount"),
+        // serde's derived structs read arrays positionally; an order is an object.
+        (json!(["a", 1, 1]), 422, "an order object"),
     ];
     for (body, status, field) in cases {
         let response = app.post_json("/api/orders", &body).await;
@@ -82,6 +84,22 @@ async fn an_idempotency_key_makes_retries_safe() {
         .await
         .unwrap();
     assert_eq!(conflict.status(), 422);
+}
+
+#[tokio::test]
+async fn two_idempotency_keys_are_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/orders"))
+        .header("Idempotency-Key", "first")
+        .header("Idempotency-Key", "second")
+        .json(&order())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().await.unwrap()["detail"], "Idempotency-Key: send it once");
 }
 
 #[tokio::test]

@@ -171,6 +171,27 @@ async fn tokens_are_issued_and_validated() {
 }
 
 #[tokio::test]
+async fn a_token_not_valid_yet_is_refused() {
+    let secret = "test-secret";
+    let app = spawn_app_with(|config| config.jwt_secret = Some(secret.into())).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |nbf: u64| {
+        let claims = serde_json::json!({"name": "mallory", "iss": "demo-app", "exp": now + 600, "nbf": nbf});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let validate = |token: String| app.client.get(app.url("/token/validate")).bearer_auth(token).send();
+    assert_eq!(validate(sign(now - 10)).await.unwrap().status(), 200, "a token valid since 10 s ago");
+    let early = validate(sign(now + 300)).await.unwrap();
+    assert_eq!(early.status(), 401);
+    assert_eq!(early.json::<Value>().await.unwrap()["message"], "ImmatureSignature");
+}
+
+#[tokio::test]
 async fn cache_keeps_values_in_the_store() {
     let app = spawn_app().await;
     assert_eq!(app.get("/cache/greeting").await.status(), 404);
@@ -182,6 +203,15 @@ async fn cache_keeps_values_in_the_store() {
     assert_eq!(app.get("/cache/greeting").await.text().await.unwrap(), "bye");
     assert_eq!(app.client.delete(app.url("/cache/greeting")).send().await.unwrap().status(), 202);
     assert_eq!(app.get("/cache/greeting").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_cache_key_with_nul_is_refused_before_any_engine_sees_it() {
+    let app = spawn_app().await;
+    for response in [app.get("/cache/a%00b").await, app.post("/cache/a%00b", "v").await] {
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.json::<Value>().await.unwrap()["message"], "key must not contain a NUL character");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,124 @@
+//! The accept loop: hyper's connections with the limits `axum::serve` leaves
+//! unset. Without them a few hundred silent or slow sockets held the process
+//! open files until the kubelet's probes timed out (slowloris), and idle
+//! keep-alive connections were never closed.
+//!
+//! - at most `max_connections` at once: past that, new connections wait in
+//!   the kernel's accept queue (no file descriptor), so the process never
+//!   runs out of them, and the metrics port, with its own small budget,
+//!   keeps answering probes;
+//! - `header_timeout` for a request's headers, which hyper also applies to
+//!   an idle keep-alive connection waiting for its next request;
+//! - `body_timeout` between two pieces of a request body (slow uploads);
+//! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt as _;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// Serves `router` until `stop` turns true, then stops accepting and waits
+/// for the open connections to finish their requests (the caller bounds
+/// that wait).
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(limits.header_timeout));
+    let builder = Arc::new(builder);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = stopped(&mut stop) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and the like: wait rather than spin; the
+                    // connection in the queue is taken on a later turn.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = tower::ServiceBuilder::new()
+            .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+            .service(router.clone())
+            .map_request(move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo::<std::net::SocketAddr>(peer));
+                request
+            });
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            // Telling HTTP/1.1 from HTTP/2 reads the first bytes before
+            // hyper's header timeout starts: a socket that never sends one
+            // is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return drop(permit),
+            }
+            let io = TokioIo::new(stream);
+            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            // Errors here are the client's (reset, timeout): nothing to do.
+            let _ = watcher.watch(connection.into_owned()).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Resolves once `stop` is true (the watch guard is not held across awaits:
+/// it is not Send).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Connections allowed on the app port: `wanted`, lowered so that with the
+/// metrics port's budget and `reserve` for the store, telemetry and files,
+/// the process stays under its open-file limit.
+pub fn connection_budget(wanted: usize, metrics_budget: usize, reserve: usize) -> usize {
+    match open_file_limit() {
+        Some(limit) => wanted.min(limit.saturating_sub(metrics_budget + reserve)).max(1),
+        None => wanted,
+    }
+}
+
+/// The soft RLIMIT_NOFILE, from /proc (Linux); None elsewhere.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_budget_stays_under_the_open_file_limit() {
+        let limit = super::open_file_limit().expect("Linux has /proc/self/limits");
+        assert!(super::connection_budget(usize::MAX, 64, 64) <= limit - 128);
+        assert_eq!(super::connection_budget(10, 64, 64), 10.min(limit - 128).max(1));
+    }
+}

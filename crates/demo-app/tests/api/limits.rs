@@ -1,0 +1,94 @@
+//! Slow and silent clients against the connection limits: they are closed
+//! after --http-header-timeout, they never hold more than
+//! --max-connections, and the probes keep answering meanwhile.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::helpers::spawn_app_with;
+
+fn limited(config: &mut demo_app::config::Config) {
+    config.max_connections = 4;
+    config.http_header_timeout = Duration::from_millis(800);
+    config.http_body_timeout = Duration::from_millis(800);
+}
+
+/// Reads until the server closes the socket; how long that took.
+async fn closed_after(mut socket: TcpStream, at_most: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(at_most, async {
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn silent_and_half_sent_requests_are_closed_after_the_header_timeout() {
+    let app = spawn_app_with(limited).await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let silent = TcpStream::connect(&address).await.unwrap();
+    let mut slowloris = TcpStream::connect(&address).await.unwrap();
+    slowloris.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    for socket in [silent, slowloris] {
+        let closed = closed_after(socket, Duration::from_secs(5)).await;
+        assert!(closed.is_some(), "a socket that never finished its headers was still open after 5 s");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = spawn_app_with(limited).await;
+    let mut socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut response = [0u8; 512];
+    let n = socket.read(&mut response).await.unwrap();
+    assert!(String::from_utf8_lossy(&response[..n]).starts_with("HTTP/1.1 200"), "the request itself is answered");
+    assert!(closed_after(socket, Duration::from_secs(5)).await.is_some(), "an idle connection stayed open past 5 s");
+}
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off() {
+    let app = spawn_app_with(limited).await;
+    let mut socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart").await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a body that stopped after 4 of 100 bytes held the connection past 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(700), "cut before the body timeout");
+}
+
+#[tokio::test]
+async fn silent_sockets_beyond_the_limit_never_starve_the_probes() {
+    let app = spawn_app_with(limited).await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    // Four times the limit: the first 4 are served (and timed out), the rest
+    // wait in the accept queue without a file descriptor of the process.
+    let mut sockets = Vec::new();
+    for _ in 0..16 {
+        sockets.push(TcpStream::connect(&address).await.unwrap());
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let probe = client.get(format!("{}/healthz", app.metrics_address)).send().await;
+    assert!(probe.is_ok_and(|r| r.status() == 200), "the metrics port's /healthz did not answer within 1 s");
+    // Each turn of the timeout frees 4 places: everyone is served or closed
+    // within a few turns, and the app port answers again.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let probe = client.get(format!("{}/readyz", app.address)).send().await;
+        if probe.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the app port stayed starved by silent sockets for 8 s");
+    }
+    drop(sockets);
+}
