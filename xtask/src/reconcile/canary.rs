@@ -31,7 +31,7 @@ use super::control_plane::{ControlPlane, free_port};
 use super::internet::Internet;
 use super::network::Routes;
 use super::repository::Repository;
-use super::scenarios::pushed;
+use super::scenarios::{pushed, request_reconcile};
 use super::workloads::env_value;
 use crate::project::Project;
 use crate::stack::http;
@@ -124,12 +124,8 @@ fn healthy_release(
     // Above what dev's scenario (b) released.
     const RELEASED: &str = "99.1.0";
     internet.publish("example/demo-app", RELEASED);
-    // Scan now, as `flux reconcile image repository` does; a value of its
-    // own, or the annotation of scenario (b) would be unchanged.
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
-    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imagerepository/demo-app", &now])?;
-    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imageupdateautomation/demo-app", &now])?;
+    // Scan now, as `flux reconcile image repository` does.
+    request_reconcile(plane, &["imagerepository/demo-app", "imageupdateautomation/demo-app"])?;
     let before = stable_hash(plane, ROLLOUTS[1])?;
     let mut weights = Vec::new();
     let mut header_route = false;

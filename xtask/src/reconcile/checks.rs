@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::control_plane::ControlPlane;
 use super::internet::Internet;
 use super::kube::{name_of, ready_condition};
+use super::kubelet;
 use super::network::Routes;
-use super::workloads::NOT_RUN;
+use super::workloads::{NOT_RUN, PARTLY_RECONCILED, Running};
 use crate::stack::process::{Supervisor, check_interrupted};
 
 pub struct Report {
@@ -154,8 +155,21 @@ fn admission_refusals(plane: &ControlPlane) -> Vec<String> {
 
 /// Once Flux is done: the workloads, the policy reports, the events and
 /// the cluster network's refusals.
-pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, report: &mut Report) -> Result<()> {
+pub fn final_state(
+    plane: &ControlPlane,
+    routes: &Routes,
+    internet: &Internet,
+    controllers: &Running,
+    report: &mut Report,
+) -> Result<()> {
     let mut problems = Vec::new();
+
+    let forbidden = controllers.forbidden();
+    report.row("controllers' API calls", format!("{} controllers refused by RBAC", forbidden.len()));
+    for (controller, count, first) in forbidden {
+        problems
+            .push(format!("{controller}: {count} API calls forbidden by its RBAC, e.g. {}", abbreviate(&first, 300)));
+    }
 
     let mut workloads = 0;
     for kind in ["deployments", "statefulsets", "daemonsets"] {
@@ -167,6 +181,40 @@ pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, r
         }
     }
     report.row(format!("{workloads} workloads"), "checked available on the kwok nodes");
+
+    // kwok starts pods whose Secrets a kubelet would wait for forever.
+    let objects = kubelet::Objects::new(
+        &plane.admin.list("secrets")?,
+        &plane.admin.list("configmaps")?,
+        &plane.admin.list("persistentvolumeclaims")?,
+    );
+    let pods = plane.admin.list("pods")?;
+    let mut unresolved = 0;
+    // The pods of a controller not run here wait for what its Helm hook
+    // Jobs would have created (kwok completes Jobs without running them).
+    let of_not_run = |pod: &Value| {
+        NOT_RUN.iter().any(|(namespace, deployment, _, _)| {
+            pod["metadata"]["namespace"] == *namespace
+                && pod["metadata"]["ownerReferences"].as_array().into_iter().flatten().any(|owner| {
+                    owner["kind"] == "ReplicaSet"
+                        && owner["name"].as_str().is_some_and(|n| n.starts_with(&format!("{deployment}-")))
+                })
+        })
+    };
+    let checked: Vec<&Value> = pods.iter().filter(|pod| !of_not_run(pod)).collect();
+    for pod in &checked {
+        for why in kubelet::unresolved(pod, &objects) {
+            unresolved += 1;
+            problems.push(format!("pod {}: {why} (a kubelet would not start it)", name_of(pod)));
+        }
+    }
+    report.row(
+        format!("{} pods", checked.len()),
+        format!(
+            "checked: every Secret, ConfigMap and claim they name exists ({unresolved} missing; {} pods of controllers not run not checked)",
+            pods.len() - checked.len()
+        ),
+    );
 
     let mut results = 0;
     let mut offline = 0;
@@ -234,6 +282,14 @@ pub fn final_state(plane: &ControlPlane, routes: &Routes, internet: &Internet, r
         }
         let objects = if objects.is_empty() { "none here".to_string() } else { objects.join(", ") };
         report.row(format!("not run: {namespace}/{deployment}"), format!("{why}; NOT RECONCILED: {objects}"));
+    }
+
+    for (kind, why) in PARTLY_RECONCILED {
+        for object in plane.admin.list(kind)? {
+            let phase = object["status"]["phase"].as_str().unwrap_or("no status yet");
+            let short = kind.split('.').next().unwrap_or(kind);
+            report.row(format!("{short} {}", name_of(&object)), format!("phase {phase:?}; NOT RECONCILED: {why}"));
+        }
     }
 
     // Calls to the internet other than the stand-in registry: what a

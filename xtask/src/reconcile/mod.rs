@@ -4,7 +4,8 @@
 //! pointed at this working tree served over Git (serve.rs, repository.rs),
 //! the platform's own controllers run from the Deployments Flux installs
 //! (workloads.rs), webhooks reached through the run's cluster network
-//! (network.rs), claims given volumes (volumes.rs). Then the checks (checks.rs), printed as a table.
+//! (network.rs), claims given volumes (volumes.rs). Then the checks (checks.rs,
+//! kubelet.rs for what a kubelet would refuse), printed as a table.
 //!
 //! Everything runs under one supervisor: stopped in reverse start order
 //! (controllers, then the API server, then etcd) at the end, on failure and
@@ -16,6 +17,7 @@ mod control_plane;
 mod flux_system;
 mod internet;
 mod kube;
+mod kubelet;
 mod network;
 mod pki;
 pub(crate) mod repository;
@@ -97,20 +99,24 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
     let expected = expected_objects(project, env)?;
     let mut controllers = workloads::Running::new(network::serve_http_proxy(routes.clone())?);
     let outcome = checks::wait_ready(&plane, &expected, READY_TIMEOUT, &mut report, || {
-        if let Some((child, status)) = supervisor.first_exited() {
+        // A controller run from a Deployment that exits is started again, as
+        // its kubelet would; any other process exiting is fatal.
+        let mut rows = controllers.step(project, &plane, &mut supervisor, &routes)?;
+        if let Some((child, status)) = supervisor.first_exited_except(&workloads::process_names()) {
             bail!("{} exited ({status}); the end of its log:\n{}", child.name, child.log_tail(20));
         }
-        let mut rows = controllers.step(project, &plane, &mut supervisor, &routes)?;
         rows.extend(volumes::provision(&plane)?);
         Ok(rows)
     });
-    let verdict = outcome.and_then(|()| checks::final_state(&plane, &routes, &internet, &mut report)).and_then(|()| {
-        if env != "dev" {
-            return Ok(());
-        }
-        scenarios::run(&project.root, &plane, &repository, &internet, &mut report)?;
-        canary::run(project, env, &plane, &repository, &routes, &internet, &mut supervisor, &mut report)
-    });
+    let verdict = outcome
+        .and_then(|()| checks::final_state(&plane, &routes, &internet, &controllers, &mut report))
+        .and_then(|()| {
+            if env != "dev" {
+                return Ok(());
+            }
+            scenarios::run(&project.root, &plane, &repository, &internet, &mut report)?;
+            canary::run(project, env, &plane, &repository, &routes, &internet, &mut supervisor, &mut report)
+        });
     // Of the processes still running (a scenario's stopped ones not counted).
     let alive: Vec<u32> = supervisor.pids().into_iter().filter(|pid| process::is_alive(*pid)).collect();
     report.peak_rss_kib = crate::bench::procfs::peak_rss_kib(&alive).unwrap_or(0);

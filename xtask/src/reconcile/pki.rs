@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 use crate::cmd;
 
 pub struct Pki {
+    dir: PathBuf,
+    openssl: PathBuf,
     pub ca_cert: PathBuf,
     pub apiserver_cert: PathBuf,
     pub apiserver_key: PathBuf,
@@ -34,6 +36,8 @@ pub fn generate(openssl: &Path, dir: &Path) -> Result<Pki> {
     fs::create_dir_all(dir)?;
     let file = |name: &str| dir.join(name);
     let pki = Pki {
+        dir: dir.to_path_buf(),
+        openssl: openssl.to_path_buf(),
         ca_cert: file("ca.crt"),
         apiserver_cert: file("apiserver.crt"),
         apiserver_key: file("apiserver.key"),
@@ -67,6 +71,20 @@ pub fn generate(openssl: &Path, dir: &Path) -> Result<Pki> {
     run(&["genrsa", "-out", "sa.key", "2048"])?;
     run(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;
     Ok(pki)
+}
+
+impl Pki {
+    /// A serving certificate signed by the cluster CA for a Service's DNS
+    /// names, as cert-manager or OLM would give a webhook server: returns
+    /// (certificate, key).
+    pub fn serving_certificate(&self, name: &str, dns_names: &[String]) -> Result<(PathBuf, PathBuf)> {
+        let run = |args: &[&str]| -> Result<()> {
+            cmd::run(Command::new(&self.openssl).current_dir(&self.dir).args(args)).map(|_| ())
+        };
+        let alt_names = dns_names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+        sign(&self.dir, &run, name, &format!("/CN={}", dns_names[0]), Some(&alt_names), "serverAuth")?;
+        Ok((self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key"))))
+    }
 }
 
 /// A key and a certificate signed by the CA, for a server or a client.

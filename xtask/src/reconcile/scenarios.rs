@@ -70,9 +70,7 @@ fn new_version(plane: &ControlPlane, repo: &Repository, internet: &Internet) -> 
     const RELEASED: &str = "99.0.0";
     internet.publish("example/demo-app", RELEASED);
     // Scan now rather than at the next 5-minute interval, as `flux reconcile image repository` does.
-    let now = format!("reconcile.fluxcd.io/requestedAt={}", std::process::id());
-    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imagerepository/demo-app", &now])?;
-    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "imageupdateautomation/demo-app", &now])?;
+    request_reconcile(plane, &["imagerepository/demo-app", "imageupdateautomation/demo-app"])?;
     let image = format!("ghcr.io/example/demo-app:{RELEASED}");
     poll_until("the released version on the demo-app Deployments", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
         let deployments = plane.admin.get(&["deployments", "-n", "demo-app"])?;
@@ -160,9 +158,18 @@ fn pruned(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Resul
 /// GitRepository fetches now instead of at its next interval (the objects
 /// built from it follow its new revision by themselves).
 pub(super) fn pushed(plane: &ControlPlane) -> Result<()> {
+    request_reconcile(plane, &["gitrepository/flux-system"])
+}
+
+/// Asks Flux to reconcile `kind/name` objects of flux-system now, as `flux
+/// reconcile` does: a `requestedAt` value never used before (a repeated one
+/// is no request).
+pub(super) fn request_reconcile(plane: &ControlPlane, objects: &[&str]) -> Result<()> {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
-    plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", "gitrepository/flux-system", &now])?;
+    for object in objects {
+        plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", object, &now])?;
+    }
     Ok(())
 }
 

@@ -42,6 +42,29 @@ pub struct Controller {
     pub serves: &'static [(&'static str, u16, &'static str)],
     /// Calls Services by their DNS names (through the run's HTTP proxy).
     pub calls_services: bool,
+    /// Whether the program takes `--kubeconfig` (else only `KUBECONFIG`).
+    pub kubeconfig_flag: bool,
+    /// Chart args left out here, each for a reason the table does not need:
+    /// things only a pod has.
+    pub dropped_args: &'static [&'static str],
+    /// A webhook server whose certificate is provided from outside.
+    pub webhook_certificate: Option<WebhookCertificate>,
+    /// Where in its image the program finds its own binary, relative to its
+    /// working folder (`{arch}` is Go's name of this machine's architecture).
+    pub binary_in_image: Option<&'static str>,
+}
+
+/// A webhook certificate the program expects from outside (OLM, or
+/// cert-manager with its CA injector): signed here by the cluster CA for the
+/// Service, put in a folder named by an environment variable, and the CA
+/// injected into the chart's webhook configurations. Until that is done the
+/// pods are not Ready.
+pub struct WebhookCertificate {
+    pub dir_env: &'static str,
+    /// File names in that folder: (certificate, key).
+    pub files: (&'static str, &'static str),
+    pub service: &'static str,
+    pub configurations: &'static [(&'static str, &'static str)],
 }
 
 pub const CONTROLLERS: &[Controller] = &[
@@ -55,6 +78,10 @@ pub const CONTROLLERS: &[Controller] = &[
         serves: &[("kyverno-svc", 443, "--webhookServerPort")],
         // Its image checks call registries, which are on the internet.
         calls_services: false,
+        kubeconfig_flag: true,
+        dropped_args: &[],
+        webhook_certificate: None,
+        binary_in_image: None,
     },
     Controller {
         namespace: "kyverno",
@@ -65,6 +92,10 @@ pub const CONTROLLERS: &[Controller] = &[
         added_address_flags: &[],
         serves: &[],
         calls_services: false,
+        kubeconfig_flag: true,
+        dropped_args: &[],
+        webhook_certificate: None,
+        binary_in_image: None,
     },
     Controller {
         namespace: "kyverno",
@@ -75,6 +106,10 @@ pub const CONTROLLERS: &[Controller] = &[
         added_address_flags: &[],
         serves: &[],
         calls_services: false,
+        kubeconfig_flag: true,
+        dropped_args: &[],
+        webhook_certificate: None,
+        binary_in_image: None,
     },
     Controller {
         namespace: "istio-system",
@@ -90,6 +125,10 @@ pub const CONTROLLERS: &[Controller] = &[
         ],
         serves: &[("istiod", 443, "--httpsAddr")],
         calls_services: false,
+        kubeconfig_flag: true,
+        dropped_args: &[],
+        webhook_certificate: None,
+        binary_in_image: None,
     },
     Controller {
         namespace: "argo-rollouts",
@@ -101,32 +140,68 @@ pub const CONTROLLERS: &[Controller] = &[
         serves: &[],
         // Its analysis queries Prometheus.
         calls_services: true,
+        kubeconfig_flag: true,
+        dropped_args: &[],
+        webhook_certificate: None,
+        binary_in_image: None,
+    },
+    Controller {
+        namespace: "cnpg-system",
+        deployment: "cloudnative-pg",
+        container: "manager",
+        tool: "cnpg-manager",
+        port_flags: &["--webhook-port"],
+        added_address_flags: &[("--metrics-bind-address", 8080)],
+        serves: &[("cnpg-webhook-service", 443, "--webhook-port")],
+        calls_services: false,
+        // A cobra command: controller-runtime's Go flags are not on it.
+        kubeconfig_flag: false,
+        // controller-runtime finds the namespace of its leader-election
+        // Lease only in the pod's service-account mount, which a process
+        // does not have; one replica needs no election.
+        dropped_args: &["--leader-elect"],
+        // Its self-managed certificate reaches it as the kubelet mounts a
+        // Secret, in a fixed folder; OLM's way (WEBHOOK_CERT_DIR) takes one
+        // from outside instead, as here.
+        webhook_certificate: Some(WebhookCertificate {
+            dir_env: "WEBHOOK_CERT_DIR",
+            files: ("apiserver.crt", "apiserver.key"),
+            service: "cnpg-webhook-service",
+            configurations: &[
+                ("mutatingwebhookconfiguration", "cnpg-mutating-webhook-configuration"),
+                ("validatingwebhookconfiguration", "cnpg-validating-webhook-configuration"),
+            ],
+        }),
+        // The image holds one manager per architecture; the operator lists
+        // them to know which nodes it can run instances on, and without one
+        // refuses every Cluster ("invalid architecture: amd64").
+        binary_in_image: Some("operator/manager_{arch}"),
     },
 ];
 
 /// Controllers of the platform that are not run here, why, and the kinds
 /// of object they reconcile: those objects are applied (and reported) but
 /// nothing acts on them.
-pub const NOT_RUN: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "monitoring",
-        "kube-prometheus-stack-operator",
-        "its admission webhook serves the certificate a Helm hook Job generates, and kwok's Jobs only complete",
-        &[
-            "prometheuses.monitoring.coreos.com",
-            "alertmanagers.monitoring.coreos.com",
-            "prometheusrules.monitoring.coreos.com",
-            "servicemonitors.monitoring.coreos.com",
-            "podmonitors.monitoring.coreos.com",
-        ],
-    ),
-    (
-        "cnpg-system",
-        "cloudnative-pg",
-        "PostgreSQL instances need real pods (its operator talks to each instance manager)",
-        &["clusters.postgresql.cnpg.io", "clusterimagecatalogs.postgresql.cnpg.io"],
-    ),
-];
+pub const NOT_RUN: &[(&str, &str, &str, &[&str])] = &[(
+    "monitoring",
+    "kube-prometheus-stack-operator",
+    "its admission webhook serves the certificate a Helm hook Job generates, and kwok's Jobs only complete",
+    &[
+        "prometheuses.monitoring.coreos.com",
+        "alertmanagers.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+        "servicemonitors.monitoring.coreos.com",
+        "podmonitors.monitoring.coreos.com",
+    ],
+)];
+
+/// Objects a controller run here reconciles only in part, because what
+/// they ask for needs real containers: (kind, why). The table gives each
+/// one's state as its controller reports it, marked NOT RECONCILED.
+pub const PARTLY_RECONCILED: &[(&str, &str)] = &[(
+    "clusters.postgresql.cnpg.io",
+    "the operator runs, but its PostgreSQL instances are kwok pods: no instance manager answers it",
+)];
 
 /// The annotation a pod of a process-run controller gets once the process
 /// passes its readiness probe; kwok makes the pod Ready only then.
@@ -138,6 +213,12 @@ pub fn process_backed() -> Vec<String> {
     CONTROLLERS.iter().map(|c| format!("{}/{}", c.namespace, c.deployment)).collect()
 }
 
+/// The supervisor's names of the controllers run as processes (they are
+/// restarted when they exit, not fatal).
+pub fn process_names() -> Vec<&'static str> {
+    CONTROLLERS.iter().map(|c| c.deployment).collect()
+}
+
 /// The controllers started so far.
 pub struct Running {
     started: Vec<Started>,
@@ -147,9 +228,16 @@ pub struct Running {
 
 struct Started {
     controller: &'static Controller,
+    /// How to start the process again after it exits.
+    launch: Launch,
+    restarts: u32,
+    /// When an exited process is started again (the kubelet's back-off).
+    restart_at: Option<std::time::Instant>,
     /// The Deployment's pod selector, `key=value,...`.
     selector: String,
     readiness: Readiness,
+    /// The CA still to inject into its webhook configurations.
+    inject_ca: Option<String>,
     serving: bool,
 }
 
@@ -195,6 +283,31 @@ impl Running {
         routes: &Routes,
     ) -> Result<Vec<(String, &'static str)>> {
         let mut now = Vec::new();
+        for started in &mut self.started {
+            let name = started.controller.deployment;
+            if let Some((exited, status)) = supervisor.remove_exited(name) {
+                started.restarts += 1;
+                if started.restarts > MAX_RESTARTS {
+                    bail!(
+                        "{name} exited ({status}) {} times, CrashLoopBackOff; the end of its log:\n{}",
+                        started.restarts,
+                        exited.log_tail(20)
+                    );
+                }
+                // 10 s, doubling, as the kubelet's back-off.
+                let delay = Duration::from_secs(10 << (started.restarts - 1));
+                started.restart_at = Some(std::time::Instant::now() + delay);
+                started.serving = false;
+                now.push((
+                    format!("process {name}"),
+                    "exited: started again after the kubelet's back-off (see its log)",
+                ));
+            }
+            if started.restart_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                started.restart_at = None;
+                started.launch.spawn(supervisor, name)?;
+            }
+        }
         for controller in CONTROLLERS {
             if self.started.iter().any(|s| s.controller.deployment == controller.deployment) {
                 continue;
@@ -210,7 +323,20 @@ impl Running {
             now.push((format!("process {}", controller.deployment), "started from its Deployment"));
         }
         for started in &mut self.started {
-            if !started.serving && started.readiness.passes() {
+            if let Some(ca) = &started.inject_ca
+                && inject_ca(plane, started.controller, ca)?
+            {
+                started.inject_ca = None;
+                now.push((
+                    format!("process {}", started.controller.deployment),
+                    "its webhook configurations trust its certificate",
+                ));
+            }
+            if !started.serving
+                && started.restart_at.is_none()
+                && started.inject_ca.is_none()
+                && started.readiness.passes()
+            {
                 started.serving = true;
                 now.push((
                     format!("process {}", started.controller.deployment),
@@ -233,6 +359,23 @@ impl Running {
             }
         }
         Ok(now)
+    }
+}
+
+impl Running {
+    /// Refusals of the controllers' own API calls (their chart's RBAC too
+    /// narrow for what they do), from their logs: (controller, count, the
+    /// first such line).
+    pub fn forbidden(&self) -> Vec<(&'static str, usize, String)> {
+        let mut found = Vec::new();
+        for started in &self.started {
+            let log = std::fs::read_to_string(&started.launch.log).unwrap_or_default();
+            let mut lines = log.lines().filter(|l| l.contains("is forbidden: User \"system:serviceaccount:"));
+            if let Some(first) = lines.next() {
+                found.push((started.controller.deployment, 1 + lines.count(), first.to_string()));
+            }
+        }
+        found
     }
 }
 
@@ -261,6 +404,9 @@ fn start(
     let mut args = Vec::new();
     for arg in container["args"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
+        if controller.dropped_args.contains(&flag) {
+            continue;
+        }
         if controller.port_flags.contains(&flag) {
             let port = free_port()?;
             ports.insert(flag.to_string(), port);
@@ -292,7 +438,19 @@ fn start(
 
     let home = plane.dir.join("home").join(controller.deployment);
     std::fs::create_dir_all(&home)?;
-    let mut command = Command::new(tools::locate(project, controller.tool)?);
+    let program = tools::locate(project, controller.tool)?;
+    if let Some(path) = controller.binary_in_image {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let link = home.join(path.replace("{arch}", arch));
+        std::fs::create_dir_all(link.parent().expect("a relative path with a folder"))?;
+        std::os::unix::fs::symlink(&program, &link)
+            .with_context(|| format!("cannot link {} to {}", link.display(), program.display()))?;
+    }
+    let mut command = Command::new(&program);
     command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for variable in container["env"].as_array().into_iter().flatten() {
         let name = variable["name"].as_str().unwrap_or_default();
@@ -308,10 +466,18 @@ fn start(
         // Go never proxies loopback addresses: the API server stays direct.
         command.env("HTTP_PROXY", format!("http://127.0.0.1:{port}"));
     }
+    let inject_ca = match &controller.webhook_certificate {
+        Some(webhook) => Some(provide_certificate(plane, controller, webhook, &home, &mut command)?),
+        None => None,
+    };
     // After the args: istiod's first arg is its subcommand.
-    command.args(&args).arg(format!("--kubeconfig={}", kubeconfig.display()));
+    command.args(&args);
+    if controller.kubeconfig_flag {
+        command.arg(format!("--kubeconfig={}", kubeconfig.display()));
+    }
     let log = plane.dir.join("logs").join(format!("{}.log", controller.deployment));
-    supervisor.spawn(controller.deployment, command, &log, Duration::from_secs(10))?;
+    let launch = Launch { command, log };
+    launch.spawn(supervisor, controller.deployment)?;
 
     let selector = deployment["spec"]["selector"]["matchLabels"]
         .as_object()
@@ -320,7 +486,79 @@ fn start(
         .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
         .collect::<Vec<_>>()
         .join(",");
-    Ok(Started { controller, selector, readiness: readiness(container, &moved)?, serving: false })
+    Ok(Started {
+        controller,
+        launch,
+        restarts: 0,
+        restart_at: None,
+        selector,
+        readiness: readiness(container, &moved)?,
+        inject_ca,
+        serving: false,
+    })
+}
+
+/// Restarts before a crashing controller fails the run.
+const MAX_RESTARTS: u32 = 3;
+
+/// A controller's command, kept to start it again.
+struct Launch {
+    command: Command,
+    log: std::path::PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self, supervisor: &mut Supervisor, name: &str) -> Result<()> {
+        let mut command = Command::new(self.command.get_program());
+        command.args(self.command.get_args()).env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        supervisor.spawn(name, command, &self.log, Duration::from_secs(10))?;
+        Ok(())
+    }
+}
+
+/// Signs the webhook server's certificate for its Service and points the
+/// program at it; returns the CA (base64) its webhook configurations need.
+fn provide_certificate(
+    plane: &ControlPlane,
+    controller: &Controller,
+    webhook: &WebhookCertificate,
+    home: &std::path::Path,
+    command: &mut Command,
+) -> Result<String> {
+    let service = format!("{}.{}.svc", webhook.service, controller.namespace);
+    let names = [service.clone(), format!("{service}.cluster.local")];
+    let (cert, key) = plane.pki.serving_certificate(webhook.service, &names)?;
+    let dir = home.join("webhook-certificate");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&cert, dir.join(webhook.files.0))?;
+    std::fs::copy(&key, dir.join(webhook.files.1))?;
+    command.env(webhook.dir_env, &dir);
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(&plane.pki.ca_cert)?))
+}
+
+/// Sets the CA bundle of every webhook in the controller's webhook
+/// configurations, as a CA injector does; false while one of them is not
+/// created yet (Helm creates them after the Deployment).
+fn inject_ca(plane: &ControlPlane, controller: &Controller, ca: &str) -> Result<bool> {
+    let Some(webhook) = &controller.webhook_certificate else { return Ok(true) };
+    for (kind, name) in webhook.configurations {
+        let Ok(configuration) = plane.admin.get(&[kind, name]) else { return Ok(false) };
+        let count = configuration["webhooks"].as_array().map_or(0, Vec::len);
+        let patch: Vec<Value> = (0..count)
+            .map(|i| serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": ca}))
+            .collect();
+        plane.admin.run(&["patch", kind, name, "--type=json", "-p", &serde_json::to_string(&patch)?])?;
+    }
+    Ok(true)
 }
 
 /// The container's readiness probe, its port moved as its flags were.

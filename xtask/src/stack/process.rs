@@ -170,9 +170,25 @@ impl Supervisor {
 
     /// The first child that exited on its own, if any.
     pub fn first_exited(&mut self) -> Option<(&Managed, ExitStatus)> {
-        let index = self.children.iter_mut().position(|c| c.exited().is_some())?;
+        self.first_exited_except(&[])
+    }
+
+    /// The first child not named in `restarted` (children their caller
+    /// starts again) that exited on its own, if any.
+    pub fn first_exited_except(&mut self, restarted: &[&str]) -> Option<(&Managed, ExitStatus)> {
+        let index =
+            self.children.iter_mut().position(|c| !restarted.contains(&c.name.as_str()) && c.exited().is_some())?;
         let child = &self.children[index];
         Some((child, child.exit.unwrap_or_default()))
+    }
+
+    /// Takes an exited child off the list (to start it again, as a kubelet
+    /// restarts a container); None if it is running or unknown.
+    pub fn remove_exited(&mut self, name: &str) -> Option<(Managed, ExitStatus)> {
+        let index = self.children.iter_mut().position(|c| c.name == name && c.exited().is_some())?;
+        let child = self.children.remove(index);
+        let status = child.exit.unwrap_or_default();
+        Some((child, status))
     }
 
     /// Stops one child (and keeps it in the list, already stopped).

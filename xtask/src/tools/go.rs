@@ -269,6 +269,16 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
         ldflags: "",
     },
+    // The CloudNativePG operator: its webhooks admit the app's database
+    // Cluster, and it reconciles that Cluster.
+    GoTool {
+        name: "cnpg-manager",
+        dir: "cloudnative-pg",
+        module: "github.com/cloudnative-pg/cloudnative-pg",
+        version: "v1.30.0",
+        package: "github.com/cloudnative-pg/cloudnative-pg/cmd/manager",
+        ldflags: "",
+    },
 ];
 
 fn module_dir(project: &Project, tool: &GoTool) -> PathBuf {
