@@ -359,10 +359,20 @@ pub fn print_diagnostics(plane: &ControlPlane, supervisor: &mut Supervisor) {
     for args in [
         &["get", "kustomizations,helmreleases,helmrepositories,gitrepositories", "-A"][..],
         &["get", "pods", "-A", "--field-selector=status.phase!=Running"][..],
+        // Why a release failed (Helm's wait names what was not ready)
+        // lives in its events, not in the status shown above.
+        &["get", "events", "-A", "--field-selector=type=Warning", "--sort-by=.lastTimestamp"][..],
     ] {
         println!("\n$ kubectl {}", args.join(" "));
         match plane.admin.run(args) {
-            Ok(text) => println!("{}", text.lines().take(60).collect::<Vec<_>>().join("\n")),
+            Ok(text) => {
+                // The header and the last 60 lines (events are oldest first).
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all.len().saturating_sub(60).max(1);
+                let lines: Vec<String> =
+                    all.iter().take(1).chain(all.iter().skip(tail)).map(|l| abbreviate(l, 600)).collect();
+                println!("{}", lines.join("\n"));
+            }
             Err(err) => println!("({err:#})"),
         }
     }
