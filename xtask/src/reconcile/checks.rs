@@ -269,6 +269,27 @@ pub fn final_state(
     for (reason, count) in refused {
         report.row("  refused", format!("{count}×: {reason}"));
     }
+    match super::readmission::readmit(plane, routes) {
+        Ok(readmitted) => {
+            for done in readmitted {
+                report.row(
+                    format!("admitted again: {}", done.configuration),
+                    format!(
+                        "{} objects ({}) admitted by its webhook now it serves",
+                        done.objects,
+                        done.resources.join(", ")
+                    ),
+                );
+            }
+        }
+        Err(err) => problems.push(format!("{err:#}")),
+    }
+    if plane.admin.get(&["crd", "prometheusrules.monitoring.coreos.com"]).is_ok() {
+        match super::readmission::broken_rule_is_refused(plane, "monitoring") {
+            Ok(_) => report.row("a broken PrometheusRule", "refused by the Prometheus Operator's webhook"),
+            Err(err) => problems.push(format!("{err:#}")),
+        }
+    }
     for (namespace, deployment, why, kinds) in NOT_RUN {
         if plane.admin.get(&["deployment", deployment, "-n", namespace]).is_err() {
             continue;

@@ -20,6 +20,7 @@ mod kube;
 mod kubelet;
 mod network;
 mod pki;
+mod readmission;
 pub(crate) mod repository;
 mod scenarios;
 mod secrets;

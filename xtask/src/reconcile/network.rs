@@ -37,6 +37,18 @@ impl Routes {
         self.backends.lock().expect("routes lock").insert(format!("{namespace}/{service}:{port}"), local);
     }
 
+    /// Whether a process serves the Service now.
+    pub fn serves(&self, namespace: &str, service: &str) -> bool {
+        let prefix = format!("{namespace}/{service}:");
+        self.backends.lock().expect("routes lock").keys().any(|key| key.starts_with(&prefix))
+    }
+
+    /// Whether a call to the Service found no process during the run.
+    pub fn was_refused(&self, namespace: &str, service: &str) -> bool {
+        let named = format!("Service {namespace}/{service}:");
+        self.refused.lock().expect("routes lock").iter().any(|reason| reason.contains(&named))
+    }
+
     /// Each distinct refusal, with how often it happened.
     pub fn refused(&self) -> Vec<(String, usize)> {
         let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
@@ -137,7 +149,9 @@ fn by_name(authority: &str, routes: &Routes) -> Result<u16, String> {
     let (service, namespace) = host.split_once('.').ok_or_else(|| format!("{authority}: not a Service name"))?;
     let key = format!("{namespace}/{service}:{port}");
     routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| {
-        format!("Service {key} has no process on this loopback cluster (its controller is not run here)")
+        format!(
+            "Service {key} has no process on this loopback cluster (its controller is not run here, or not started yet)"
+        )
     })
 }
 
@@ -197,7 +211,9 @@ fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> R
     };
     let key = format!("{service}:{port}");
     routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| {
-        format!("Service {key} has no process on this loopback cluster (its controller is not run here)")
+        format!(
+            "Service {key} has no process on this loopback cluster (its controller is not run here, or not started yet)"
+        )
     })
 }
 

@@ -54,17 +54,26 @@ pub struct Controller {
     pub binary_in_image: Option<&'static str>,
 }
 
-/// A webhook certificate the program expects from outside (OLM, or
-/// cert-manager with its CA injector): signed here by the cluster CA for the
-/// Service, put in a folder named by an environment variable, and the CA
-/// injected into the chart's webhook configurations. Until that is done the
-/// pods are not Ready.
+/// A webhook certificate the program expects from outside: signed here by
+/// the cluster CA for the Service, handed over as `given` says, and the CA
+/// injected into the chart's webhook configurations, as a CA injector or the
+/// chart's patch Job does. Until that is done the pods are not Ready.
 pub struct WebhookCertificate {
-    pub dir_env: &'static str,
-    /// File names in that folder: (certificate, key).
-    pub files: (&'static str, &'static str),
+    pub given: CertificateGiven,
     pub service: &'static str,
     pub configurations: &'static [(&'static str, &'static str)],
+}
+
+pub enum CertificateGiven {
+    /// OLM's way: a folder named by an environment variable, holding these
+    /// files (certificate, key).
+    DirEnv { env: &'static str, files: (&'static str, &'static str) },
+    /// A Secret that a Helm hook Job generates (kube-webhook-certgen: keys
+    /// `ca`, `cert`, `key`) and the pod mounts; the flags name the mounted
+    /// files. kwok completes Jobs without running them, so the run creates
+    /// the Secret as the Job would (found from the volume mounted where the
+    /// flag points) and points the flags at copies of its files.
+    HookSecret { cert_flag: &'static str, key_flag: &'static str },
 }
 
 pub const CONTROLLERS: &[Controller] = &[
@@ -164,8 +173,7 @@ pub const CONTROLLERS: &[Controller] = &[
         // Secret, in a fixed folder; OLM's way (WEBHOOK_CERT_DIR) takes one
         // from outside instead, as here.
         webhook_certificate: Some(WebhookCertificate {
-            dir_env: "WEBHOOK_CERT_DIR",
-            files: ("apiserver.crt", "apiserver.key"),
+            given: CertificateGiven::DirEnv { env: "WEBHOOK_CERT_DIR", files: ("apiserver.crt", "apiserver.key") },
             service: "cnpg-webhook-service",
             configurations: &[
                 ("mutatingwebhookconfiguration", "cnpg-mutating-webhook-configuration"),
@@ -177,23 +185,36 @@ pub const CONTROLLERS: &[Controller] = &[
         // refuses every Cluster ("invalid architecture: amd64").
         binary_in_image: Some("operator/manager_{arch}"),
     },
+    Controller {
+        namespace: "monitoring",
+        deployment: "kube-prometheus-stack-operator",
+        container: "kube-prometheus-stack",
+        tool: "prometheus-operator",
+        port_flags: &["--web.listen-address"],
+        added_address_flags: &[],
+        // Its admission webhook (PrometheusRules, AlertmanagerConfigs) is
+        // served on its web port.
+        serves: &[("kube-prometheus-stack-operator", 443, "--web.listen-address")],
+        calls_services: false,
+        // No --kubeconfig flag; it reads KUBECONFIG.
+        kubeconfig_flag: false,
+        dropped_args: &[],
+        webhook_certificate: Some(WebhookCertificate {
+            given: CertificateGiven::HookSecret { cert_flag: "--web.cert-file", key_flag: "--web.key-file" },
+            service: "kube-prometheus-stack-operator",
+            configurations: &[
+                ("validatingwebhookconfiguration", "kube-prometheus-stack-admission"),
+                ("mutatingwebhookconfiguration", "kube-prometheus-stack-admission"),
+            ],
+        }),
+        binary_in_image: None,
+    },
 ];
 
 /// Controllers of the platform that are not run here, why, and the kinds
 /// of object they reconcile: those objects are applied (and reported) but
-/// nothing acts on them.
-pub const NOT_RUN: &[(&str, &str, &str, &[&str])] = &[(
-    "monitoring",
-    "kube-prometheus-stack-operator",
-    "its admission webhook serves the certificate a Helm hook Job generates, and kwok's Jobs only complete",
-    &[
-        "prometheuses.monitoring.coreos.com",
-        "alertmanagers.monitoring.coreos.com",
-        "prometheusrules.monitoring.coreos.com",
-        "servicemonitors.monitoring.coreos.com",
-        "podmonitors.monitoring.coreos.com",
-    ],
-)];
+/// nothing acts on them. Every controller the environments install runs.
+pub const NOT_RUN: &[(&str, &str, &str, &[&str])] = &[];
 
 /// Objects a controller run here reconciles only in part, because what
 /// they ask for needs real containers: (kind, why). The table gives each
@@ -467,7 +488,7 @@ fn start(
         command.env("HTTP_PROXY", format!("http://127.0.0.1:{port}"));
     }
     let inject_ca = match &controller.webhook_certificate {
-        Some(webhook) => Some(provide_certificate(plane, controller, webhook, &home, &mut command)?),
+        Some(webhook) => Some(provide_certificate(plane, controller, webhook, pod, &home, &mut command, &mut args)?),
         None => None,
     };
     // After the args: istiod's first arg is its subcommand.
@@ -530,19 +551,78 @@ fn provide_certificate(
     plane: &ControlPlane,
     controller: &Controller,
     webhook: &WebhookCertificate,
+    pod: &Value,
     home: &std::path::Path,
     command: &mut Command,
+    args: &mut Vec<String>,
 ) -> Result<String> {
+    use base64::Engine as _;
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let service = format!("{}.{}.svc", webhook.service, controller.namespace);
     let names = [service.clone(), format!("{service}.cluster.local")];
     let (cert, key) = plane.pki.serving_certificate(webhook.service, &names)?;
+    let ca = std::fs::read(&plane.pki.ca_cert)?;
     let dir = home.join("webhook-certificate");
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(&cert, dir.join(webhook.files.0))?;
-    std::fs::copy(&key, dir.join(webhook.files.1))?;
-    command.env(webhook.dir_env, &dir);
-    use base64::Engine as _;
-    Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(&plane.pki.ca_cert)?))
+    match webhook.given {
+        CertificateGiven::DirEnv { env, files } => {
+            std::fs::copy(&cert, dir.join(files.0))?;
+            std::fs::copy(&key, dir.join(files.1))?;
+            command.env(env, &dir);
+        }
+        CertificateGiven::HookSecret { cert_flag, key_flag } => {
+            let flag_value = |flag: &str| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix(flag).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_string)
+                    .with_context(|| format!("the chart passes no {flag}"))
+            };
+            let (cert_path, key_path) = (flag_value(cert_flag)?, flag_value(key_flag)?);
+            let secret = mounted_secret(pod, &cert_path)?;
+            let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+            let (cert_key, key_key) = (file_name(&cert_path), file_name(&key_path));
+            let mut data = serde_json::Map::new();
+            data.insert("ca".into(), base64(&ca).into());
+            data.insert(cert_key.clone(), base64(&std::fs::read(&cert)?).into());
+            data.insert(key_key.clone(), base64(&std::fs::read(&key)?).into());
+            let manifest = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret, "namespace": controller.namespace},
+                "data": data,
+            });
+            plane.admin.apply(&manifest.to_string(), "kube-webhook-certgen")?;
+            std::fs::copy(&cert, dir.join(&cert_key))?;
+            std::fs::copy(&key, dir.join(&key_key))?;
+            args.retain(|a| !a.starts_with(&format!("{cert_flag}=")) && !a.starts_with(&format!("{key_flag}=")));
+            args.push(format!("{cert_flag}={}", dir.join(&cert_key).display()));
+            args.push(format!("{key_flag}={}", dir.join(&key_key).display()));
+        }
+    }
+    Ok(base64(&ca))
+}
+
+/// The Secret behind the volume a container mounts where `path` lies.
+fn mounted_secret(pod: &Value, path: &str) -> Result<String> {
+    let mounts = pod["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten());
+    let volume = mounts
+        .filter(|m| {
+            m["mountPath"].as_str().is_some_and(|dir| path.starts_with(&format!("{}/", dir.trim_end_matches('/'))))
+        })
+        .find_map(|m| m["name"].as_str())
+        .with_context(|| format!("no volume is mounted where {path} lies"))?;
+    pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == volume)
+        .and_then(|v| v["secret"]["secretName"].as_str())
+        .map(str::to_string)
+        .with_context(|| format!("the volume {volume} (with {path}) is not a Secret"))
 }
 
 /// Sets the CA bundle of every webhook in the controller's webhook
@@ -658,6 +738,17 @@ mod tests {
         let moved = BTreeMap::from([(8080, 40002)]);
         assert_eq!(readiness(&container, &moved).unwrap(), Readiness::Http { port: 40002, path: "/ready".into() });
         assert_eq!(readiness(&json!({}), &moved).unwrap(), Readiness::None);
+    }
+
+    #[test]
+    fn a_certificate_flag_is_traced_to_the_secret_mounted_there() {
+        let pod = json!({
+            "containers": [{"volumeMounts": [{"name": "tls-secret", "mountPath": "/cert"}]}],
+            "volumes": [{"name": "tls-secret", "secret": {"secretName": "kube-prometheus-stack-admission"}}],
+        });
+        assert_eq!(mounted_secret(&pod, "/cert/cert").unwrap(), "kube-prometheus-stack-admission");
+        let err = mounted_secret(&pod, "/certs/cert").unwrap_err();
+        assert!(err.to_string().contains("no volume is mounted where /certs/cert lies"), "{err}");
     }
 
     #[test]

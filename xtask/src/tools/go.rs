@@ -279,6 +279,19 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/cloudnative-pg/cloudnative-pg/cmd/manager",
         ldflags: "",
     },
+    // The Prometheus Operator of kube-prometheus-stack 88.2.0 (its
+    // appVersion): its webhook admits PrometheusRules, and it turns the
+    // Prometheus and Alertmanager objects into StatefulSets. Its own module,
+    // not the workspace: joining would raise the Flux controllers'
+    // Prometheus libraries by minor versions.
+    GoTool {
+        name: "prometheus-operator",
+        dir: "prometheus-operator",
+        module: "github.com/prometheus-operator/prometheus-operator",
+        version: "v0.93.0",
+        package: "github.com/prometheus-operator/prometheus-operator/cmd/operator",
+        ldflags: "-X github.com/prometheus/common/version.Version=0.93.0",
+    },
 ];
 
 fn module_dir(project: &Project, tool: &GoTool) -> PathBuf {

@@ -1,0 +1,155 @@
+//! Objects admitted while their webhook did not answer. A webhook with
+//! `failurePolicy: Ignore` lets a request through when its server is down,
+//! as it is here (and on a cluster) while the controller behind it starts:
+//! kube-prometheus-stack's own PrometheusRules are created in the same
+//! install as the operator that validates them. So once Flux is done, every
+//! object such a webhook covers is sent through admission again (a
+//! server-side dry-run update, which calls the webhook and stores nothing)
+//! and must be admitted; and a broken object must be refused, so that "none
+//! refused" is known to mean the webhook validated them.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+use super::control_plane::ControlPlane;
+use super::network::Routes;
+
+/// The annotation the dry-run update sets (never stored).
+const MARK: &str = "loopback.demo-platform.dev/readmitted=true";
+
+/// What was sent through admission again: `resource.group` names, the
+/// objects counted per webhook configuration.
+pub struct Readmitted {
+    pub configuration: String,
+    pub resources: Vec<String>,
+    pub objects: usize,
+}
+
+/// Every fail-open webhook configuration whose Service refused calls during
+/// the run and is served now: its objects admitted again. Fails naming each
+/// object a webhook refuses.
+pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>> {
+    let mut done = Vec::new();
+    let mut refusals = Vec::new();
+    for configuration in plane.admin.list("validatingwebhookconfigurations")? {
+        let name = configuration["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let resources = fail_open_resources(&configuration, |namespace, service| {
+            routes.was_refused(namespace, service) && routes.serves(namespace, service)
+        });
+        if resources.is_empty() {
+            continue;
+        }
+        let mut objects = 0;
+        for resource in &resources {
+            let args = ["annotate", resource, "--all", "-A", MARK, "--overwrite", "--dry-run=server"];
+            let out = plane.admin.command().args(args).output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            objects += stdout.lines().filter(|l| l.contains("annotated")).count();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            refusals.extend(stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+        }
+        done.push(Readmitted { configuration: name, resources: resources.into_iter().collect(), objects });
+    }
+    if !refusals.is_empty() {
+        bail!(
+            "{} object(s) admitted while their webhook was down are refused by it now:\n  {}",
+            refusals.len(),
+            refusals.join("\n  ")
+        );
+    }
+    Ok(done)
+}
+
+/// `resource.group` of every rule of a fail-open webhook that checks
+/// updates, in a configuration whose Service `served` accepts. Wildcards
+/// and subresources are left out: they name no list to re-send.
+fn fail_open_resources(configuration: &Value, served: impl Fn(&str, &str) -> bool) -> BTreeSet<String> {
+    let mut resources = BTreeSet::new();
+    for webhook in configuration["webhooks"].as_array().into_iter().flatten() {
+        let service = &webhook["clientConfig"]["service"];
+        let (Some(namespace), Some(name)) = (service["namespace"].as_str(), service["name"].as_str()) else {
+            continue;
+        };
+        if webhook["failurePolicy"] != "Ignore" || !served(namespace, name) {
+            continue;
+        }
+        for rule in webhook["rules"].as_array().into_iter().flatten() {
+            let strings = |field: &str| -> Vec<&str> {
+                rule[field].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+            };
+            if !strings("operations").iter().any(|op| matches!(*op, "UPDATE" | "*")) {
+                continue;
+            }
+            for group in strings("apiGroups").into_iter().filter(|g| *g != "*") {
+                for resource in strings("resources").into_iter().filter(|r| *r != "*" && !r.contains('/')) {
+                    resources.insert(if group.is_empty() {
+                        resource.to_string()
+                    } else {
+                        format!("{resource}.{group}")
+                    });
+                }
+            }
+        }
+    }
+    resources
+}
+
+/// A PrometheusRule whose expression does not parse, sent as a server-side
+/// dry-run: the Prometheus Operator's webhook must refuse it for its
+/// expression. Proves that the readmission above was validated.
+pub fn broken_rule_is_refused(plane: &ControlPlane, namespace: &str) -> Result<String> {
+    let rule = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "loopback-broken-rule", "namespace": namespace},
+        "spec": {"groups": [{"name": "broken", "rules": [{"alert": "Broken", "expr": "sum(rate(up[5m])"}]}]},
+    });
+    match plane.admin.stdin(&["create", "--dry-run=server", "-f", "-"], &rule.to_string()) {
+        Ok(_) => bail!("a PrometheusRule with an unparsable expression was admitted: its webhook does not validate"),
+        Err(err) => {
+            let message = format!("{err:#}");
+            // The CRD's schema does not parse PromQL: only the operator says this.
+            if message.contains("\"prometheusrules\" is invalid") && message.contains("could not parse expression") {
+                Ok(message)
+            } else {
+                bail!("a broken PrometheusRule was refused, but not by its webhook's rule check: {message}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_fail_open_rules_that_check_updates_are_sent_again() {
+        let configuration = json!({"webhooks": [
+            {
+                "failurePolicy": "Ignore",
+                "clientConfig": {"service": {"namespace": "monitoring", "name": "operator"}},
+                "rules": [
+                    {"apiGroups": ["monitoring.coreos.com"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["prometheusrules", "prometheusrules/status"]},
+                    {"apiGroups": ["*"], "operations": ["*"], "resources": ["*"]},
+                    {"apiGroups": [""], "operations": ["CREATE"], "resources": ["pods"]},
+                ],
+            },
+            {
+                "failurePolicy": "Fail",
+                "clientConfig": {"service": {"namespace": "monitoring", "name": "operator"}},
+                "rules": [{"apiGroups": ["apps"], "operations": ["UPDATE"], "resources": ["deployments"]}],
+            },
+            {
+                "failurePolicy": "Ignore",
+                "clientConfig": {"service": {"namespace": "other", "name": "down"}},
+                "rules": [{"apiGroups": ["apps"], "operations": ["UPDATE"], "resources": ["statefulsets"]}],
+            },
+        ]});
+        let found = fail_open_resources(&configuration, |namespace, _| namespace == "monitoring");
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["prometheusrules.monitoring.coreos.com"]);
+    }
+}
