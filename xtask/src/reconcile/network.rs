@@ -45,8 +45,8 @@ impl Routes {
 
     /// Whether a call to the Service found no process during the run.
     pub fn was_refused(&self, namespace: &str, service: &str) -> bool {
-        let named = format!("Service {namespace}/{service}:");
-        self.refused.lock().expect("routes lock").iter().any(|reason| reason.contains(&named))
+        let service = format!("Service {namespace}/{service}:");
+        self.refused.lock().expect("routes lock").iter().any(|r| r.starts_with(&service) && r.ends_with(NO_PROCESS))
     }
 
     /// Each distinct refusal, with how often it happened.
@@ -148,12 +148,17 @@ fn by_name(authority: &str, routes: &Routes) -> Result<u16, String> {
     let host = host.trim_end_matches(".cluster.local").trim_end_matches(".svc");
     let (service, namespace) = host.split_once('.').ok_or_else(|| format!("{authority}: not a Service name"))?;
     let key = format!("{namespace}/{service}:{port}");
-    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| {
-        format!(
-            "Service {key} has no process on this loopback cluster (its controller is not run here, or not started yet)"
-        )
-    })
+    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| no_process(&key))
 }
+
+/// The refusal of a call to `namespace/service:port` that no process serves
+/// (`Routes::was_refused` reads it back).
+fn no_process(key: &str) -> String {
+    format!("Service {key}{NO_PROCESS}")
+}
+
+const NO_PROCESS: &str =
+    " has no process on this loopback cluster (its controller is not run here, or not started yet)";
 
 type Services = Arc<Mutex<HashMap<String, String>>>;
 
@@ -210,11 +215,7 @@ fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> R
         }
     };
     let key = format!("{service}:{port}");
-    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| {
-        format!(
-            "Service {key} has no process on this loopback cluster (its controller is not run here, or not started yet)"
-        )
-    })
+    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| no_process(&key))
 }
 
 /// A connection both ways (TCP or Unix).
@@ -271,6 +272,18 @@ mod tests {
         }
         let err = by_name("grafana.monitoring.svc:80", &routes).unwrap_err();
         assert!(err.contains("Service monitoring/grafana:80 has no process"), "{err}");
+    }
+
+    #[test]
+    fn a_service_refused_for_want_of_a_process_is_known_by_name() {
+        let routes = Routes::default();
+        let err = by_name("kube-prometheus-stack-operator.monitoring.svc:443", &routes).unwrap_err();
+        routes.refused.lock().unwrap().push(err);
+        assert!(routes.was_refused("monitoring", "kube-prometheus-stack-operator"));
+        assert!(!routes.was_refused("monitoring", "kube-prometheus-stack"));
+        assert!(!routes.serves("monitoring", "kube-prometheus-stack-operator"));
+        routes.add("monitoring", "kube-prometheus-stack-operator", 443, 41001);
+        assert!(routes.serves("monitoring", "kube-prometheus-stack-operator"));
     }
 
     #[test]
