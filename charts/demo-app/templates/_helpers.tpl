@@ -80,6 +80,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/*
+Labels of one component's pods: its labels but helm.sh/chart. A chart built
+from Git has a new version at every commit (Flux's reconcileStrategy
+Revision: 0.1.0+<commit>); in the pod template it restarted every pod, and
+under Argo Rollouts started a canary, for a commit that changed nothing the
+pods run (found by `make reconcile`).
+*/}}
+{{- define "demo-app.podLabels" -}}
+{{- omit (include "demo-app.componentLabels" . | fromYaml) "helm.sh/chart" | toYaml -}}
+{{- end -}}
+
 {{/* An image reference: repository@digest when a digest is set, else repository:tag. */}}
 {{- define "demo-app.imageRef" -}}
 {{- $tag := default .defaultTag .image.tag -}}
