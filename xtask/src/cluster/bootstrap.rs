@@ -123,7 +123,7 @@ pub fn publish(project: &Project, work: &Path, tag: &str) -> Result<()> {
 fn discover(project: &Project) -> Result<(Vec<InRepoRelease>, Automation)> {
     let mut releases = Vec::new();
     let mut automation = Vec::new();
-    for (ks, docs) in crate::flux::kustomizations(&project.root, "dev")? {
+    for (ks, docs) in crate::flux::kustomizations(&crate::flux::Kustomizer::new(project)?, &project.root, "dev")? {
         let name = ks["metadata"]["name"].as_str().context("a Kustomization without a name")?.to_string();
         if name == crate::flux::SELF_SOURCE {
             continue;

@@ -29,13 +29,22 @@ pub const ENVIRONMENTS: &[&str] = &["dev", "staging", "production"];
 /// The name of the GitRepository (and entry Kustomization) that `flux bootstrap` creates.
 pub const SELF_SOURCE: &str = "flux-system";
 
-/// `kubectl kustomize` with the load restrictor kustomize-controller uses
-/// (none: a Flux Kustomization may reference files outside its folder).
-pub struct Kustomizer;
+/// `kubectl kustomize` of the pinned kubectl (its kustomize is the
+/// kustomize-controller's: one Go workspace builds both), with the load
+/// restrictor kustomize-controller uses (none: a Flux Kustomization may
+/// reference files outside its folder).
+#[derive(Clone)]
+pub struct Kustomizer {
+    kubectl: PathBuf,
+}
 
 impl Kustomizer {
+    pub fn new(project: &crate::project::Project) -> Result<Self> {
+        Ok(Kustomizer { kubectl: crate::tools::locate(project, "kubectl")? })
+    }
+
     pub fn build(&self, dir: &Path) -> Result<String> {
-        let mut build = Command::new("kubectl");
+        let mut build = Command::new(&self.kubectl);
         build.args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"]).arg(dir);
         Ok(String::from_utf8(cmd::run(&mut build)?.stdout)?)
     }
@@ -122,7 +131,7 @@ impl Renderer {
             Some(dir) => ChartSource::mirror(dir)?,
             None => ChartSource::Upstream { helm: helm.clone(), cache: project.charts_cache() },
         };
-        Ok(Self { root: root.to_path_buf(), helm, charts, kustomizer: Kustomizer })
+        Ok(Self { root: root.to_path_buf(), helm, charts, kustomizer: Kustomizer::new(project)? })
     }
 
     pub fn render_all(&self) -> Result<Vec<Environment>> {
@@ -134,7 +143,7 @@ impl Renderer {
     }
 
     fn render_inner(&self, env: &str) -> Result<Environment> {
-        let built = kustomizations(&self.root, env)?;
+        let built = kustomizations(&self.kustomizer, &self.root, env)?;
         let known: Vec<Value> = built.iter().flat_map(|(_, docs)| docs.iter().cloned()).collect();
         let releases: Vec<Value> = known.iter().filter(|d| d["kind"] == "HelmRelease").cloned().collect();
         dependency_order("HelmRelease", &releases)?;
@@ -173,7 +182,7 @@ impl Renderer {
 /// repository at `root`, built, in `dependsOn` order (the entry first):
 /// what kustomize-controller applies before any chart is rendered. Cluster
 /// bring-up reads it too.
-pub fn kustomizations(root: &Path, env: &str) -> Result<Vec<(Value, Vec<Value>)>> {
+pub fn kustomizations(kustomizer: &Kustomizer, root: &Path, env: &str) -> Result<Vec<(Value, Vec<Value>)>> {
     let entry = json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
@@ -189,7 +198,7 @@ pub fn kustomizations(root: &Path, env: &str) -> Result<Vec<(Value, Vec<Value>)>
             bail!("Kustomization {id} is defined twice");
         }
         let known: Vec<Value> = built.iter().flat_map(|(_, docs)| docs.iter().cloned()).collect();
-        let docs = kustomization::build(&Kustomizer, root, &ks, &known)?;
+        let docs = kustomization::build(kustomizer, root, &ks, &known)?;
         queue.extend(docs.iter().filter(|d| is_flux_kustomization(d)).cloned().rev());
         built.push((ks, docs));
     }

@@ -121,7 +121,7 @@ pub type RepositoriesByKustomization = BTreeMap<String, (bool, Vec<(String, Stri
 
 pub fn chart_plan(project: &Project, env: &str, dir: &Path) -> Result<ChartPlan> {
     let renderer = Renderer::new(project, &project.root)?;
-    let built = flux::kustomizations(&project.root, env)?;
+    let built = flux::kustomizations(&flux::Kustomizer::new(project)?, &project.root, env)?;
     let docs: Vec<&Value> = built.iter().flat_map(|(_, docs)| docs.iter()).collect();
     let repo_url = |name: &str| {
         docs.iter()

@@ -499,18 +499,26 @@ fn print_environments(manifests: &[(String, PathBuf)], outcomes: [&Result<Outcom
     Ok(())
 }
 
-/// `kubectl kustomize` each root into `out_dir`: (root, rendered file).
+/// `kubectl kustomize` (the pinned kubectl) each root into `out_dir`:
+/// (root, rendered file).
 fn render_kustomizations(
     project: &Project,
     roots: &[PathBuf],
     out_dir: &Path,
     report: &mut Report,
 ) -> Vec<(PathBuf, PathBuf)> {
+    let kubectl = match tools::locate(project, "kubectl") {
+        Ok(kubectl) => kubectl,
+        Err(err) => {
+            report.fail("kustomize", format!("{err:#}"));
+            return Vec::new();
+        }
+    };
     let mut rendered = Vec::new();
     for root in roots {
         let rel = project.rel(root);
         let file = out_dir.join(format!("kustomize-{}.yaml", flat_name(rel)));
-        let result = cmd::run(Command::new("kubectl").arg("kustomize").arg(root))
+        let result = cmd::run(Command::new(&kubectl).arg("kustomize").arg(root))
             .and_then(|output| Ok(fs::write(&file, &output.stdout)?));
         match result {
             Ok(()) => rendered.push((root.clone(), file)),

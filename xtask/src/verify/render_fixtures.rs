@@ -170,7 +170,7 @@ fn planted_tree(
         root: root.clone(),
         helm: renderer.helm.clone(),
         charts: renderer.charts.clone(),
-        kustomizer: flux::Kustomizer,
+        kustomizer: renderer.kustomizer.clone(),
     };
     Ok(match planted.render("dev") {
         Ok(_) => Vec::new(),
