@@ -9,10 +9,11 @@
 //! (b) a version released to the registry is committed by image automation
 //! and walks header route, then every weight, to promotion; (c) a version
 //! with fault injection on is aborted because its AnalysisRun failed on
-//! success-rate, and stable keeps all the traffic. The scenario first
-//! commits a shorter clock (pauses and analysis interval of seconds): the
-//! same steps, in a minute instead of half an hour. dev's values leave the
-//! Rollouts off; in dev that commit turns them on, as staging's values do.
+//! success-rate, and stable keeps all the traffic. Scenario (a)'s commit
+//! gave the Rollouts a shorter clock (pauses and analysis interval of
+//! seconds): the same steps, in a minute instead of half an hour. dev's
+//! values leave the Rollouts off; that commit turns them on, as staging's
+//! values do.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -71,18 +72,8 @@ pub fn run(
     fs::create_dir_all(dir.join("logs"))?;
     let mut pods = Pods::start(project, routes, supervisor, &dir)?;
     let file = values_file(env);
-    let values = repo.read_file(&file)?;
-    let enabled = "    rollouts:\n      enabled: true\n";
-    let values = if values.contains(enabled) {
-        values.replace(enabled, SHORT_CLOCK)
-    } else if values.contains("\n    rollouts:") {
-        bail!("{file} configures the Rollouts in a way this scenario does not expect: update it");
-    } else {
-        format!("{values}\n{SHORT_CLOCK}")
-    };
-    repo.commit_file(&file, &values, &format!("{env}: Rollouts with a clock in seconds (loopback)"))?;
-    pushed(plane)?;
-    // A Rollout's first revision is stable at once (no canary).
+    // Scenario (a) committed them on, with the shorter clock. A Rollout's
+    // first revision is stable at once (no canary).
     poll_until(
         "the Rollouts, with the shorter pauses, Healthy",
         Duration::from_secs(120),
@@ -110,6 +101,19 @@ pub fn run(
     Ok(())
 }
 
+/// An environment's values (`file`) with the Rollouts on and their clock
+/// in seconds.
+pub(super) fn with_short_clock(file: &str, values: &str) -> Result<String> {
+    let enabled = "    rollouts:\n      enabled: true\n";
+    Ok(if values.contains(enabled) {
+        values.replace(enabled, SHORT_CLOCK)
+    } else if values.contains("\n    rollouts:") {
+        bail!("{file} configures the Rollouts in a way this scenario does not expect: update it");
+    } else {
+        format!("{values}\n{SHORT_CLOCK}")
+    })
+}
+
 fn values_file(env: &str) -> String {
     format!("deploy/apps/{env}/values.yaml")
 }
@@ -123,34 +127,47 @@ fn healthy_release(
 ) -> Result<()> {
     // Above what dev's scenario (b) released.
     const RELEASED: &str = "99.1.0";
+    let watch = TrafficWatch::start(plane, supervisor, "healthy")?;
     internet.publish("example/demo-app", RELEASED);
     // Scan now, as `flux reconcile image repository` does.
     request_reconcile(plane, &["imagerepository/demo-app", "imageupdateautomation/demo-app"])?;
     let before = stable_hash(plane, ROLLOUTS[1])?;
-    let mut weights = Vec::new();
-    let mut header_route = false;
+    let mut notified = false;
     poll_until("the canary of the released version promoted", ROLLOUT_TIMEOUT, Duration::from_secs(1), |last| {
-        pods.sync(plane, supervisor)?;
-        let (weight, header) = canary_traffic(plane, ROLLOUTS[1])?;
-        header_route |= header;
-        if weights.last() != Some(&weight) {
-            weights.push(weight);
+        // Image automation's push, announced as ours are (`pushed`), not
+        // left to the GitRepository's next interval.
+        if !notified && repo.head_subject()?.contains(RELEASED) {
+            pushed(plane)?;
+            notified = true;
         }
+        pods.sync(plane, supervisor)?;
         let rollout = plane.admin.get(&["rollout", ROLLOUTS[1], "-n", NAMESPACE])?;
         let status = &rollout["status"];
         if status["abort"] == true {
             bail!("the healthy canary was aborted: {}", status["message"]);
         }
-        *last = format!("phase {}, step {}, weights seen {weights:?}", status["phase"], status["currentStepIndex"]);
+        *last =
+            format!("phase {}, step {}, traffic seen {:?}", status["phase"], status["currentStepIndex"], watch.seen());
         let promoted = status["phase"] == "Healthy" && status["stableRS"] != before && status["stableRS"].is_string();
         Ok(promoted.then_some(()))
     })?;
+    let seen = watch.seen();
+    watch.stop(supervisor);
     let subject = repo.head_subject()?;
     if !subject.contains(RELEASED) {
         bail!("a canary was promoted, but the last commit is not image automation's for {RELEASED}: {subject}");
     }
-    if !header_route {
-        bail!("the VirtualService never had the `canary: true` header route (weights seen {weights:?})");
+    let mut weights: Vec<u64> = Vec::new();
+    for (weight, _) in &seen {
+        if weights.last() != Some(weight) {
+            weights.push(*weight);
+        }
+    }
+    if !seen.iter().any(|(_, header)| *header) {
+        bail!(
+            "the VirtualService never had the `canary: true` header route (weights seen {weights:?}; its states: {})",
+            watch.log.display()
+        );
     }
     let mut expected = WEIGHTS.iter().peekable();
     for weight in &weights {
@@ -233,10 +250,13 @@ fn stable_hash(plane: &ControlPlane, rollout: &str) -> Result<Value> {
     Ok(plane.admin.get(&["rollout", rollout, "-n", NAMESPACE])?["status"]["stableRS"].clone())
 }
 
-/// The canary's weight in the VirtualService's weighted routes, and whether
-/// its header route is there.
 fn canary_traffic(plane: &ControlPlane, name: &str) -> Result<(u64, bool)> {
-    let service = plane.admin.get(&["virtualservice", name, "-n", NAMESPACE])?;
+    Ok(traffic(&plane.admin.get(&["virtualservice", name, "-n", NAMESPACE])?))
+}
+
+/// The canary's weight in a VirtualService's weighted routes, and whether
+/// its header route is there.
+fn traffic(service: &Value) -> (u64, bool) {
     let routes = service["spec"]["http"].as_array().cloned().unwrap_or_default();
     let header = routes.iter().any(|r| r["name"] == "canary-header");
     let weight = routes
@@ -247,7 +267,59 @@ fn canary_traffic(plane: &ControlPlane, name: &str) -> Result<(u64, bool)> {
         .filter_map(|d| d["weight"].as_u64())
         .max()
         .unwrap_or(0);
-    Ok((weight, header))
+    (weight, header)
+}
+
+/// Every state of the backend's VirtualService during a release, from
+/// `kubectl get --watch`: a poll misses a state shorter than its period
+/// (the header route lasts one smoke Job and one pause, seconds here).
+struct TrafficWatch {
+    name: String,
+    log: PathBuf,
+}
+
+impl TrafficWatch {
+    /// Returns once the watch has printed the current state.
+    fn start(plane: &ControlPlane, supervisor: &mut Supervisor, tag: &str) -> Result<TrafficWatch> {
+        let name = format!("watch-virtualservice-{tag}");
+        let log = plane.dir.join("canary/logs").join(format!("{name}.json"));
+        // Not `Kube::command`: its request timeout would end the watch.
+        let mut command = Command::new(&plane.admin.kubectl);
+        command.arg("--kubeconfig").arg(&plane.admin.kubeconfig).args([
+            "get",
+            "virtualservice",
+            ROLLOUTS[1],
+            "-n",
+            NAMESPACE,
+            "--watch",
+            "--output=json",
+        ]);
+        supervisor.spawn(&name, command, &log, Duration::from_secs(2))?;
+        let watch = TrafficWatch { name, log };
+        poll_until("the VirtualService watch started", Duration::from_secs(20), Duration::from_millis(100), |_| {
+            Ok((!watch.seen().is_empty()).then_some(()))
+        })
+        .with_context(|| format!("its output: {}", watch.log.display()))?;
+        Ok(watch)
+    }
+
+    /// (canary weight, header route) of each state, a repeated one once.
+    fn seen(&self) -> Vec<(u64, bool)> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let mut states = Vec::new();
+        // Stops at the first value not (yet) complete.
+        for service in serde_json::Deserializer::from_str(&text).into_iter::<Value>().map_while(Result::ok) {
+            let state = traffic(&service);
+            if states.last() != Some(&state) {
+                states.push(state);
+            }
+        }
+        states
+    }
+
+    fn stop(&self, supervisor: &mut Supervisor) {
+        let _ = supervisor.stop(&self.name);
+    }
 }
 
 /// demo-app processes for the Rollouts' ReplicaSets, scraped by Prometheus

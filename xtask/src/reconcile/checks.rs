@@ -265,7 +265,7 @@ pub fn final_state(
     // the object is refused (and Flux is not Ready, above); with Ignore it
     // is admitted unvalidated, which the table says.
     let refused = routes.refused();
-    report.row("calls to Services", format!("{} kinds of call refused (no process serves them)", refused.len()));
+    report.row("calls to Services", format!("{} kinds of call refused (no process listened)", refused.len()));
     for (reason, count) in refused {
         report.row("  refused", format!("{count}×: {reason}"));
     }

@@ -211,8 +211,10 @@ fn nodes(workers: &[Worker]) -> String {
 
 /// kwok's own stages from its module: nodes that initialise and renew their
 /// lease, pods that are created, run their init containers, become Ready,
-/// complete (Jobs) and are deleted. The general pod stages, not the fast
-/// ones (a Helm install that waits for hook Jobs takes seconds longer).
+/// complete (Jobs) and are deleted. The general pod stages, in their order,
+/// but without the latency they simulate (1 to 6 s a stage, image pulls and
+/// container starts that do not happen here): with it, each Helm wait and
+/// each canary step waited on dice, 2 to 24 s a pod (see `without_latency`).
 /// Their pod-ready stage is split in two: a pod of a controller this run
 /// runs as a process (workloads.rs) becomes Ready when the process passes
 /// its readiness probe, as under a kubelet, and not on kwok's clock: else
@@ -237,6 +239,7 @@ fn kwok_stages(project: &Project) -> Result<String> {
         let text = fs::read_to_string(&path).with_context(|| format!("kwok stage {} is missing", path.display()))?;
         let stage: Value =
             serde_norway::from_str(&text).with_context(|| format!("kwok stage {} is not YAML", path.display()))?;
+        let stage = if file.starts_with("pod/") { without_latency(stage) } else { stage };
         if file.ends_with("pod-ready.yaml") {
             stages.extend(split_pod_ready(stage)?);
         } else {
@@ -249,6 +252,17 @@ fn kwok_stages(project: &Project) -> Result<String> {
         text.push_str(&serde_norway::to_string(&stage)?);
     }
     Ok(text)
+}
+
+/// A pod stage's fixed and random delay taken out. A pod that asks for a
+/// delay by annotation still gets it, and deletion still waits for the
+/// pod's grace period (its random part runs to `deletionTimestamp`).
+fn without_latency(mut stage: Value) -> Value {
+    if let Some(delay) = stage.pointer_mut("/spec/delay").and_then(Value::as_object_mut) {
+        delay.insert("durationMilliseconds".into(), json!(0));
+        delay.remove("jitterDurationMilliseconds");
+    }
+    stage
 }
 
 /// The Deployment a pod belongs to, as `namespace/name`, in kwok's
@@ -310,5 +324,19 @@ mod tests {
         assert_eq!(expressions[2]["operator"], "Exists");
         assert_eq!(served["metadata"]["name"], "pod-ready-when-served");
         assert_eq!(served["spec"]["delay"], json!({"durationMilliseconds": 0}));
+    }
+
+    #[test]
+    fn pod_stages_keep_asked_delays_and_the_grace_period_only() {
+        let from = |key: &str| json!({"expressionFrom": key});
+        let stage = json!({"spec": {"delay": {
+            "durationMilliseconds": 1000, "durationFrom": from("delay"),
+            "jitterDurationMilliseconds": 5000, "jitterDurationFrom": from(".metadata.deletionTimestamp"),
+        }}});
+        assert_eq!(
+            without_latency(stage)["spec"]["delay"],
+            json!({"durationMilliseconds": 0, "durationFrom": from("delay"), "jitterDurationFrom": from(".metadata.deletionTimestamp")})
+        );
+        assert_eq!(without_latency(json!({"spec": {}})), json!({"spec": {}}));
     }
 }

@@ -115,7 +115,7 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
             if env != "dev" {
                 return Ok(());
             }
-            scenarios::run(&project.root, &plane, &repository, &internet, &mut report)?;
+            scenarios::run(&project.root, &plane, &repository, &mut report)?;
             canary::run(project, env, &plane, &repository, &routes, &internet, &mut supervisor, &mut report)
         });
     // Of the processes still running (a scenario's stopped ones not counted).
@@ -133,7 +133,7 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
 /// repository defines for `env`: what must become Ready.
 fn expected_objects(project: &Project, env: &str) -> Result<Vec<(String, String)>> {
     let mut expected = Vec::new();
-    for (ks, docs) in crate::flux::kustomizations(&project.root, env)? {
+    for (ks, docs) in crate::flux::kustomizations(&crate::flux::Kustomizer::new(project)?, &project.root, env)? {
         expected.push(("Kustomization".to_string(), kube::name_of(&ks)));
         for doc in docs.iter().filter(|d| d["kind"] == "HelmRelease") {
             expected.push(("HelmRelease".to_string(), kube::name_of(doc)));

@@ -43,10 +43,11 @@ impl Routes {
         self.backends.lock().expect("routes lock").keys().any(|key| key.starts_with(&prefix))
     }
 
-    /// Whether a call to the Service found no process during the run.
+    /// Whether a call to the Service did not reach a listening process
+    /// during the run (none registered, or not listening yet).
     pub fn was_refused(&self, namespace: &str, service: &str) -> bool {
         let service = format!("Service {namespace}/{service}:");
-        self.refused.lock().expect("routes lock").iter().any(|r| r.starts_with(&service) && r.ends_with(NO_PROCESS))
+        self.refused.lock().expect("routes lock").iter().any(|r| r.starts_with(&service))
     }
 
     /// Each distinct refusal, with how often it happened.
@@ -121,13 +122,13 @@ fn proxy(stream: TcpStream, routes: &Routes) -> io::Result<()> {
             None => return refuse(stream, routes, &format!("{target}: not an absolute http:// URL")),
         },
     };
-    let local = match by_name(authority, routes) {
-        Ok(local) => local,
+    let (key, local) = match by_name(authority, routes) {
+        Ok(found) => found,
         Err(reason) => return refuse(stream, routes, &reason),
     };
     let mut upstream = match TcpStream::connect(("127.0.0.1", local)) {
         Ok(upstream) => upstream,
-        Err(err) => return refuse(stream, routes, &format!("{authority}: 127.0.0.1:{local} refused: {err}")),
+        Err(err) => return refuse(stream, routes, &not_listening(&key, local, &err)),
     };
     let mut stream = stream;
     match path {
@@ -142,23 +143,31 @@ fn proxy(stream: TcpStream, routes: &Routes) -> io::Result<()> {
     pipe(stream, upstream)
 }
 
-/// The loopback port behind `<service>.<namespace>.svc[.cluster.local]:port`.
-fn by_name(authority: &str, routes: &Routes) -> Result<u16, String> {
+/// The Service (`namespace/service:port`) and the loopback port behind
+/// `<service>.<namespace>.svc[.cluster.local]:port`.
+fn by_name(authority: &str, routes: &Routes) -> Result<(String, u16), String> {
     let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
     let host = host.trim_end_matches(".cluster.local").trim_end_matches(".svc");
     let (service, namespace) = host.split_once('.').ok_or_else(|| format!("{authority}: not a Service name"))?;
-    let key = format!("{namespace}/{service}:{port}");
-    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| no_process(&key))
+    backend(routes, format!("{namespace}/{service}:{port}"))
 }
 
-/// The refusal of a call to `namespace/service:port` that no process serves
-/// (`Routes::was_refused` reads it back).
+fn backend(routes: &Routes, key: String) -> Result<(String, u16), String> {
+    let local = routes.backends.lock().expect("routes lock").get(&key).copied();
+    local.map(|local| (key.clone(), local)).ok_or_else(|| no_process(&key))
+}
+
+// Refusals name the Service first (`Routes::was_refused` reads them back).
+
 fn no_process(key: &str) -> String {
-    format!("Service {key}{NO_PROCESS}")
+    format!(
+        "Service {key} has no process on this loopback cluster (its controller is not run here, or not started yet)"
+    )
 }
 
-const NO_PROCESS: &str =
-    " has no process on this loopback cluster (its controller is not run here, or not started yet)";
+fn not_listening(key: &str, local: u16, err: &io::Error) -> String {
+    format!("Service {key}: its process does not listen yet (127.0.0.1:{local}: {err})")
+}
 
 type Services = Arc<Mutex<HashMap<String, String>>>;
 
@@ -177,10 +186,10 @@ fn connect(stream: UnixStream, kube: &Kube, routes: &Routes, services: &Services
         return stream.write_all(b"HTTP/1.1 405 only CONNECT\r\n\r\n");
     };
     match resolve(target, kube, routes, services) {
-        Ok(local) => {
+        Ok((key, local)) => {
             let upstream = match TcpStream::connect(("127.0.0.1", local)) {
                 Ok(upstream) => upstream,
-                Err(err) => return refuse(stream, routes, &format!("{target}: 127.0.0.1:{local} refused: {err}")),
+                Err(err) => return refuse(stream, routes, &not_listening(&key, local, &err)),
             };
             stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
             pipe(stream, upstream)
@@ -194,8 +203,8 @@ fn refuse(mut stream: impl Write, routes: &Routes, reason: &str) -> io::Result<(
     stream.write_all(format!("HTTP/1.1 503 {}\r\n\r\n", reason.replace(['\r', '\n'], " ")).as_bytes())
 }
 
-/// The loopback port behind `clusterIP:port`, or why there is none.
-fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> Result<u16, String> {
+/// The Service and the loopback port behind `clusterIP:port`, or why there is none.
+fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> Result<(String, u16), String> {
     let (ip, port) = target.rsplit_once(':').ok_or_else(|| format!("{target}: not host:port"))?;
     let known = services.lock().expect("services lock").get(ip).cloned();
     let service = match known {
@@ -214,8 +223,7 @@ fn resolve(target: &str, kube: &Kube, routes: &Routes, services: &Services) -> R
             table.get(ip).cloned().ok_or_else(|| format!("{target}: no Service has this ClusterIP"))?
         }
     };
-    let key = format!("{service}:{port}");
-    routes.backends.lock().expect("routes lock").get(&key).copied().ok_or_else(|| no_process(&key))
+    backend(routes, format!("{service}:{port}"))
 }
 
 /// A connection both ways (TCP or Unix).
@@ -268,7 +276,7 @@ mod tests {
             "prometheus-operated.monitoring.svc.cluster.local:9090",
             "prometheus-operated.monitoring:9090",
         ] {
-            assert_eq!(by_name(name, &routes), Ok(41000), "{name}");
+            assert_eq!(by_name(name, &routes), Ok(("monitoring/prometheus-operated:9090".into(), 41000)), "{name}");
         }
         let err = by_name("grafana.monitoring.svc:80", &routes).unwrap_err();
         assert!(err.contains("Service monitoring/grafana:80 has no process"), "{err}");
@@ -284,6 +292,21 @@ mod tests {
         assert!(!routes.serves("monitoring", "kube-prometheus-stack-operator"));
         routes.add("monitoring", "kube-prometheus-stack-operator", 443, 41001);
         assert!(routes.serves("monitoring", "kube-prometheus-stack-operator"));
+    }
+
+    #[test]
+    fn a_call_to_a_process_not_listening_yet_is_refused_with_the_service_name() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let routes = Routes::default();
+        routes.add("kyverno", "kyverno-svc", 443, port);
+        let proxy_port = serve_http_proxy(routes.clone()).unwrap();
+        let mut client = TcpStream::connect(("127.0.0.1", proxy_port)).unwrap();
+        client.write_all(b"CONNECT kyverno-svc.kyverno.svc:443 HTTP/1.1\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 Service kyverno/kyverno-svc:443: its process does not listen yet"));
+        assert!(routes.was_refused("kyverno", "kyverno-svc"));
+        assert!(!routes.was_refused("kyverno", "kyverno"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct Readmitted {
     pub objects: usize,
 }
 
-/// Every fail-open webhook configuration whose Service refused calls during
+/// Every validating webhook configuration whose Service refused calls during
 /// the run and is served now: its objects admitted again. Fails naming each
 /// object a webhook refuses.
 pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>> {
@@ -41,6 +41,7 @@ pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>>
         if resources.is_empty() {
             continue;
         }
+        let resources = expand(plane, resources)?;
         let mut objects = 0;
         for resource in &resources {
             let args = ["annotate", resource, "--all", "-A", MARK, "--overwrite", "--dry-run=server"];
@@ -62,9 +63,29 @@ pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>>
     Ok(done)
 }
 
-/// `resource.group` of every rule of a fail-open webhook that checks
-/// updates, in a configuration whose Service `served` accepts. Wildcards
-/// and subresources are left out: they name no list to re-send.
+/// `*.group` entries (istiod's validator covers whole groups) as every
+/// resource of the group that can be updated, from the API server.
+fn expand(plane: &ControlPlane, resources: BTreeSet<String>) -> Result<BTreeSet<String>> {
+    let mut expanded = BTreeSet::new();
+    for resource in resources {
+        match resource.strip_prefix("*.") {
+            Some(group) => {
+                let names =
+                    plane.admin.run(&["api-resources", "--api-group", group, "--verbs=update", "-o", "name"])?;
+                expanded.extend(names.lines().filter(|l| !l.is_empty()).map(str::to_string));
+            }
+            None => {
+                expanded.insert(resource);
+            }
+        }
+    }
+    Ok(expanded)
+}
+
+/// `resource.group` of every rule of a webhook that checks updates, in a
+/// configuration whose Service `served` accepts (`*.group`
+/// for all of a group's). A wildcard group and subresources are left out:
+/// they name no list to re-send.
 fn fail_open_resources(configuration: &Value, served: impl Fn(&str, &str) -> bool) -> BTreeSet<String> {
     let mut resources = BTreeSet::new();
     for webhook in configuration["webhooks"].as_array().into_iter().flatten() {
@@ -72,7 +93,10 @@ fn fail_open_resources(configuration: &Value, served: impl Fn(&str, &str) -> boo
         let (Some(namespace), Some(name)) = (service["namespace"].as_str(), service["name"].as_str()) else {
             continue;
         };
-        if webhook["failurePolicy"] != "Ignore" || !served(namespace, name) {
+        // Whatever its failurePolicy says now: istiod turns its validator's
+        // from Ignore to Fail once it serves, after letting through what
+        // came before.
+        if !served(namespace, name) {
             continue;
         }
         for rule in webhook["rules"].as_array().into_iter().flatten() {
@@ -83,7 +107,8 @@ fn fail_open_resources(configuration: &Value, served: impl Fn(&str, &str) -> boo
                 continue;
             }
             for group in strings("apiGroups").into_iter().filter(|g| *g != "*") {
-                for resource in strings("resources").into_iter().filter(|r| *r != "*" && !r.contains('/')) {
+                let named = |r: &&str| !(r.contains('/') || (*r == "*" && group.is_empty()));
+                for resource in strings("resources").into_iter().filter(named) {
                     resources.insert(if group.is_empty() {
                         resource.to_string()
                     } else {
@@ -126,7 +151,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn only_fail_open_rules_that_check_updates_are_sent_again() {
+    fn only_rules_that_check_updates_of_named_resources_are_sent_again() {
         let configuration = json!({"webhooks": [
             {
                 "failurePolicy": "Ignore",
@@ -135,6 +160,7 @@ mod tests {
                     {"apiGroups": ["monitoring.coreos.com"], "operations": ["CREATE", "UPDATE"],
                      "resources": ["prometheusrules", "prometheusrules/status"]},
                     {"apiGroups": ["*"], "operations": ["*"], "resources": ["*"]},
+                    {"apiGroups": ["networking.istio.io"], "operations": ["*"], "resources": ["*"]},
                     {"apiGroups": [""], "operations": ["CREATE"], "resources": ["pods"]},
                 ],
             },
@@ -150,6 +176,9 @@ mod tests {
             },
         ]});
         let found = fail_open_resources(&configuration, |namespace, _| namespace == "monitoring");
-        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["prometheusrules.monitoring.coreos.com"]);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            ["*.networking.istio.io", "deployments.apps", "prometheusrules.monitoring.coreos.com"]
+        );
     }
 }

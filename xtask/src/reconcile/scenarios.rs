@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use super::canary;
 use super::checks::Report;
 use super::control_plane::ControlPlane;
-use super::internet::Internet;
 use super::kube::ready_condition;
 use super::repository::Repository;
 use crate::stack::process::poll_until;
@@ -23,29 +23,25 @@ const KUSTOMIZATION: &str = "deploy/apps/dev/kustomization.yaml";
 const EXTRA: &str = "deploy/apps/dev/reconcile-scenario.yaml";
 const MARKER: &str = "reconciled on loopback";
 
-pub fn run(
-    project_root: &std::path::Path,
-    plane: &ControlPlane,
-    repo: &Repository,
-    internet: &Internet,
-    report: &mut Report,
-) -> Result<()> {
+pub fn run(project_root: &std::path::Path, plane: &ControlPlane, repo: &Repository, report: &mut Report) -> Result<()> {
     let values = std::fs::read_to_string(project_root.join(VALUES))?;
     let kustomization = std::fs::read_to_string(project_root.join(KUSTOMIZATION))?;
     report.step("(a) a committed value is applied", || committed_value(plane, repo, &values, &kustomization))?;
-    report.step("(b) a released version is delivered by image automation", || new_version(plane, repo, internet))?;
     report.step("(d) a pod without limits is refused", || refused_by_policy(plane, repo, &kustomization))?;
-    report.step("(e) a removed object is pruned", || pruned(plane, repo, &kustomization))?;
+    report.step("(e) a removed object is pruned", || pruned(plane))?;
     Ok(())
 }
 
-/// The dev UI message changes, and a ConfigMap is added beside it (pruned in (e)).
+/// The dev UI message changes, and a ConfigMap is added beside it (pruned in
+/// (e)). The same push turns the Rollouts on for canary.rs, with a clock in
+/// seconds (one cycle of Flux less than a push of its own).
 fn committed_value(plane: &ControlPlane, repo: &Repository, values: &str, kustomization: &str) -> Result<()> {
     let original = "uiMessage: greetings from demo-app (dev)";
     if !values.contains(original) {
         bail!("{VALUES} no longer has `{original}`: update this scenario");
     }
-    repo.commit_file(VALUES, &values.replace(original, &format!("uiMessage: {MARKER}")), "dev: new UI message")?;
+    let values = canary::with_short_clock(VALUES, &values.replace(original, &format!("uiMessage: {MARKER}")))?;
+    repo.commit_file(VALUES, &values, "dev: new UI message; Rollouts with a clock in seconds (loopback)")?;
     let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: reconcile-scenario\n  namespace: demo-app\n\
                  data:\n  note: pruned when this file goes\n";
     repo.commit_file(EXTRA, extra, "dev: one more object")?;
@@ -61,35 +57,6 @@ fn committed_value(plane: &ControlPlane, repo: &Repository, values: &str, kustom
         *last = format!("message applied: {applied}, extra ConfigMap: {extra}");
         Ok((applied && extra).then_some(()))
     })
-}
-
-/// A version released to the registry: the ImagePolicy picks it, image
-/// automation commits it to the dev values (a commit by Flux, not by us),
-/// and the demo-app Deployments run it.
-fn new_version(plane: &ControlPlane, repo: &Repository, internet: &Internet) -> Result<()> {
-    const RELEASED: &str = "99.0.0";
-    internet.publish("example/demo-app", RELEASED);
-    // Scan now rather than at the next 5-minute interval, as `flux reconcile image repository` does.
-    request_reconcile(plane, &["imagerepository/demo-app", "imageupdateautomation/demo-app"])?;
-    let image = format!("ghcr.io/example/demo-app:{RELEASED}");
-    poll_until("the released version on the demo-app Deployments", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
-        let deployments = plane.admin.get(&["deployments", "-n", "demo-app"])?;
-        let images: Vec<String> = deployments["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|d| d["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default())
-            .filter_map(|c| c["image"].as_str().map(str::to_string))
-            .filter(|i| i.starts_with("ghcr.io/example/demo-app"))
-            .collect();
-        *last = format!("images: {images:?}; last commit: {}", repo.head_subject().unwrap_or_default());
-        Ok((!images.is_empty() && images.iter().all(|i| *i == image)).then_some(()))
-    })?;
-    let subject = repo.head_subject()?;
-    if !subject.contains(RELEASED) {
-        bail!("the Deployments run {RELEASED}, but the last commit is not image automation's: {subject}");
-    }
-    Ok(())
 }
 
 /// A Deployment without resource limits, committed to the dev overlay: the
@@ -113,11 +80,12 @@ fn refused_by_policy(plane: &ControlPlane, repo: &Repository, kustomization: &st
     if plane.admin.get(&["deployment", "no-limits", "-n", "demo-app"]).is_ok() {
         bail!("the Deployment without limits exists although admission refused it");
     }
-    // Back to the state of (a), which must become Ready again.
-    repo.commit_file(KUSTOMIZATION, &with_resource(kustomization, "reconcile-scenario.yaml")?, "dev: revert")?;
+    // The overlay as it was before (a): the refused Deployment goes, and
+    // the ConfigMap of (a) with it, which (e) must see pruned.
+    repo.commit_file(KUSTOMIZATION, kustomization, "dev: revert")?;
     repo.remove_file("deploy/apps/dev/no-limits.yaml", "dev: revert")?;
-    pushed(plane)?;
-    wait_kustomization_ready(plane, "apps")
+    repo.remove_file(EXTRA, "dev: drop the extra object")?;
+    pushed(plane)
 }
 
 /// A copy of a demo-app Deployment as the chart renders it (so every other
@@ -143,10 +111,10 @@ fn without_limits(plane: &ControlPlane) -> Result<String> {
     Ok(serde_json::to_string_pretty(&deployment)?)
 }
 
-fn pruned(plane: &ControlPlane, repo: &Repository, kustomization: &str) -> Result<()> {
-    repo.commit_file(KUSTOMIZATION, kustomization, "dev: drop the extra object")?;
-    repo.remove_file(EXTRA, "dev: drop the extra object")?;
-    pushed(plane)?;
+/// After (d)'s revert: the apps Kustomization Ready again, and the
+/// ConfigMap that left the overlay deleted.
+fn pruned(plane: &ControlPlane) -> Result<()> {
+    wait_kustomization_ready(plane, "apps")?;
     poll_until("the removed ConfigMap to be deleted", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
         let gone = plane.admin.get(&["configmap", "reconcile-scenario", "-n", "demo-app"]).is_err();
         *last = format!("still present: {}", !gone);
