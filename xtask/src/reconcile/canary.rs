@@ -501,3 +501,34 @@ fn prometheus_config(targets: &Path) -> String {
         targets.display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(weight: u64, header: bool) -> Value {
+        let mut http = Vec::new();
+        if header {
+            http.push(json!({"name": "canary-header", "route": [{"destination": {"subset": "canary"}}]}));
+        }
+        http.push(json!({"name": "primary", "route": [
+            {"destination": {"subset": "stable"}, "weight": 100 - weight},
+            {"destination": {"subset": "canary"}, "weight": weight},
+        ]}));
+        json!({"spec": {"http": http}})
+    }
+
+    #[test]
+    fn a_watch_log_gives_each_state_once_and_stops_at_a_half_written_one() {
+        let dir = std::env::temp_dir().join(format!("traffic-watch-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("watch.json");
+        let states = [service(0, false), service(0, false), service(0, true), service(10, false), service(25, false)];
+        let mut text: String = states.iter().map(|s| serde_json::to_string_pretty(s).unwrap() + "\n").collect();
+        text.push_str("{\n  \"spec\": {");
+        fs::write(&log, text).unwrap();
+        let watch = TrafficWatch { name: "watch".into(), log };
+        assert_eq!(watch.seen(), [(0, false), (0, true), (10, false), (25, false)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

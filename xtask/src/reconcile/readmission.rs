@@ -2,10 +2,11 @@
 //! `failurePolicy: Ignore` lets a request through when its server is down,
 //! as it is here (and on a cluster) while the controller behind it starts:
 //! kube-prometheus-stack's own PrometheusRules are created in the same
-//! install as the operator that validates them. So once Flux is done, every
-//! object such a webhook covers is sent through admission again (a
-//! server-side dry-run update, which calls the webhook and stores nothing)
-//! and must be admitted; and a broken object must be refused, so that "none
+//! install as the operator that validates them; istiod's validator is
+//! Ignore until istiod serves, then Fail. So once Flux is done, every
+//! object covered by a webhook whose Service refused calls is sent through
+//! admission again (a server-side dry-run update, which calls the webhook
+//! and stores nothing) and must be admitted; and a broken object must be refused, so that "none
 //! refused" is known to mean the webhook validated them.
 
 use std::collections::BTreeSet;
@@ -35,7 +36,7 @@ pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>>
     let mut refusals = Vec::new();
     for configuration in plane.admin.list("validatingwebhookconfigurations")? {
         let name = configuration["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let resources = fail_open_resources(&configuration, |namespace, service| {
+        let resources = covered_resources(&configuration, |namespace, service| {
             routes.was_refused(namespace, service) && routes.serves(namespace, service)
         });
         if resources.is_empty() {
@@ -86,7 +87,7 @@ fn expand(plane: &ControlPlane, resources: BTreeSet<String>) -> Result<BTreeSet<
 /// configuration whose Service `served` accepts (`*.group`
 /// for all of a group's). A wildcard group and subresources are left out:
 /// they name no list to re-send.
-fn fail_open_resources(configuration: &Value, served: impl Fn(&str, &str) -> bool) -> BTreeSet<String> {
+fn covered_resources(configuration: &Value, served: impl Fn(&str, &str) -> bool) -> BTreeSet<String> {
     let mut resources = BTreeSet::new();
     for webhook in configuration["webhooks"].as_array().into_iter().flatten() {
         let service = &webhook["clientConfig"]["service"];
@@ -175,7 +176,7 @@ mod tests {
                 "rules": [{"apiGroups": ["apps"], "operations": ["UPDATE"], "resources": ["statefulsets"]}],
             },
         ]});
-        let found = fail_open_resources(&configuration, |namespace, _| namespace == "monitoring");
+        let found = covered_resources(&configuration, |namespace, _| namespace == "monitoring");
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
             ["*.networking.istio.io", "deployments.apps", "prometheusrules.monitoring.coreos.com"]
