@@ -6,8 +6,9 @@
 //! Ignore until istiod serves, then Fail. So once Flux is done, every
 //! object covered by a webhook whose Service refused calls is sent through
 //! admission again (a server-side dry-run update, which calls the webhook
-//! and stores nothing) and must be admitted; and a broken object must be refused, so that "none
-//! refused" is known to mean the webhook validated them.
+//! and stores nothing) and must be admitted; and a broken object must be
+//! refused, so that "none refused" is known to mean the webhook validated
+//! them.
 
 use std::collections::BTreeSet;
 
