@@ -36,7 +36,12 @@ enum Command {
         check: bool,
     },
     /// Validate every manifest, workflow and negative fixture with the upstream tools.
-    Verify,
+    Verify {
+        /// Only the fixtures (tests/fixtures): each validator accepts the
+        /// valid ones and rejects the invalid ones for their reason.
+        #[arg(long)]
+        fixtures: bool,
+    },
     /// Rewrite snapshots/<env>.yaml: everything Flux applies to each environment.
     Snapshots,
     /// Per environment, the objects that the working tree adds, removes or
@@ -142,7 +147,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tools { check: true } => tools::check(&project),
         Command::Tools { check: false } => tools::install_all(&project),
-        Command::Verify => verify::run(&project),
+        Command::Verify { fixtures } => verify::run(&project, fixtures),
         Command::Snapshots => flux::snapshot::update(&project),
         Command::Diff { git_ref } => flux::snapshot::diff_command(&project, &git_ref),
         Command::Policy { action: PolicyAction::Report { fixtures } } => verify::compliance::run(&project, fixtures),

@@ -29,7 +29,7 @@ fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
     steps.run("cargo test", || {
         run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--locked", "--no-fail-fast"])
     })?;
-    steps.run("verify", || verify::run(project))?;
+    steps.run("verify", || verify::run(project, false))?;
     steps.run("e2e", || crate::stack::e2e::run(project))?;
     steps.run("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
     steps.run("canary analysis", || crate::stack::canary::run(project))?;

@@ -101,7 +101,10 @@ async fn sigterm_under_load_loses_no_request() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Under load before the signal: every worker has requests going.
+    while sent.load(Ordering::Relaxed) < 64 {
+        tokio::task::yield_now().await;
+    }
     server.terminate();
     let signalled = Instant::now();
     // Readiness must flip at once (well before the drain delay ends).

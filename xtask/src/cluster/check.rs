@@ -91,12 +91,12 @@ fn canary(project: &Project, version: &str) -> Result<()> {
     poll("the good canary to be promoted", Duration::from_secs(900), || {
         let rollouts = rollouts()?;
         let done = !rollouts.is_empty()
-            && rollouts.iter().all(|r| {
-                r["status"]["phase"] == "Healthy"
-                    && r["status"]["stableRS"] == r["status"]["currentPodHash"]
-                    && image_of(r).is_some_and(|i| i.ends_with(&good))
-            });
-        Ok(done.then_some(()))
+            && rollouts
+                .iter()
+                .all(|r| r["status"]["phase"] == "Healthy" && r["status"]["stableRS"] == r["status"]["currentPodHash"]);
+        // The Rollouts point at their Deployment (workloadRef): the image they
+        // run is their stable ReplicaSet's.
+        Ok((done && stable_images()?.iter().all(|i| i.ends_with(&good))).then_some(()))
     })?;
     println!("    {good} promoted on every Rollout");
 
@@ -105,9 +105,23 @@ fn canary(project: &Project, version: &str) -> Result<()> {
     build_and_load(project, &faulty, &[])?;
     release(&faulty, true)?;
     poll("the faulty canary to be aborted", Duration::from_secs(900), || {
-        let aborted = rollouts()?.iter().any(|r| r["status"]["abort"] == true || r["status"]["phase"] == "Degraded");
-        Ok(aborted.then_some(()))
+        Ok(rollouts()?.iter().any(|r| r["status"]["abort"] == true).then_some(()))
     })?;
+    // Aborted for the reason the fault injection gives: the analysis failed
+    // on the success rate, not on anything else (a crash, a timeout).
+    let runs = cmd::run(Command::new("kubectl").args([
+        "--namespace",
+        NAMESPACE,
+        "get",
+        "analysisruns.argoproj.io",
+        "--output",
+        "json",
+    ]))?;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout)?;
+    let failed_on = failed_metrics(&runs);
+    if !failed_on.iter().any(|m| m == FAILING_METRIC) {
+        bail!("the canary was aborted, but no AnalysisRun failed on {FAILING_METRIC} (failed metrics: {failed_on:?})");
+    }
     let stable = stable_images()?;
     if stable.iter().any(|i| !i.ends_with(&good)) {
         bail!("after the abort, the stable pods run {stable:?}; expected {IMAGE_REPOSITORY}:{good}");
@@ -156,11 +170,20 @@ fn rollouts() -> Result<Vec<serde_json::Value>> {
     Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
-fn image_of(rollout: &serde_json::Value) -> Option<&str> {
-    rollout["spec"]["template"]["spec"]["containers"][0]["image"].as_str()
+/// The metric the faulty version's injected 5xx answers must fail.
+const FAILING_METRIC: &str = "success-rate";
+
+/// Names of the metrics that failed in failed AnalysisRuns.
+fn failed_metrics(runs: &serde_json::Value) -> Vec<String> {
+    let failed = |v: &serde_json::Value| v["phase"] == "Failed";
+    let runs = runs["items"].as_array().into_iter().flatten().filter(|r| failed(&r["status"]));
+    runs.flat_map(|r| r["status"]["metricResults"].as_array().into_iter().flatten().filter(|m| failed(m)))
+        .filter_map(|m| m["name"].as_str().map(str::to_string))
+        .collect()
 }
 
-/// Images of the pods in each Rollout's stable ReplicaSet.
+/// The application image of each Rollout's stable ReplicaSet (the
+/// ReplicaSet Argo Rollouts made from the referenced Deployment's template).
 fn stable_images() -> Result<Vec<String>> {
     let mut images = Vec::new();
     for rollout in rollouts()? {
@@ -169,16 +192,30 @@ fn stable_images() -> Result<Vec<String>> {
             "--namespace",
             NAMESPACE,
             "get",
-            "pods",
+            "replicasets",
             "--selector",
             &format!("rollouts-pod-template-hash={hash}"),
             "--output",
-            "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+            "jsonpath={range .items[*]}{.spec.template.spec.containers[?(@.name==\"demo-app\")].image}{\"\\n\"}{end}",
         ]))?;
         images.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string));
     }
     if images.is_empty() {
-        bail!("no stable pods found in namespace {NAMESPACE}");
+        bail!("no stable ReplicaSet found in namespace {NAMESPACE}");
     }
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failed_metrics_of_failed_runs_count() {
+        let runs = serde_json::json!({"items": [
+            {"status": {"phase": "Failed", "metricResults": [
+                {"name": "success-rate", "phase": "Failed"}, {"name": "p99-latency", "phase": "Successful"}]}},
+            {"status": {"phase": "Successful", "metricResults": [{"name": "x", "phase": "Failed"}]}}]});
+        assert_eq!(failed_metrics(&runs), ["success-rate"]);
+    }
 }

@@ -87,14 +87,12 @@ pub fn fetch(project: &Project) -> Result<PathBuf> {
 
 /// `go mod download -json module@version`: the module's folder in the module
 /// cache (read-only there, so files are copied out).
-fn download(module: &str, version: &str, scratch: &Path) -> Result<PathBuf> {
+pub(crate) fn download(module: &str, version: &str, scratch: &Path) -> Result<PathBuf> {
     let spec = format!("{module}@{version}");
     let out = cmd::run(
         Command::new("go").current_dir(scratch).env("GOWORK", "off").args(["mod", "download", "-json", &spec]),
     )
-    .with_context(|| {
-        format!("cannot fetch the CRDs of {spec} from the Go module proxy; or set CRD_DIR to an offline mirror")
-    })?;
+    .with_context(|| format!("cannot fetch {spec} from the Go module proxy (or set CRD_DIR to an offline mirror)"))?;
     let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     info["Dir"].as_str().map(PathBuf::from).with_context(|| format!("`go mod download` gave no folder for {spec}"))
 }

@@ -1,5 +1,8 @@
-//! Kubernetes JSON schemas for kubeconform, taken from the PyPI package
-//! `kubernetes-validate` (pinned in the Python lock).
+//! Kubernetes schemas of the clusters' release: JSON schemas for kubeconform,
+//! taken from the PyPI package `kubernetes-validate` (pinned in the Python
+//! lock), and the API server's OpenAPI v3 documents for kubectl-validate,
+//! taken from the Kubernetes module the control plane is built from (its
+//! built-in schemas stop at 1.30).
 //!
 //! The package's schemas carry an `$id` on kubernetes.io and absolute `$ref`s
 //! (`/api/_definitions.json#/$defs/...`), which resolve to URLs this machine
@@ -57,6 +60,50 @@ pub fn ensure(project: &Project) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// `--local-schemas` for kubectl-validate: `api/v1.json` and
+/// `apis/<group>/<version>.json` from `api/openapi-spec/v3` of the pinned
+/// Kubernetes module (the control plane's own release).
+pub fn openapi_v3(project: &Project) -> Result<PathBuf> {
+    let version = tools::KUBERNETES;
+    let target = project.schemas_dir().join(format!("k8s-openapi-v3-{version}"));
+    if target.join("api/v1.json").is_file() {
+        return Ok(target);
+    }
+    let scratch = tempfile::tempdir()?;
+    let module = crate::schemas::crd_sources::download("k8s.io/kubernetes", version, scratch.path())?;
+    let staging = target.with_extension("partial");
+    let _ = fs::remove_dir_all(&staging);
+    let source = module.join("api/openapi-spec/v3");
+    let mut copied = 0;
+    for entry in fs::read_dir(&source).with_context(|| format!("k8s.io/kubernetes@{version} has no {source:?}"))? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // Group-version documents only (`apis__apps__v1_openapi.json`); the
+        // group lists (`apis__apps_openapi.json`) would shadow the folders.
+        let Some(rel) = name.strip_suffix("_openapi.json").and_then(group_version_path) else { continue };
+        let dest = staging.join(rel);
+        fs::create_dir_all(dest.parent().expect("a group-version path has a folder"))?;
+        fs::copy(&path, dest)?;
+        copied += 1;
+    }
+    if copied == 0 {
+        bail!("no group-version OpenAPI document in {}", source.display());
+    }
+    let _ = fs::remove_dir_all(&target);
+    fs::rename(&staging, &target)?;
+    Ok(target)
+}
+
+/// `api__v1` -> `api/v1.json`, `apis__apps__v1` -> `apis/apps/v1.json`.
+fn group_version_path(stem: &str) -> Option<String> {
+    let parts: Vec<&str> = stem.split("__").collect();
+    match parts.as_slice() {
+        ["api", version] => Some(format!("api/{version}.json")),
+        ["apis", group, version] => Some(format!("apis/{group}/{version}.json")),
+        _ => None,
+    }
+}
+
 fn offline_schema(schema: &str) -> Result<String> {
     let mut value: serde_json::Value = serde_json::from_str(schema)?;
     if let Some(object) = value.as_object_mut() {
@@ -82,6 +129,14 @@ fn package_dir(venv: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_group_version_documents_get_a_path() {
+        assert_eq!(group_version_path("api__v1").as_deref(), Some("api/v1.json"));
+        assert_eq!(group_version_path("apis__apps__v1").as_deref(), Some("apis/apps/v1.json"));
+        assert_eq!(group_version_path("apis__apps"), None);
+        assert_eq!(group_version_path(".well-known__openid-configuration"), None);
+    }
 
     #[test]
     fn ids_are_dropped_and_definition_refs_become_relative() {

@@ -24,8 +24,6 @@ const CHECKOUTS: usize = 20;
 /// Checkouts per latency sample (Collector up, then down).
 const LATENCY_SAMPLE: usize = 200;
 const WARM_UP: usize = 20;
-/// Allowed slowdown of the median checkout latency with the Collector down.
-const LATENCY_TOLERANCE: f64 = 0.20;
 /// How long Prometheus gets to scrape what the checkouts did.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long traces, logs and OTLP metrics get to arrive, all together.
@@ -125,17 +123,22 @@ pub fn run(project: &Project) -> Result<()> {
                     .map_or(0.0, |s| s.value)
             };
             let found: Vec<String> = wanted.iter().map(|(r, p)| format!("{r} {p}: {}", count(r, p))).collect();
-            *last = format!("expected >= {CHECKOUTS} each; found {}", found.join(", "));
-            Ok(wanted.iter().all(|(r, p)| count(r, p) >= CHECKOUTS as f64).then(|| found.join(", ")))
+            *last = format!("expected {CHECKOUTS} each; found {}", found.join(", "));
+            if wanted.iter().any(|(r, p)| count(r, p) > CHECKOUTS as f64) {
+                bail!("more requests counted than the {CHECKOUTS} checkouts sent: {}", found.join(", "));
+            }
+            Ok(wanted.iter().all(|(r, p)| count(r, p) == CHECKOUTS as f64).then(|| found.join(", ")))
         })
     });
     report.record("demo-app dashboards: every query returns data", true, || dashboard_queries(project, prom));
     process::check_interrupted()?;
 
     let jaeger_port = stack.ports.jaeger_query_http;
-    report.record("Jaeger: one trace goes frontend server -> client -> backend server -> database", true, || {
-        trace_check(jaeger_port, &trace_ids, telemetry_deadline)
-    });
+    report.record(
+        &format!("Jaeger: each of the {CHECKOUTS} traces goes frontend server -> client -> backend server -> database"),
+        true,
+        || trace_check(jaeger_port, &trace_ids, telemetry_deadline),
+    );
     let telemetry_dir = stack.telemetry_dir();
     report.record("Collector file exporter: log records carry the request's trace id", true, || {
         poll_until("log records with a checkout's trace id", remaining(telemetry_deadline), POLL, |last| {
@@ -171,13 +174,16 @@ pub fn run(project: &Project) -> Result<()> {
             )))
         })
     });
-    report.record("Collector -> Prometheus: OTLP metrics of both services", true, || {
-        let promql =
-            r#"sum by (job) (http_server_request_duration_seconds_count{job=~"(.*/)?demo-app-(frontend|backend)"})"#;
+    report.record(&format!("Collector -> Prometheus: OTLP metrics count the {CHECKOUTS} checkouts in both services"), true, || {
+        // The checkout on the frontend, the order it places on the backend.
+        let promql = r#"sum by (job) (http_server_request_duration_seconds_count{job=~"(.*/)?demo-app-(frontend|backend)",http_route=~"/api/checkout|/api/orders",http_request_method="POST"})"#;
         poll_until("OTLP HTTP server metrics", remaining(telemetry_deadline), POLL, |last| {
             let samples = prometheus::query(prom, promql)?;
             let jobs: Vec<String> = samples.iter().map(|s| format!("{}={}", label(s, "job"), s.value)).collect();
-            if samples.len() == 2 {
+            if samples.iter().any(|s| s.value > CHECKOUTS as f64) {
+                bail!("{promql} = {jobs:?}: more than the {CHECKOUTS} checkouts sent");
+            }
+            if samples.len() == 2 && samples.iter().all(|s| s.value == CHECKOUTS as f64) {
                 return Ok(Some(jobs.join(", ")));
             }
             let names = prometheus::query(prom, r#"count by (__name__) ({job=~".*demo-app-.+"})"#)?;
@@ -244,41 +250,44 @@ fn dashboard_queries(project: &Project, prom: u16) -> Result<String> {
     })
 }
 
-/// Polls Jaeger for the checkout traces until one holds the whole chain.
+/// Polls Jaeger until every checkout's trace holds the whole chain.
 fn trace_check(port: u16, trace_ids: &[String], deadline: Instant) -> Result<String> {
-    poll_until("a complete checkout trace in Jaeger", remaining(deadline), Duration::from_secs(1), |last| {
-        let mut best: Option<(usize, String)> = None;
-        for trace_id in trace_ids {
-            let Some(spans) = jaeger::trace(port, trace_id)? else { continue };
-            match jaeger::find_chain(&spans, FRONTEND, BACKEND) {
-                Ok(chain) => return Ok(Some(format!("trace {trace_id}:\n    {}", chain.describe()))),
-                Err(why) if best.as_ref().is_none_or(|(n, _)| spans.len() > *n) => {
-                    best = Some((spans.len(), format!("trace {trace_id}: {why}")));
-                }
-                Err(_) => {}
+    let mut complete: BTreeMap<&str, String> = BTreeMap::new();
+    poll_until("every checkout trace complete in Jaeger", remaining(deadline), Duration::from_secs(1), |last| {
+        let mut incomplete = Vec::new();
+        let pending: Vec<&String> = trace_ids.iter().filter(|t| !complete.contains_key(t.as_str())).collect();
+        for trace_id in pending {
+            match jaeger::trace(port, trace_id)? {
+                None => incomplete.push(format!("trace {trace_id}: not in Jaeger")),
+                Some(spans) => match jaeger::find_chain(&spans, FRONTEND, BACKEND) {
+                    Ok(chain) => {
+                        complete.insert(trace_id, chain.describe());
+                    }
+                    Err(why) => incomplete.push(format!("trace {trace_id} ({} spans): {why}", spans.len())),
+                },
             }
         }
-        *last = match best {
-            Some((_, why)) => why,
-            None => {
-                let services = jaeger::services(port)?;
-                format!(
-                    "Jaeger has no trace for any of the {} trace ids sent in traceparent; services it knows: {services:?}{}",
-                    trace_ids.len(),
-                    if services.iter().any(|s| s.starts_with("demo-app")) {
-                        " (demo-app spans arrive, so the incoming traceparent is not continued)"
-                    } else {
-                        " (expected demo-app-frontend and demo-app-backend)"
-                    }
-                )
-            }
-        };
+        if incomplete.is_empty() {
+            let (id, chain) = complete.iter().next().expect("trace ids were sent");
+            return Ok(Some(format!(
+                "{} of {} traces complete, e.g. trace {id}:\n    {chain}",
+                complete.len(),
+                trace_ids.len()
+            )));
+        }
+        let services = jaeger::services(port)?;
+        *last = format!(
+            "{} of {} traces complete; services Jaeger knows: {services:?}; first incomplete: {}",
+            complete.len(),
+            trace_ids.len(),
+            incomplete[0]
+        );
         Ok(None)
     })
 }
 
-/// Stops the Collector mid-run: checkouts keep succeeding at the same
-/// latency, and the apps count what they could not export.
+/// Stops the Collector mid-run: checkouts keep succeeding (every one 201),
+/// and the apps count what they could not export.
 fn collector_down(stack: &mut Stack, report: &mut Report) -> Result<()> {
     let ports = stack.ports;
     let dropped_before = dropped_total(&ports);
@@ -307,30 +316,16 @@ fn collector_down(stack: &mut Stack, report: &mut Report) -> Result<()> {
         false,
         || latency_sample(&ports),
     );
-    report.record(
-        &format!("checkout not slower with the Collector down (median within +{:.0}%)", LATENCY_TOLERANCE * 100.0),
-        false,
-        || {
-            let (Some(up), Some(mut down)) = (up, down) else { bail!("a latency sample failed (see above)") };
-            let mut detail = format!("median {:.2} ms up, {:.2} ms down (x{:.2})", ms(up), ms(down), ratio(down, up));
-            if ratio(down, up) > 1.0 + LATENCY_TOLERANCE {
-                // One more sample tells a passing burst of load on the
-                // machine from a slowdown that lasts.
-                down = latency_sample(&ports)?.0;
-                detail.push_str(&format!("; again: {:.2} ms (x{:.2})", ms(down), ratio(down, up)));
-            }
-            let ratio = ratio(down, up);
-            if ratio > 1.0 + LATENCY_TOLERANCE {
-                bail!("{detail}: slower by more than {:.0}%", LATENCY_TOLERANCE * 100.0)
-            }
-            if ratio < 1.0 - LATENCY_TOLERANCE {
-                // Faster is not a failure: the stopped Collector no longer
-                // competes for the machine's CPUs.
-                detail.push_str(" (faster: the Collector no longer shares the CPUs)");
-            }
-            Ok(detail)
-        },
-    );
+    // A latency comparison on a shared machine is noise, not a verdict: the
+    // e2e reports both medians; `make bench` measures the overhead.
+    if let (Some(up), Some(down)) = (up, down) {
+        println!(
+            "      median {:.2} ms up, {:.2} ms down (x{:.2}); not a verdict here",
+            ms(up),
+            ms(down),
+            ratio(down, up)
+        );
+    }
     process::check_interrupted()?;
     report.record("telemetry_dropped_total rises while the Collector is down", true, || {
         let Some(before) = dropped_before? else {

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::project::Project;
 
-pub use go::{GO_TOOLS, module_source};
+pub use go::{GO_TOOLS, KUBERNETES, module_source};
 pub use python::PYTHON_TOOLS;
 
 /// Every tool, in install order, with how to find its binary.
@@ -84,7 +84,7 @@ impl Tool {
     }
 }
 
-/// The virtualenv that holds the Python tools (and the Kubernetes schemas).
+/// The virtualenv that holds the Python tools (and kubeconform's Kubernetes schemas).
 pub fn python_venv(project: &Project) -> Result<PathBuf> {
     python::venv_dir(project)
 }
@@ -136,9 +136,6 @@ pub fn install_all(project: &Project) -> Result<()> {
             result.map_or("cached".into(), |b| format!("{:.0}", b.seconds)),
         ]);
     }
-    if tools_ready_for_schemas(project)? {
-        crate::schemas::k8s::ensure(project)?;
-    }
     print_table(&["tool", "version", "path", "build s (its job)"], &rows);
     if !failures.is_empty() {
         bail!("{} tool(s) failed to install:\n{}", failures.len(), failures.join("\n\n"));
@@ -150,10 +147,6 @@ pub fn install_all(project: &Project) -> Result<()> {
 /// Jobs at a time: `TOOLS_JOBS`, or 2 (measured best on 2 cores; see install.rs).
 fn workers() -> usize {
     std::env::var("TOOLS_JOBS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(2)
-}
-
-fn tools_ready_for_schemas(project: &Project) -> Result<bool> {
-    python::is_complete(project)
 }
 
 /// `cargo xtask tools --check`: report, build nothing.

@@ -56,7 +56,7 @@ pub fn check(project: &Project, targets: &[(PathBuf, &str)]) -> Result<Outcome> 
     let mut outcome = Outcome::default();
     let mut used = vec![false; skips.len()];
     for (dir, framework) in targets {
-        let (checked, findings) = scan(project, dir, framework)?;
+        let (checked, findings) = scan(project, dir, framework, None)?;
         outcome.checked += checked;
         for finding in findings {
             match skips.iter().position(|s| matches(s, &finding)) {
@@ -76,8 +76,9 @@ pub fn check(project: &Project, targets: &[(PathBuf, &str)]) -> Result<Outcome> 
     Ok(outcome)
 }
 
-/// One checkov scan: (checks passed + failed, failed findings).
-pub fn scan(project: &Project, dir: &Path, framework: &str) -> Result<(usize, Vec<Finding>)> {
+/// One checkov scan, of every check or `only` one: (checks passed + failed,
+/// failed findings).
+pub fn scan(project: &Project, dir: &Path, framework: &str, only: Option<&str>) -> Result<(usize, Vec<Finding>)> {
     let checkov = tools::locate(project, "checkov")?;
     // The helm framework renders the chart with `helm` from PATH: ours.
     let helm_dir = tools::locate(project, "helm")?.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -95,6 +96,9 @@ pub fn scan(project: &Project, dir: &Path, framework: &str) -> Result<(usize, Ve
             "--framework",
             framework,
         ]);
+        if let Some(check) = only {
+            command.args(["--check", check]);
+        }
         command
     };
     if dir.is_file() {

@@ -47,6 +47,37 @@ pub struct Entry {
 pub struct Environment {
     pub name: String,
     pub results: Vec<Entry>,
+    /// Documents of a kind some policy matches, given to Kyverno.
+    pub matched: usize,
+}
+
+/// The compliance every environment must reach: our own manifests comply
+/// with every policy, in Audit as in Deny mode.
+pub const TARGET_PERCENT: f64 = 100.0;
+
+/// Failures of environments below `TARGET_PERCENT`, or whose matched
+/// documents produced no result at all (the policies looked at nothing). An
+/// environment with no document of a kind any policy matches (the bare Flux
+/// Kustomizations of the repository) is n/a, and says so.
+pub fn below_target(environments: &[Environment]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for env in environments {
+        let summary = env.summary();
+        match summary.compliance() {
+            Some(p) if p < TARGET_PERCENT => failures.push(format!(
+                "{}: compliance {} is below the target of {TARGET_PERCENT}%",
+                env.name,
+                percent(Some(p))
+            )),
+            Some(_) => {}
+            None if env.matched > 0 => failures.push(format!(
+                "{}: {} document(s) of kinds the policies match, and not one scored result",
+                env.name, env.matched
+            )),
+            None => println!("    {}: n/a, no document of a kind any policy matches", env.name),
+        }
+    }
+    failures
 }
 
 /// PolicyReport's `summary`, counted from the results.
@@ -382,6 +413,7 @@ mod tests {
                 entry("error", "Pod", "p"),
                 entry("pass", "Pod", "q"),
             ],
+            matched: 4,
         };
         assert_eq!(env.summary(), Summary { pass: 2, fail: 1, warn: 1, error: 1, skip: 1 });
         assert_eq!(env.resources(), 4);
@@ -399,12 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn below_target_and_unscored_environments_fail() {
+        let env = |name: &str, results: Vec<Entry>, matched| Environment { name: name.into(), results, matched };
+        let envs = [
+            env("ok", vec![entry("pass", "Deployment", "web")], 1),
+            env("low", vec![entry("pass", "Deployment", "a"), entry("fail", "Deployment", "b")], 2),
+            env("unscored", vec![entry("skip", "Deployment", "c")], 1),
+            env("repo", vec![], 0),
+        ];
+        let failures = below_target(&envs);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[0].starts_with("low: compliance 50.0% is below the target of 100%"), "{failures:?}");
+        assert!(failures[1].starts_with("unscored: 1 document(s)"), "{failures:?}");
+    }
+
+    #[test]
     fn markdown_has_a_row_per_environment_and_the_findings() {
         let envs = [
-            Environment { name: "dev".into(), results: vec![entry("pass", "Deployment", "web")] },
+            Environment { name: "dev".into(), results: vec![entry("pass", "Deployment", "web")], matched: 1 },
             Environment {
                 name: "fixtures/require-labels".into(),
                 results: vec![entry("pass", "Deployment", "ok"), entry("fail", "Deployment", "bad")],
+                matched: 2,
             },
         ];
         let md = to_markdown("Compliance report", &envs);
@@ -428,6 +476,7 @@ mod tests {
         let envs = [Environment {
             name: "chart dev".into(),
             results: vec![entry("pass", "Deployment", "web"), entry("fail", "Pod", "p")],
+            matched: 2,
         }];
         let json = to_json(&envs);
         assert_eq!(json["kind"], "List");

@@ -3,15 +3,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// Folders that never hold project manifests.
 /// `snapshots` holds renders that verify compares as a whole.
-const SKIPPED_DIRS: &[&str] = &[".git", "target", ".data", "node_modules", "tools", "snapshots"];
+pub const SKIPPED_DIRS: &[&str] = &[".git", "target", ".data", "node_modules", "tools", "snapshots"];
 
 /// Every YAML file of the project that yamllint should read: Helm templates
-/// are Go templates, not YAML, and fixtures are checked on their own.
+/// (any chart's `templates/`) are Go templates, not YAML, and fixtures are
+/// checked on their own.
 pub fn yaml_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
@@ -19,7 +20,7 @@ pub fn yaml_files(root: &Path) -> Result<Vec<PathBuf>> {
         let rel = e.path().strip_prefix(root).unwrap_or(e.path());
         !(e.file_type().is_dir()
             && (SKIPPED_DIRS.contains(&name.as_ref())
-                || name == "templates" && rel.parent().and_then(Path::parent).is_some_and(|p| p.ends_with("charts"))
+                || name == "templates" && e.path().parent().is_some_and(|chart| chart.join("Chart.yaml").is_file())
                 || rel == Path::new("tests/fixtures")))
     });
     for entry in walker {
@@ -72,11 +73,14 @@ struct TypeMeta {
     kind: Option<serde_norway::Value>,
 }
 
-/// True when the file has at least one document and each has apiVersion and kind.
+/// True when the file has at least one document and each has apiVersion and
+/// kind; false when none has both (values, configs). A file where some
+/// documents have both and others do not is an error: one broken document
+/// must not turn a whole multi-document manifest into "not Kubernetes".
 pub fn is_manifest(path: &Path) -> Result<bool> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut documents = 0;
-    for doc in serde_norway::Deserializer::from_str(&text) {
+    let (mut typed, mut untyped) = (0, Vec::new());
+    for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
         let Ok(value) = serde_norway::Value::deserialize(doc) else {
             // Unparseable YAML is yamllint's to report, not ours to guess.
             return Ok(false);
@@ -85,11 +89,18 @@ pub fn is_manifest(path: &Path) -> Result<bool> {
             continue;
         }
         match serde_norway::from_value::<TypeMeta>(value) {
-            Ok(TypeMeta { api_version: Some(_), kind: Some(_) }) => documents += 1,
-            _ => return Ok(false),
+            Ok(TypeMeta { api_version: Some(_), kind: Some(_) }) => typed += 1,
+            _ => untyped.push(i + 1),
         }
     }
-    Ok(documents > 0)
+    if typed > 0 && !untyped.is_empty() {
+        bail!(
+            "{}: document(s) {untyped:?} lack apiVersion or kind while {typed} other(s) have both; \
+             a manifest's every document needs them",
+            path.display()
+        );
+    }
+    Ok(typed > 0)
 }
 
 /// GitHub Actions workflows.
@@ -125,12 +136,23 @@ mod tests {
         write(root, "deploy/k/cm.yaml", "apiVersion: v1\nkind: ConfigMap\n");
         write(root, "deploy/k/patch.yaml", "kind: ConfigMap\n");
         write(root, "charts/demo/values.yaml", "replicas: 1\n");
+        write(root, "charts/demo/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n");
         write(root, "charts/demo/templates/deploy.yaml", "{{ .Values.x }}\n");
         write(root, "target/debug/x.yaml", "apiVersion: v1\nkind: ConfigMap\n");
         let yaml = yaml_files(root).unwrap();
-        assert_eq!(yaml.len(), 5, "{yaml:?}");
+        assert_eq!(yaml.len(), 6, "{yaml:?}");
         let set = manifests(root, &yaml).unwrap();
         assert_eq!(set.files, vec![deploy]);
         assert_eq!(set.kustomizations, vec![root.join("deploy/k")]);
+    }
+
+    #[test]
+    fn a_manifest_with_one_untyped_document_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "m.yaml", "apiVersion: v1\nkind: ConfigMap\n---\nmetadata: {name: x}\n");
+        let err = is_manifest(&file).unwrap_err().to_string();
+        assert!(err.contains("document(s) [2] lack apiVersion or kind"), "{err}");
+        let values = write(dir.path(), "v.yaml", "replicas: 1\n---\nimage: x\n");
+        assert!(!is_manifest(&values).unwrap());
     }
 }

@@ -1,6 +1,10 @@
 //! Fixtures that keep the validators honest: a validator is trusted only while
 //! it accepts `tests/fixtures/valid/` and rejects each file of
-//! `tests/fixtures/invalid/` that it is meant to catch.
+//! `tests/fixtures/invalid/` that it is meant to catch, for the reason the
+//! fixture is about. Each invalid fixture holds one defect; every finding a
+//! validator reports on it must name that defect, so a fixture rejected for
+//! another reason (a second, accidental defect; a missing schema; a crash)
+//! fails verify.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::{
-    Outcome, Validators, action_pins, actionlint, checkov, dashboards, helm, istio, kubeconform, kubectl_validate,
-    mesh, otelcol, promtool, rules, secrets, tofu, yamllint,
+    Outcome, Validators, action_pins, actionlint, checkov, dashboards, files, helm, istio, kubeconform,
+    kubectl_validate, kyverno, mesh, otelcol, promtool, rules, secrets, tofu, yamllint,
 };
 use crate::project::Project;
 
@@ -42,37 +46,94 @@ enum Validator {
     TofuValidate,
     /// Every `uses:` pinned by commit SHA with its version (action_pins.rs).
     ActionPins,
-    /// checkov (offline) on the file, with no skips.
-    Checkov,
+    /// One checkov check (offline) on the file, with no skips.
+    Checkov(&'static str),
+    /// Manifest discovery (files.rs): is every document a Kubernetes object.
+    Manifests,
+    /// `kyverno apply` of deploy/policies to the file.
+    KyvernoPolicies,
 }
 
-/// Each invalid fixture, and every validator that must reject it.
-const INVALID: &[(&str, &[Validator])] = &[
-    ("deployment-wrong-type.yaml", &[Validator::Kubeconform, Validator::KubectlValidate]),
-    ("deployment-unknown-field.yaml", &[Validator::Kubeconform, Validator::KubectlValidate]),
-    ("helmrelease-bad-field.yaml", &[Validator::Kubeconform, Validator::KubectlValidate]),
-    ("duplicate-key.yaml", &[Validator::Yamllint]),
-    ("workflow-broken.yml", &[Validator::Actionlint]),
-    ("deployment-without-limits.yaml", &[Validator::PlatformRules]),
-    ("values-wrong-type.yaml", &[Validator::HelmValues]),
-    ("values-unknown-key.yaml", &[Validator::HelmValues]),
-    ("otelcol-undefined-exporter.yaml", &[Validator::Otelcol]),
-    ("secret-plaintext.yaml", &[Validator::Secrets]),
-    ("rules-bad-promql.rules.yaml", &[Validator::Promtool]),
-    ("rules-alert-without-runbook.rules.yaml", &[Validator::Promtool]),
-    ("dashboard-bad-query.json", &[Validator::Dashboards]),
-    ("jaeger-helmrelease-bad-config.yaml", &[Validator::JaegerValidate]),
-    ("prometheusrule-bad-promql.yaml", &[Validator::PrometheusRule]),
-    ("mesh-unknown-subset.yaml", &[Validator::IstioAnalyze, Validator::MeshInvariants]),
-    ("mesh-weights-not-100.yaml", &[Validator::MeshInvariants]),
-    ("mesh-plaintext-destinationrule.yaml", &[Validator::MeshInvariants]),
-    ("mesh-header-route-after-weighted.yaml", &[Validator::MeshInvariants]),
-    ("mesh-undocumented-caller.yaml", &[Validator::MeshInvariants]),
-    ("tofu-unformatted.tf", &[Validator::TofuFmt]),
-    ("tofu-undefined-reference.tf", &[Validator::TofuValidate]),
-    ("workflow-unpinned-action.yml", &[Validator::ActionPins]),
-    ("checkov-privileged-container.yaml", &[Validator::Checkov]),
+/// Each invalid fixture, every validator that must reject it, and the reason
+/// (a substring every one of that validator's findings must contain).
+const INVALID: &[(&str, &[(Validator, &str)])] = &[
+    (
+        "deployment-wrong-type.yaml",
+        &[
+            (Validator::Kubeconform, "/spec/replicas"),
+            (Validator::KubectlValidate, "spec.replicas in body must be of type integer"),
+        ],
+    ),
+    (
+        "deployment-unknown-field.yaml",
+        &[(Validator::Kubeconform, "imagePullPolicyy"), (Validator::KubectlValidate, "imagePullPolicyy")],
+    ),
+    ("helmrelease-bad-enum.yaml", &[(Validator::Kubeconform, "GitRepo"), (Validator::KubectlValidate, "GitRepo")]),
+    (
+        "helmrelease-unknown-field.yaml",
+        &[(Validator::Kubeconform, "upgradeStrategy"), (Validator::KubectlValidate, "upgradeStrategy")],
+    ),
+    (
+        "kyverno-clusterpolicy-misspelt.yaml",
+        &[(Validator::Kubeconform, "patern"), (Validator::KubectlValidate, "patern")],
+    ),
+    (
+        "imagevalidatingpolicy-misspelt.yaml",
+        &[(Validator::Kubeconform, "keyles"), (Validator::KubectlValidate, "keyles")],
+    ),
+    ("multi-document-untyped.yaml", &[(Validator::Manifests, "document(s) [2] lack apiVersion or kind")]),
+    ("duplicate-key.yaml", &[(Validator::Yamllint, "duplication of key \"name\"")]),
+    ("workflow-broken.yml", &[(Validator::Actionlint, "needs job \"does-not-exist\" which does not exist")]),
+    (
+        "deployment-without-limits.yaml",
+        &[(Validator::PlatformRules, "limits"), (Validator::KyvernoPolicies, "require-requests-limits")],
+    ),
+    ("values-wrong-type.yaml", &[(Validator::HelmValues, "replicaCount")]),
+    ("values-unknown-key.yaml", &[(Validator::HelmValues, "replicaCountt")]),
+    ("otelcol-undefined-exporter.yaml", &[(Validator::Otelcol, "otlp_grpc/jaeger")]),
+    ("secret-plaintext.yaml", &[(Validator::Secrets, "stringData.password is plaintext")]),
+    (
+        "rules-bad-promql.rules.yaml",
+        &[(
+            Validator::Promtool,
+            "\"Broken\": could not parse expression: 1:36: parse error: unclosed left parenthesis",
+        )],
+    ),
+    ("rules-alert-without-runbook.rules.yaml", &[(Validator::Promtool, "annotation runbook_url is missing")]),
+    ("dashboard-bad-query.json", &[(Validator::Dashboards, "target B: 1:61: parse error: unclosed left parenthesis")]),
+    ("jaeger-helmrelease-bad-config.yaml", &[(Validator::JaegerValidate, "'badger' has invalid keys: directory")]),
+    (
+        "prometheusrule-bad-promql.yaml",
+        &[(Validator::PrometheusRule, "expected type range vector in call to function \"rate\"")],
+    ),
+    ("mesh-unknown-subset.yaml", &[(Validator::IstioAnalyze, "IST0101"), (Validator::MeshInvariants, "canary")]),
+    ("mesh-weights-not-100.yaml", &[(Validator::MeshInvariants, "weights sum to 110, not 100")]),
+    (
+        "mesh-plaintext-destinationrule.yaml",
+        &[(Validator::MeshInvariants, "subset canary tls.mode is DISABLE, not ISTIO_MUTUAL")],
+    ),
+    (
+        "mesh-header-route-after-weighted.yaml",
+        &[(Validator::MeshInvariants, "route canary-header (header canary) comes after the weighted route primary")],
+    ),
+    (
+        "mesh-undocumented-caller.yaml",
+        &[(Validator::MeshInvariants, "not in docs/mesh-access.md: | shop/intruder | backend")],
+    ),
+    ("tofu-unformatted.tf", &[(Validator::TofuFmt, "not formatted")]),
+    (
+        "tofu-undefined-reference.tf",
+        &[(Validator::TofuValidate, "An input variable with the name \"enviroment\" has not been declared")],
+    ),
+    (
+        "workflow-unpinned-action.yml",
+        &[(Validator::ActionPins, "not pinned by a full 40-hex commit SHA: - uses: actions/checkout@v5")],
+    ),
+    ("checkov-privileged-container.yaml", &[(Validator::Checkov(PRIVILEGED), "CKV_K8S_16")]),
 ];
+
+/// checkov's "Container should not be privileged".
+const PRIVILEGED: &str = "CKV_K8S_16";
 
 /// The chart whose values.schema.json the values fixtures exercise.
 const FIXTURE_CHART: &str = "charts/demo-app";
@@ -115,9 +176,18 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
         Validator::TofuFmt => tofu::fmt_check(&crate::tools::locate(project, "tofu")?, file),
         Validator::TofuValidate => validate_tofu_fixture(project, file),
         Validator::ActionPins => action_pins::check(&files),
-        Validator::Checkov => {
-            let (checked, findings) = checkov::scan(project, file, "kubernetes")?;
+        Validator::Checkov(check) => {
+            let (checked, findings) = checkov::scan(project, file, "kubernetes", Some(check))?;
             Ok(Outcome { checked, failures: findings.iter().map(|f| format!("{} {}", f.id, f.resource)).collect() })
+        }
+        Validator::Manifests => match files::is_manifest(file) {
+            Ok(_) => Ok(Outcome { checked: 1, failures: Vec::new() }),
+            Err(err) => Ok(Outcome { checked: 1, failures: vec![format!("{err:#}")] }),
+        },
+        Validator::KyvernoPolicies => {
+            let kyverno = crate::tools::locate(project, "kyverno")?;
+            let manifests = [("fixture".to_string(), file.to_path_buf())];
+            Ok(kyverno::apply(&kyverno, &project.root.join("deploy/policies"), &manifests)?.0)
         }
     }
 }
@@ -143,18 +213,35 @@ fn listed(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Every valid fixture passes every validator that applies to it.
+/// Every valid fixture passes every validator that applies to it, and the
+/// checkov checks the invalid fixtures exercise (a check that refuses
+/// everything would prove nothing).
 pub fn check_valid(project: &Project, v: &Validators) -> Result<Outcome> {
     let dir = project.root.join("tests/fixtures/valid");
     let mut outcome = Outcome::default();
     for file in listed(&dir)? {
         let validators: &[Validator] = if file.to_string_lossy().contains("workflow") {
-            &[Validator::Yamllint, Validator::Actionlint]
+            &[Validator::Yamllint, Validator::Actionlint, Validator::ActionPins]
         } else {
-            &[Validator::Yamllint, Validator::Kubeconform, Validator::KubectlValidate, Validator::PlatformRules]
+            &[
+                Validator::Yamllint,
+                Validator::Manifests,
+                Validator::Kubeconform,
+                Validator::KubectlValidate,
+                Validator::PlatformRules,
+            ]
         };
-        for &validator in validators {
+        // A check that refuses everything would prove nothing with its fixture.
+        let validators = if fs::read_to_string(&file)?.contains("kind: Deployment") {
+            [validators, &[Validator::Checkov(PRIVILEGED)]].concat()
+        } else {
+            validators.to_vec()
+        };
+        for validator in validators {
             let result = run_one(project, v, validator, &file)?;
+            if result.checked == 0 {
+                outcome.failures.push(format!("{validator:?} checked nothing in valid fixture {}", file.display()));
+            }
             for failure in result.failures {
                 outcome.failures.push(format!("{validator:?} rejected a valid fixture: {failure}"));
             }
@@ -167,25 +254,21 @@ pub fn check_valid(project: &Project, v: &Validators) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Every invalid fixture is rejected by each validator meant to catch it, and
-/// no fixture sits in the folder without an expectation.
+/// Every invalid fixture is rejected by each validator meant to catch it,
+/// with every finding naming the fixture's reason; no fixture sits in the
+/// folder without an expectation.
 pub fn check_invalid(project: &Project, v: &Validators) -> Result<Outcome> {
     let dir = project.root.join("tests/fixtures/invalid");
     let mut outcome = Outcome::default();
     for file in listed(&dir)? {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let Some((_, validators)) = INVALID.iter().find(|(n, _)| *n == name) else {
+        let Some((_, expectations)) = INVALID.iter().find(|(n, _)| *n == name) else {
             outcome.failures.push(format!("{name}: no expectation in xtask/src/verify/fixtures.rs"));
             continue;
         };
-        for &validator in *validators {
+        for &(validator, reason) in *expectations {
             let result = run_one(project, v, validator, &file)?;
-            if result.failures.is_empty() {
-                outcome.failures.push(format!("{validator:?} accepted invalid fixture {name}"));
-            } else if let Some(wrong) = result.failures.iter().find(|f| is_missing_schema(f)) {
-                // Rejected, but for lack of a schema: that proves nothing.
-                outcome.failures.push(format!("{validator:?} could not check {name}: {wrong}"));
-            }
+            outcome.failures.extend(judge(validator, &name, reason, &result.failures));
         }
         outcome.checked += 1;
     }
@@ -197,6 +280,30 @@ pub fn check_invalid(project: &Project, v: &Validators) -> Result<Outcome> {
     Ok(outcome)
 }
 
-fn is_missing_schema(failure: &str) -> bool {
-    ["could not find schema", "schema missing", "failed to retrieve validator"].iter().any(|m| failure.contains(m))
+/// What is wrong with `validator`'s findings on an invalid fixture: none, or
+/// one that does not name `reason`.
+fn judge(validator: Validator, name: &str, reason: &str, findings: &[String]) -> Vec<String> {
+    if findings.is_empty() {
+        return vec![format!("{validator:?} accepted invalid fixture {name} (expected: {reason})")];
+    }
+    findings
+        .iter()
+        .filter(|f| !f.contains(reason))
+        .map(|f| format!("{validator:?} rejected {name} for another reason than {reason:?}: {f}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixture_rejected_for_another_reason_fails() {
+        let v = Validator::Kubeconform;
+        assert!(judge(v, "f", "replicas", &["f: /spec/replicas: want integer".into()]).is_empty());
+        assert_eq!(judge(v, "f", "replicas", &[]).len(), 1);
+        let mixed = judge(v, "f", "replicas", &["/spec/replicas: x".into(), "could not find schema for X".into()]);
+        assert_eq!(mixed.len(), 1);
+        assert!(mixed[0].contains("another reason") && mixed[0].contains("could not find schema"), "{mixed:?}");
+    }
 }

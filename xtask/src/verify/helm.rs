@@ -18,15 +18,20 @@ pub struct Chart {
     pub environments: Vec<(String, PathBuf)>,
 }
 
-/// Every `charts/*/Chart.yaml`.
+/// Every chart of the repository (each folder with a `Chart.yaml`, outside
+/// build and tool folders): all are linted; those with `values-<env>.yaml`
+/// files are also rendered per environment.
 pub fn charts(root: &Path) -> Result<Vec<Chart>> {
     let mut charts = Vec::new();
-    let Ok(entries) = fs::read_dir(root.join("charts")) else { return Ok(charts) };
-    for entry in entries {
-        let dir = entry?.path();
-        if !dir.join("Chart.yaml").is_file() {
+    let walker = walkdir::WalkDir::new(root).into_iter().filter_entry(|e| {
+        !(e.file_type().is_dir() && super::files::SKIPPED_DIRS.contains(&e.file_name().to_string_lossy().as_ref()))
+    });
+    for entry in walker {
+        let entry = entry?;
+        if entry.file_name() != "Chart.yaml" {
             continue;
         }
+        let dir = entry.path().parent().expect("a file has a folder").to_path_buf();
         let mut environments = Vec::new();
         for file in fs::read_dir(&dir)? {
             let path = file?.path();
@@ -68,7 +73,13 @@ pub fn lint_with(v: &Validators, chart: &Path, values: Option<&Path>) -> Result<
         return Ok(Ok(()));
     }
     let with = values.map(|f| format!(" with {}", f.display())).unwrap_or_default();
-    Ok(Err(format!("helm lint {}{with}: {}", chart.display(), cmd::tail(&output.stderr, &output.stdout, 15))))
+    // The findings are helm's `[ERROR]`/`[WARNING]` lines on stdout; stderr
+    // only says how many charts failed.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let findings: Vec<&str> =
+        stdout.lines().map(str::trim).filter(|l| l.starts_with("[ERROR]") || l.starts_with("[WARNING]")).collect();
+    let why = if findings.is_empty() { cmd::tail(&output.stderr, &output.stdout, 15) } else { findings.join("; ") };
+    Ok(Err(format!("helm lint {}{with}: {why}", chart.display())))
 }
 
 /// Renders a chart the way `helm install` would, into `out`.

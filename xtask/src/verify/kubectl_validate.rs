@@ -1,5 +1,7 @@
 //! kubectl-validate: the API server's own validation code (OpenAPI, CEL
-//! rules, structural schemas), run offline.
+//! rules, structural schemas), run offline. Native kinds are checked against
+//! the OpenAPI documents of the clusters' Kubernetes release
+//! (`schemas::k8s::openapi_v3`), not the tool's built-in 1.30 ones.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,10 +12,6 @@ use serde::Deserialize;
 
 use super::{Outcome, Validators};
 use crate::cmd;
-
-/// Newest Kubernetes whose schemas kubectl-validate v0.0.4 embeds; without a
-/// cluster or the network it can validate native kinds only against these.
-pub const KUBERNETES_VERSION: &str = "1.30";
 
 /// kubectl-validate validates RBAC object names as DNS subdomains, where the
 /// API server only refuses path-unsafe names: `kyverno:admission-controller`
@@ -44,7 +42,7 @@ pub fn check(v: &Validators, files: &[PathBuf]) -> Result<Outcome> {
         return Ok(Outcome::default());
     }
     let mut run = Command::new(&v.kubectl_validate);
-    run.args(["--output", "json", "--version", KUBERNETES_VERSION]);
+    run.args(["--output", "json"]).arg("--local-schemas").arg(&v.k8s_openapi);
     run.arg("--local-crds").arg(&v.crds.crd_dir);
     run.args(files);
     let output = cmd::capture(&mut run)?;

@@ -281,7 +281,16 @@ impl Policies {
                 let api = d["apiVersion"].as_str().unwrap_or_default();
                 api.starts_with("policies.kyverno.io/") || api.starts_with("kyverno.io/")
             };
-            if docs.iter().any(|d| ONLINE_ONLY_KINDS.contains(&d["kind"].as_str().unwrap_or_default())) {
+            let online_only = |d: &Value| ONLINE_ONLY_KINDS.contains(&d["kind"].as_str().unwrap_or_default());
+            if docs.iter().any(online_only) {
+                // Skipping a whole file must never hide an offline policy.
+                if !docs.iter().all(online_only) {
+                    bail!(
+                        "{}: holds an ImageValidatingPolicy and other documents; keep image policies in a file \
+                         of their own, so the others are applied offline",
+                        file.display()
+                    );
+                }
                 continue;
             }
             if !docs.is_empty() && docs.iter().all(|d| d["kind"] == "PolicyException") {
@@ -290,15 +299,20 @@ impl Policies {
             }
             if docs.iter().any(is_policy) {
                 for doc in docs.iter().filter(|d| is_policy(d)) {
-                    let rules = &doc["spec"]["matchConstraints"]["resourceRules"];
-                    for resource in
-                        rules.as_array().into_iter().flatten().flat_map(|r| r["resources"].as_array()).flatten()
-                    {
-                        let resource = resource.as_str().unwrap_or_default();
+                    let matched = matched_resources(doc);
+                    if matched.is_empty() {
+                        bail!(
+                            "{}: cannot tell which resources policy {} matches (neither \
+                             spec.matchConstraints.resourceRules nor spec.rules[].match resources.kinds)",
+                            file.display(),
+                            doc["metadata"]["name"].as_str().unwrap_or("?")
+                        );
+                    }
+                    for resource in matched {
                         if resource == "pods" {
                             policies.resources.extend(POD_CONTROLLERS.iter().map(|r| r.to_string()));
                         }
-                        policies.resources.push(resource.to_string());
+                        policies.resources.push(resource);
                     }
                 }
                 policies.files.push(file);
@@ -315,6 +329,27 @@ impl Policies {
         let resource = resource_of(doc["kind"].as_str().unwrap_or_default());
         self.resources.iter().any(|r| r == "*" || *r == resource)
     }
+}
+
+/// The resources a policy matches: CEL policies' `matchConstraints`, or a
+/// ClusterPolicy's (kyverno.io/v1) `match` kinds (`Pod`, `apps/v1/Deployment`)
+/// in `any`, `all` or directly.
+fn matched_resources(policy: &Value) -> Vec<String> {
+    let spec = &policy["spec"];
+    let rules = spec["matchConstraints"]["resourceRules"].as_array().into_iter().flatten();
+    let mut found: Vec<String> = rules
+        .flat_map(|r| r["resources"].as_array().into_iter().flatten())
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    for rule in spec["rules"].as_array().into_iter().flatten() {
+        let blocks = ["any", "all"].iter().flat_map(|k| rule["match"][*k].as_array().into_iter().flatten());
+        for resources in blocks.map(|b| &b["resources"]).chain(std::iter::once(&rule["match"]["resources"])) {
+            for kind in resources["kinds"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                found.push(resource_of(kind.rsplit('/').next().unwrap_or(kind)));
+            }
+        }
+    }
+    found
 }
 
 /// Kubernetes' guess of a kind's resource name (`NetworkPolicy` ->
@@ -418,7 +453,7 @@ fn apply_environment(
     files: &[&Path],
     dir: &Path,
 ) -> Result<(Outcome, compliance::Environment)> {
-    let mut found = compliance::Environment { name: env.to_string(), results: Vec::new() };
+    let mut found = compliance::Environment { name: env.to_string(), ..Default::default() };
     let mut index = Index::default();
     let mut namespaces = Vec::new();
     let mut context = placeholders();
@@ -438,6 +473,7 @@ fn apply_environment(
                 namespaces.push(doc.clone());
             }
             if policies.matches(&doc) {
+                found.matched += 1;
                 evaluated.push_str("---\n");
                 evaluated.push_str(&serde_norway::to_string(&doc)?);
             }
@@ -624,6 +660,17 @@ fn parse_report(stdout: &str) -> Result<Option<Report>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_policies_match_their_rules_kinds() {
+        let policy = json!({"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "spec": {"rules": [
+            {"match": {"any": [{"resources": {"kinds": ["Pod", "apps/v1/Deployment"]}}]}},
+            {"match": {"resources": {"kinds": ["Service"]}}}]}});
+        assert_eq!(matched_resources(&policy), ["pods", "deployments", "services"]);
+        let cel = json!({"spec": {"matchConstraints": {"resourceRules": [{"resources": ["pods"]}]}}});
+        assert_eq!(matched_resources(&cel), ["pods"]);
+        assert!(matched_resources(&json!({"spec": {}})).is_empty());
+    }
 
     /// `kyverno test --output-format json --detailed-results` (v1.19.1) for a
     /// test expecting `fail` on a pod the policy excludes (kube-system) and

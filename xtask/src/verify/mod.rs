@@ -79,6 +79,8 @@ pub struct Validators {
     pub actionlint: PathBuf,
     pub shellcheck: PathBuf,
     pub k8s_schemas: PathBuf,
+    /// The API server's OpenAPI v3 documents, for kubectl-validate.
+    pub k8s_openapi: PathBuf,
     pub crds: CrdSchemas,
 }
 
@@ -99,13 +101,23 @@ impl Validators {
             actionlint: tools::locate(project, "actionlint")?,
             shellcheck: tools::locate(project, "shellcheck")?,
             k8s_schemas: schemas::k8s::ensure(project)?,
+            k8s_openapi: schemas::k8s::openapi_v3(project)?,
             crds,
         })
     }
 }
 
-pub fn run(project: &Project) -> Result<()> {
+pub fn run(project: &Project, only_fixtures: bool) -> Result<()> {
     let v = Validators::new(project)?;
+    if only_fixtures {
+        let mut report = Report { last: Some(std::time::Instant::now()), ..Report::default() };
+        report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
+        report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
+        if report.failed > 0 {
+            bail!("verify --fixtures: {} failure(s) above", report.failed);
+        }
+        return Ok(());
+    }
     let from = match &project.crd_dir {
         Some(dir) => format!("from CRD_DIR={}", dir.display()),
         None => format!("fetched by the versions in {}", schemas::crd_sources::SOURCES),
@@ -191,11 +203,11 @@ pub fn run(project: &Project) -> Result<()> {
     report.line("admission", "environments", admission_summary(&environments, &reports));
     let environments = reports;
     let compliance_dir = project.cache.join("verify/report");
-    report.line(
-        "compliance report",
-        "environments",
-        compliance::write(&compliance_dir, "Compliance report", &environments),
-    );
+    let written = compliance::write(&compliance_dir, "Compliance report", &environments).map(|mut outcome| {
+        outcome.failures.extend(compliance::below_target(&environments));
+        outcome
+    });
+    report.line("compliance report", "environments", written);
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
     report.line("action pins", "workflows", action_pins::check(&workflows));
     tofu::report(project, &mut report);

@@ -5,8 +5,9 @@
 //! Providers come from a filesystem mirror (`<cache>/tofu-providers`) by
 //! default: these machines reach no provider registry, and the module proxy
 //! refuses the providers' source modules. A folder whose providers or
-//! registry modules cannot be installed is listed as *not validated*, with
-//! OpenTofu's own reason, never counted as checked. With
+//! registry modules cannot be installed fails, unless `infra/unvalidated.yaml`
+//! names it with a reason; those are printed, with OpenTofu's own reason,
+//! on every run and never counted as checked. With
 //! `TOFU_PROVIDERS=registry` (GitHub CI, which has the network) providers and
 //! modules come from the registries and any failure is a failure.
 
@@ -14,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::{Outcome, Report};
 use crate::cmd;
@@ -56,33 +57,85 @@ pub enum Validation {
     Invalid(Vec<String>),
 }
 
-/// The `verify` lines: formatting, then validation of each folder.
+/// Folders allowed to stay unvalidated without a provider registry, and why.
+pub const UNVALIDATED_FILE: &str = "infra/unvalidated.yaml";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unvalidated {
+    folders: Vec<AllowedFolder>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowedFolder {
+    path: String,
+    reason: String,
+}
+
+fn allowed_unvalidated(project: &Project) -> Result<Vec<AllowedFolder>> {
+    let path = project.root.join(UNVALIDATED_FILE);
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: Unvalidated =
+        serde_norway::from_str(&text).with_context(|| format!("{UNVALIDATED_FILE} is malformed"))?;
+    if let Some(short) = file.folders.iter().find(|f| f.reason.trim().len() < 20) {
+        bail!("{UNVALIDATED_FILE}: {} needs a reason a reviewer can judge", short.path);
+    }
+    Ok(file.folders)
+}
+
+/// The `verify` lines: formatting, then validation of each folder. A folder
+/// that cannot be validated (providers unavailable) fails unless
+/// `UNVALIDATED_FILE` names it; the allowed ones are printed every run.
 pub fn report(project: &Project, report: &mut Report) {
     let infra = project.root.join("infra");
     report.line("tofu fmt", "files", tofu(project).and_then(|t| fmt_check(&t, &infra)));
-    let mut unvalidated = Vec::new();
     let mut test_runs = 0;
+    let mut allowed_notes = Vec::new();
     let outcome = tofu(project).and_then(|t| {
+        let allowed = if providers()? == Providers::Registry { Vec::new() } else { allowed_unvalidated(project)? };
         let mut outcome = Outcome::default();
+        let mut used = vec![false; allowed.len()];
         for root in roots(&infra)? {
             let rel = project.rel(&root).display().to_string();
+            let listed = allowed.iter().position(|a| a.path == rel);
             match validate(project, &t, &root)? {
                 Validation::Valid(runs) => {
                     outcome.checked += 1;
                     test_runs += runs;
+                    if listed.is_some() {
+                        outcome.failures.push(format!("{rel} validates now: remove it from {UNVALIDATED_FILE}"));
+                    }
                 }
-                Validation::Unavailable(why) => unvalidated.push(format!("{rel}: {why}")),
+                Validation::Unavailable(why) => match listed {
+                    Some(i) => {
+                        used[i] = true;
+                        allowed_notes.push(format!("{rel}: {} (OpenTofu: {why})", allowed[i].reason));
+                    }
+                    None => outcome.failures.push(format!(
+                        "{rel}: not validated: {why}; make its providers installable, or list it in \
+                         {UNVALIDATED_FILE} with a reason"
+                    )),
+                },
                 Validation::Invalid(errors) => {
                     outcome.failures.extend(errors.into_iter().map(|e| format!("{rel}: {e}")))
                 }
             }
         }
+        for (folder, used) in allowed.iter().zip(used) {
+            if !used && !outcome.failures.iter().any(|f| f.starts_with(&folder.path)) {
+                outcome
+                    .failures
+                    .push(format!("{UNVALIDATED_FILE}: {} is not a folder of infra/; remove it", folder.path));
+            }
+        }
         Ok(outcome)
     });
-    report.line("tofu validate/test", "folders", outcome);
+    let unit = format!("folders (+{} allowed unvalidated)", allowed_notes.len());
+    report.line("tofu validate/test", &unit, outcome);
     println!("    tofu test: {test_runs} run(s) passed");
-    for note in unvalidated {
-        println!("    NOT VALIDATED {note}");
+    for note in allowed_notes {
+        println!("    NOT VALIDATED (allowed by {UNVALIDATED_FILE}) {note}");
     }
 }
 

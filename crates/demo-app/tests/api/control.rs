@@ -56,18 +56,24 @@ async fn random_errors_fail_some_app_requests_with_podinfo_codes() {
 #[tokio::test]
 async fn shutdown_turns_readiness_off_then_finishes_in_flight_requests() {
     let app = spawn_app_with(|c| c.drain_delay = Duration::from_millis(500)).await;
-    let slow = tokio::spawn({
-        let client = app.client.clone();
-        let url = app.url("/delay/1");
-        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // /chunked sends its status line at once and its body a second later:
+    // once the status is here, the request is in flight (no sleep guesses it).
+    let slow = app.client.get(app.url("/chunked/1")).send().await.unwrap();
+    assert_eq!(slow.status(), 200);
     let client = app.client.clone();
     let ready_url = app.url("/readyz");
     let shutdown = tokio::spawn(app.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(client.get(&ready_url).send().await.unwrap().status(), 503, "unready while draining");
-    assert_eq!(slow.await.unwrap().unwrap(), 200, "the in-flight request completes");
+    // Readiness turns off during the drain delay, while the listener still answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+    loop {
+        let status = client.get(&ready_url).send().await.map(|r| r.status().as_u16());
+        if status.as_ref().ok() == Some(&503) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "readiness did not turn 503 while draining: {status:?}");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(slow.text().await.unwrap(), r#"{"delay":1}"#, "the in-flight request completes");
     shutdown.await.unwrap().unwrap();
     assert!(client.get(&ready_url).send().await.is_err(), "the listener is closed");
 }
