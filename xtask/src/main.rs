@@ -150,7 +150,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { fixtures } => verify::run(&project, fixtures),
         Command::Snapshots => flux::snapshot::update(&project),
         Command::Diff { git_ref } => flux::snapshot::diff_command(&project, &git_ref),
-        Command::Policy { action: PolicyAction::Report { fixtures } } => verify::compliance::run(&project, fixtures),
+        Command::Policy { action: PolicyAction::Report { fixtures } } => verify::policy_report::run(&project, fixtures),
         Command::Test => pipeline::run(&project),
         Command::Run { args } => run::run(&project, &args),
         Command::Stack => stack::run(&project),

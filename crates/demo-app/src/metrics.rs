@@ -2,6 +2,7 @@
 //! /metrics of the main port, as podinfo does). Labels use route templates
 //! only, never raw paths or ids, so cardinality stays bounded.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,7 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::state::AppState;
 use crate::version::{REVISION, VERSION};
 
 /// Prometheus' default buckets (podinfo's) plus a 0.3 s edge: the latency
@@ -99,15 +99,14 @@ impl Metrics {
 }
 
 /// GET /metrics.
-pub async fn handler(State(state): State<AppState>) -> Response {
-    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
-        .into_response()
+pub async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode()).into_response()
 }
 
 /// Records every routed request. Unmatched paths (404) carry no template and
 /// are counted under `path="unmatched"` so an attacker's random URLs cannot
 /// grow the label set.
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method()).to_string();
     let path = request
@@ -116,12 +115,11 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .map_or_else(|| "unmatched".to_string(), |p| podinfo_path_label(p.as_str()));
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    state
-        .metrics
+    metrics
         .request_duration
         .get_or_create(&RequestLabels { method, path, status: status.clone() })
         .observe(started.elapsed().as_secs_f64());
-    state.metrics.requests.get_or_create(&StatusLabels { status }).inc();
+    metrics.requests.get_or_create(&StatusLabels { status }).inc();
     response
 }
 

@@ -69,3 +69,10 @@ pub struct AppState {
     pub jwt_secret: Arc<str>,
     pub metrics: Arc<Metrics>,
 }
+
+/// Lets the metrics handler and middleware take only the metrics.
+impl axum::extract::FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}

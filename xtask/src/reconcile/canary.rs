@@ -29,10 +29,10 @@ use serde_json::{Value, json};
 
 use super::checks::Report;
 use super::control_plane::{ControlPlane, free_port};
+use super::flux_system::{pushed, request_reconcile};
 use super::internet::Internet;
 use super::network::Routes;
 use super::repository::Repository;
-use super::scenarios::{pushed, request_reconcile};
 use super::workloads::env_value;
 use crate::project::Project;
 use crate::stack::http;

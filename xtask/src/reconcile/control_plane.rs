@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::kube::{Kube, User, write_kubeconfig};
 use super::pki::{self, Pki};
-use super::workloads;
 use crate::project::Project;
 use crate::stack::process::{Supervisor, poll_until};
 use crate::tools;
@@ -44,7 +43,20 @@ fn tool(project: &Project, name: &str) -> Result<PathBuf> {
     tools::locate(project, name)
 }
 
-pub fn start(project: &Project, supervisor: &mut Supervisor, dir: &Path, workers: &[Worker]) -> Result<ControlPlane> {
+/// The annotation a pod of a process-run controller gets once the process
+/// passes its readiness probe; kwok makes the pod Ready only then.
+pub const SERVING: &str = "loopback.demo-platform.dev/serving";
+
+/// Starts etcd, the API server, the controller manager, the scheduler and
+/// kwok; `process_backed` (`namespace/deployment`) are the pods whose
+/// readiness a process decides (see `SERVING`).
+pub fn start(
+    project: &Project,
+    supervisor: &mut Supervisor,
+    dir: &Path,
+    workers: &[Worker],
+    process_backed: &[String],
+) -> Result<ControlPlane> {
     let pki = pki::generate(&tool(project, "openssl")?, &dir.join("pki"))?;
     let logs = dir.join("logs");
     let grace = Duration::from_secs(10);
@@ -148,7 +160,7 @@ pub fn start(project: &Project, supervisor: &mut Supervisor, dir: &Path, workers
     supervisor.spawn("kube-scheduler", scheduler, &logs.join("kube-scheduler.log"), grace)?;
 
     let stages = dir.join("kwok-stages.yaml");
-    fs::write(&stages, kwok_stages(project)?)?;
+    fs::write(&stages, kwok_stages(project, process_backed)?)?;
     let mut kwok = Command::new(tool(project, "kwok")?);
     kwok.args(["--kubeconfig", &kubeconfig, "--manage-all-nodes=false"])
         .args(["--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake"])
@@ -220,7 +232,7 @@ fn nodes(workers: &[Worker]) -> String {
 /// its readiness probe, as under a kubelet, and not on kwok's clock: else
 /// Flux's first apply of the policies met Kyverno's webhook before it
 /// listened (measured 2026-12-02, and failed CI once).
-fn kwok_stages(project: &Project) -> Result<String> {
+fn kwok_stages(project: &Project, process_backed: &[String]) -> Result<String> {
     let module = tools::module_source(project, "kwok")?;
     let stage = module.join("kustomize/stage");
     let files = [
@@ -241,7 +253,7 @@ fn kwok_stages(project: &Project) -> Result<String> {
             serde_norway::from_str(&text).with_context(|| format!("kwok stage {} is not YAML", path.display()))?;
         let stage = if file.starts_with("pod/") { without_latency(stage) } else { stage };
         if file.ends_with("pod-ready.yaml") {
-            stages.extend(split_pod_ready(stage)?);
+            stages.extend(split_pod_ready(stage, process_backed)?);
         } else {
             stages.push(stage);
         }
@@ -271,10 +283,9 @@ fn without_latency(mut stage: Value) -> Value {
 const POD_DEPLOYMENT: &str = r#".metadata.namespace + "/" + ((.metadata.generateName // "") | sub("-[^-]+-$"; ""))"#;
 
 /// kwok's pod-ready stage for every pod but the process-backed ones, and a
-/// copy for those that also waits for `workloads::SERVING` (no delay: the
-/// probe already passed).
-fn split_pod_ready(stage: Value) -> Result<[Value; 2]> {
-    let backed = workloads::process_backed();
+/// copy for those that also waits for `SERVING` (no delay: the probe
+/// already passed).
+fn split_pod_ready(stage: Value, backed: &[String]) -> Result<[Value; 2]> {
     let mut others = stage.clone();
     let expressions = |stage: &mut Value| -> Result<Vec<Value>> {
         stage["spec"]["selector"]["matchExpressions"]
@@ -289,7 +300,7 @@ fn split_pod_ready(stage: Value) -> Result<[Value; 2]> {
     let mut served = stage;
     let mut selected = expressions(&mut served)?;
     selected.push(json!({"key": POD_DEPLOYMENT, "operator": "In", "values": backed}));
-    selected.push(json!({"key": format!(".metadata.annotations[\"{}\"]", workloads::SERVING), "operator": "Exists"}));
+    selected.push(json!({"key": format!(".metadata.annotations[\"{}\"]", SERVING), "operator": "Exists"}));
     served["spec"]["selector"]["matchExpressions"] = json!(selected);
     served["metadata"]["name"] = json!("pod-ready-when-served");
     served["spec"]["delay"] = json!({"durationMilliseconds": 0});
@@ -309,9 +320,9 @@ mod tests {
                 "delay": {"durationMilliseconds": 1000, "jitterDurationMilliseconds": 5000},
             },
         });
-        let [others, served] = split_pod_ready(stage).unwrap();
-        let backed = json!(workloads::process_backed());
-        assert!(backed.as_array().unwrap().iter().any(|b| b == "kyverno/kyverno-admission-controller"));
+        let process_backed = vec!["kyverno/kyverno-admission-controller".to_string()];
+        let [others, served] = split_pod_ready(stage, &process_backed).unwrap();
+        let backed = json!(process_backed);
 
         let expressions = &others["spec"]["selector"]["matchExpressions"];
         assert_eq!(expressions[0]["key"], ".status.phase");
@@ -320,7 +331,7 @@ mod tests {
 
         let expressions = &served["spec"]["selector"]["matchExpressions"];
         assert_eq!(expressions[1]["operator"], "In");
-        assert_eq!(expressions[2]["key"], format!(".metadata.annotations[\"{}\"]", workloads::SERVING));
+        assert_eq!(expressions[2]["key"], format!(".metadata.annotations[\"{}\"]", SERVING));
         assert_eq!(expressions[2]["operator"], "Exists");
         assert_eq!(served["metadata"]["name"], "pod-ready-when-served");
         assert_eq!(served["spec"]["delay"], json!({"durationMilliseconds": 0}));

@@ -189,6 +189,25 @@ fn url_patch(sources: &Sources, name: &str, key: &str) -> Value {
     })
 }
 
+/// What a push webhook or `flux reconcile source git flux-system` does: the
+/// GitRepository fetches now instead of at its next interval (the objects
+/// built from it follow its new revision by themselves).
+pub fn pushed(plane: &ControlPlane) -> Result<()> {
+    request_reconcile(plane, &["gitrepository/flux-system"])
+}
+
+/// Asks Flux to reconcile `kind/name` objects of flux-system now, as `flux
+/// reconcile` does: a `requestedAt` value never used before (a repeated one
+/// is no request).
+pub fn request_reconcile(plane: &ControlPlane, objects: &[&str]) -> Result<()> {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
+    for object in objects {
+        plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", object, &now])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -73,8 +73,9 @@ fn reconcile(project: &Project, env: &str) -> Result<()> {
     let mut report = checks::Report::new(env);
     let mut supervisor = Supervisor::default();
 
-    let plane = report
-        .step("control plane and kwok nodes", || control_plane::start(project, &mut supervisor, &dir, &workers(env)))?;
+    let plane = report.step("control plane and kwok nodes", || {
+        control_plane::start(project, &mut supervisor, &dir, &workers(env), &workloads::process_backed())
+    })?;
     let routes = network::Routes::default();
     network::serve(&plane.egress_socket, plane.admin.clone(), routes.clone())?;
 

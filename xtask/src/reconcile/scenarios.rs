@@ -10,6 +10,7 @@ use serde_json::json;
 use super::canary;
 use super::checks::Report;
 use super::control_plane::ControlPlane;
+use super::flux_system::pushed;
 use super::kube::ready_condition;
 use super::repository::Repository;
 use crate::stack::process::poll_until;
@@ -120,25 +121,6 @@ fn pruned(plane: &ControlPlane) -> Result<()> {
         *last = format!("still present: {}", !gone);
         Ok(gone.then_some(()))
     })
-}
-
-/// What a push webhook or `flux reconcile source git flux-system` does: the
-/// GitRepository fetches now instead of at its next interval (the objects
-/// built from it follow its new revision by themselves).
-pub(super) fn pushed(plane: &ControlPlane) -> Result<()> {
-    request_reconcile(plane, &["gitrepository/flux-system"])
-}
-
-/// Asks Flux to reconcile `kind/name` objects of flux-system now, as `flux
-/// reconcile` does: a `requestedAt` value never used before (a repeated one
-/// is no request).
-pub(super) fn request_reconcile(plane: &ControlPlane, objects: &[&str]) -> Result<()> {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let now = format!("reconcile.fluxcd.io/requestedAt={}", since_epoch.as_nanos());
-    for object in objects {
-        plane.admin.run(&["annotate", "--overwrite", "-n", "flux-system", object, &now])?;
-    }
-    Ok(())
 }
 
 fn wait_kustomization_ready(plane: &ControlPlane, name: &str) -> Result<()> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::control_plane::{ControlPlane, free_port};
+use super::control_plane::{ControlPlane, SERVING, free_port};
 use super::kube::{User, write_kubeconfig};
 use super::network::Routes;
 use crate::project::Project;
@@ -223,10 +223,6 @@ pub const PARTLY_RECONCILED: &[(&str, &str)] = &[(
     "clusters.postgresql.cnpg.io",
     "the operator runs, but its PostgreSQL instances are kwok pods: no instance manager answers it",
 )];
-
-/// The annotation a pod of a process-run controller gets once the process
-/// passes its readiness probe; kwok makes the pod Ready only then.
-pub const SERVING: &str = "loopback.demo-platform.dev/serving";
 
 /// `namespace/deployment` of every controller run as a process: the pods
 /// whose readiness the process decides.

@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
     }
 
     app.merge(operational)
-        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
         .layer(axum::middleware::from_fn(crate::telemetry::http::trace_requests))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

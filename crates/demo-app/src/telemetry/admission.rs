@@ -6,8 +6,6 @@
 //! inner queue never overflows and every lost item is counted: here, or by
 //! the exporter wrappers in `dropped.rs` when an export fails.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
@@ -18,31 +16,7 @@ use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 use super::dropped;
-
-/// Items admitted into a batch processor's queue and not yet exported.
-#[derive(Debug, Clone)]
-pub struct Queue {
-    pending: Arc<AtomicUsize>,
-    capacity: usize,
-}
-
-impl Queue {
-    /// `capacity` from the SDK's variable (e.g. OTEL_BSP_MAX_QUEUE_SIZE), else its default.
-    pub fn from_env(variable: &str, default: usize) -> Self {
-        let capacity = std::env::var(variable).ok().and_then(|v| v.parse().ok()).filter(|c| *c > 0).unwrap_or(default);
-        Self { pending: Arc::new(AtomicUsize::new(0)), capacity }
-    }
-
-    /// True when the item may enter the queue.
-    fn admit(&self) -> bool {
-        self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1)).is_ok()
-    }
-
-    /// The exporter took `n` items out of the queue.
-    pub fn exported(&self, n: usize) {
-        let _ = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.saturating_sub(n)));
-    }
-}
+use super::queue::Queue;
 
 #[derive(Debug)]
 pub struct SpanAdmission<P> {
@@ -115,13 +89,13 @@ mod tests {
 
     #[test]
     fn admits_up_to_capacity_until_the_exporter_drains() {
-        let queue = Queue { pending: Arc::new(AtomicUsize::new(0)), capacity: 3 };
+        let queue = Queue::with_capacity(3);
         assert!((0..3).all(|_| queue.admit()));
         assert!(!queue.admit(), "the fourth item would overflow the inner queue");
         queue.exported(2);
         assert!(queue.admit() && queue.admit());
         assert!(!queue.admit());
         queue.exported(10);
-        assert_eq!(queue.pending.load(Ordering::Relaxed), 0, "never below zero");
+        assert_eq!(queue.pending(), 0, "never below zero");
     }
 }

@@ -32,7 +32,7 @@ pub fn count(signal: &'static str, items: usize) {
 }
 
 #[derive(Debug)]
-pub struct CountingSpanExporter<E>(pub E, pub super::admission::Queue);
+pub struct CountingSpanExporter<E>(pub E, pub super::queue::Queue);
 
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
@@ -59,7 +59,7 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 }
 
 #[derive(Debug)]
-pub struct CountingLogExporter<E>(pub E, pub super::admission::Queue);
+pub struct CountingLogExporter<E>(pub E, pub super::queue::Queue);
 
 impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {

@@ -12,6 +12,7 @@ mod admission;
 pub mod dropped;
 pub mod http;
 pub mod instruments;
+mod queue;
 mod settings;
 
 use std::collections::HashMap;
@@ -92,7 +93,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_service_name(settings.service_name.clone())
         .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
         .build();
-    let span_queue = admission::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    let span_queue = queue::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
         span_exporter(&settings, &endpoint)?,
         span_queue.clone(),
@@ -110,7 +111,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         )
         .with_resource(resource.clone())
         .build();
-    let log_queue = admission::Queue::from_env("OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
+    let log_queue = queue::Queue::from_env("OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
         log_exporter(&settings, &endpoint)?,
         log_queue.clone(),
