@@ -26,8 +26,12 @@ fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
     steps.run("clippy + test build", || {
         run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--all-targets", "--locked", "--no-run"])
     })?;
+    // Tests that need the tools above are `#[ignore]`d with the reason, so a
+    // plain `cargo test` on a fresh clone runs (and lists them as ignored);
+    // here the tools are installed, and they run too.
     steps.run("cargo test", || {
-        run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--locked", "--no-fail-fast"])
+        let args = ["test", "--workspace", "--locked", "--no-fail-fast", "--", "--include-ignored"];
+        run_cargo(project, crate::cargo::linted(), &args)
     })?;
     steps.run("verify", || verify::run(project, false))?;
     steps.run("e2e", || crate::stack::e2e::run(project))?;

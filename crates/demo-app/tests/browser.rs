@@ -47,6 +47,7 @@ async fn start_chromedriver() -> (Driver, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs chromium and chromium-driver as `make tools` installs them; `make test` runs it"]
 async fn a_visitor_sees_the_version_and_places_an_order() {
     let app = helpers::spawn_app().await;
     let (_driver, webdriver) = start_chromedriver().await;

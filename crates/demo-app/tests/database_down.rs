@@ -42,6 +42,7 @@ async fn wait_until_ready(app: &helpers::TestApp) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (initdb, pg_ctl) as `make tools` installs it; `make test` runs it"]
 async fn orders_survive_a_database_outage() {
     let mut pg = PgServer::with_database("orders").await;
     pg.stop();

@@ -85,6 +85,7 @@ async fn observe(client: &Client, method: Method, url: &str, body: &'static str)
 }
 
 #[tokio::test]
+#[ignore = "needs podinfo from `make tools`; `make test` runs it"]
 async fn shared_endpoints_answer_like_podinfo() {
     let podinfo = start_podinfo().await;
     let ours = spawn_app().await;
@@ -132,6 +133,7 @@ async fn shared_endpoints_answer_like_podinfo() {
 }
 
 #[tokio::test]
+#[ignore = "needs podinfo from `make tools`; `make test` runs it"]
 async fn headers_echo_tokens_and_readiness_behave_like_podinfo() {
     let podinfo = start_podinfo().await;
     let ours = spawn_app().await;
@@ -175,6 +177,7 @@ async fn headers_echo_tokens_and_readiness_behave_like_podinfo() {
 
 /// Where we differ on purpose, the difference is pinned so it cannot drift.
 #[tokio::test]
+#[ignore = "needs podinfo from `make tools`; `make test` runs it"]
 async fn deliberate_differences_are_what_the_readme_says() {
     let podinfo = start_podinfo().await;
     let ours = spawn_app().await;

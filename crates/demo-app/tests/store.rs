@@ -229,6 +229,7 @@ macro_rules! suite {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs PostgreSQL (initdb, pg_ctl) as `make tools` installs it; `make test` runs it"]
                 async fn $name() {
                     let fixture = super::Fixture::postgres().await;
                     super::$name(fixture.store.clone()).await;
@@ -292,6 +293,7 @@ async fn assert_down_fast(store: &Store) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (initdb, pg_ctl) as `make tools` installs it; `make test` runs it"]
 async fn postgres_starts_while_down_and_recovers_from_outages() {
     // Create the database, then take the server down before the app starts.
     let mut server = PgServer::with_database("app").await;
