@@ -22,6 +22,7 @@ pub const PYTHON_TOOLS: &[PythonTool] = &[
     PythonTool { name: "kubernetes-validate", dist: "kubernetes-validate" },
     PythonTool { name: "yamllint", dist: "yamllint" },
     PythonTool { name: "checkov", dist: "checkov" },
+    PythonTool { name: "zizmor", dist: "zizmor" },
 ];
 
 const PYTHON: &str = "python3";

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use super::{
-    Outcome, Validators, action_pins, actionlint, checkov, dashboards, files, helm, istio, kubeconform,
-    kubectl_validate, kyverno, mesh, otelcol, promtool, rules, secrets, tofu, yamllint,
+    Outcome, Validators, actionlint, checkov, dashboards, files, helm, istio, kubeconform, kubectl_validate, kyverno,
+    mesh, otelcol, promtool, rules, secrets, tofu, yamllint, zizmor,
 };
 use crate::project::Project;
 
@@ -44,8 +44,8 @@ enum Validator {
     TofuFmt,
     /// `tofu init` + `tofu validate` of the file as a module of its own.
     TofuValidate,
-    /// Every `uses:` pinned by commit SHA with its version (action_pins.rs).
-    ActionPins,
+    /// zizmor's security audits of a workflow (zizmor.rs).
+    Zizmor,
     /// One checkov check (offline) on the file, with no skips.
     Checkov(&'static str),
     /// Manifest discovery (files.rs): is every document a Kubernetes object.
@@ -125,10 +125,7 @@ const INVALID: &[(&str, &[(Validator, &str)])] = &[
         "tofu-undefined-reference.tf",
         &[(Validator::TofuValidate, "An input variable with the name \"enviroment\" has not been declared")],
     ),
-    (
-        "workflow-unpinned-action.yml",
-        &[(Validator::ActionPins, "not pinned by a full 40-hex commit SHA: - uses: actions/checkout@v5")],
-    ),
+    ("workflow-unpinned-action.yml", &[(Validator::Zizmor, "unpinned-uses")]),
     ("checkov-privileged-container.yaml", &[(Validator::Checkov(PRIVILEGED), "CKV_K8S_16")]),
 ];
 
@@ -175,7 +172,7 @@ fn run_one(project: &Project, v: &Validators, validator: Validator, file: &Path)
         Validator::MeshInvariants => mesh::check_file(project, file),
         Validator::TofuFmt => tofu::fmt_check(&crate::tools::locate(project, "tofu")?, file),
         Validator::TofuValidate => validate_tofu_fixture(project, file),
-        Validator::ActionPins => action_pins::check(&files),
+        Validator::Zizmor => zizmor::check(&crate::tools::locate(project, "zizmor")?, &files),
         Validator::Checkov(check) => {
             let (checked, findings) = checkov::scan(project, file, "kubernetes", Some(check))?;
             Ok(Outcome { checked, failures: findings.iter().map(|f| format!("{} {}", f.id, f.resource)).collect() })
@@ -221,7 +218,7 @@ pub fn check_valid(project: &Project, v: &Validators) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for file in listed(&dir)? {
         let validators: &[Validator] = if file.to_string_lossy().contains("workflow") {
-            &[Validator::Yamllint, Validator::Actionlint, Validator::ActionPins]
+            &[Validator::Yamllint, Validator::Actionlint, Validator::Zizmor]
         } else {
             &[
                 Validator::Yamllint,

@@ -2,7 +2,6 @@
 //! repository through the real upstream validators, then the negative
 //! fixtures to prove those validators still reject bad input.
 
-mod action_pins;
 mod actionlint;
 mod admission;
 mod alert_rules;
@@ -32,6 +31,7 @@ mod secrets;
 mod tofu;
 mod write_paths;
 mod yamllint;
+mod zizmor;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -210,7 +210,8 @@ pub fn run(project: &Project, only_fixtures: bool) -> Result<()> {
     });
     report.line("compliance report", "environments", written);
     report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
-    report.line("action pins", "workflows", action_pins::check(&workflows));
+    let zizmor = tools::locate(project, "zizmor").and_then(|z| zizmor::check(&z, &workflows));
+    report.line("zizmor", "workflows", zizmor);
     tofu::report(project, &mut report);
     report.line("checkov", "checks", checkov::check(project, &checkov::targets(project, &out_dir)));
     report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
