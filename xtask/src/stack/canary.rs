@@ -106,7 +106,6 @@ fn run_in(dir: &Path, tools: &Tools, metrics: &[Metric], supervisor: &mut Superv
     let Tools { demo_app, prometheus: prometheus_bin, promtool, argo_condition } = tools;
     let mut ports = Vec::new();
     for backend in BACKENDS {
-        let (http_port, metrics_port) = (free_port()?, free_port()?);
         let data = dir.join(backend.hash);
         fs::create_dir_all(&data)?;
         let mut command = Command::new(demo_app);
@@ -122,13 +121,16 @@ fn run_in(dir: &Path, tools: &Tools, metrics: &[Metric], supervisor: &mut Superv
                 "--drain-delay",
                 "0s",
             ])
-            .args(["--port", &http_port.to_string(), "--port-metrics", &metrics_port.to_string()])
+            // Port 0: the process binds and says which ports it got (no
+            // window between choosing a port and binding it).
+            .args(["--port", "0", "--port-metrics", "0"])
             .arg("--data-path")
             .arg(&data)
             .args(backend.args)
             .env("OTEL_SDK_DISABLED", "true");
         let log = dir.join("logs").join(format!("{}.log", backend.hash));
         supervisor.spawn(backend.hash, command, &log, Duration::from_secs(10))?;
+        let (http_port, metrics_port) = bound_ports(&log).with_context(|| format!("starting {}", backend.hash))?;
         poll_until(&format!("{} ready", backend.hash), Duration::from_secs(60), Duration::from_millis(100), |last| {
             match http::get(http_port, "/readyz") {
                 Ok(r) if r.status == 200 => Ok(Some(())),
@@ -337,6 +339,27 @@ fn drive_traffic(ports: &[u16], length: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The (HTTP, metrics) ports a demo-app started on port 0 bound, from its
+/// `demo-app listening` log line.
+fn bound_ports(log: &Path) -> Result<(u16, u16)> {
+    poll_until("the `demo-app listening` log line", Duration::from_secs(30), Duration::from_millis(50), |last| {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        *last = format!("{} holds no such line yet", log.display());
+        Ok(text.lines().find_map(listening_ports))
+    })
+}
+
+fn listening_ports(line: &str) -> Option<(u16, u16)> {
+    let record: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &record["fields"];
+    if fields["message"] != "demo-app listening" {
+        return None;
+    }
+    Some((fields["port"].as_u64()?.try_into().ok()?, fields["metrics_port"].as_u64()?.try_into().ok()?))
+}
+
+/// For Prometheus, which cannot report a port it chose: the kernel picks a
+/// free one, released just before Prometheus binds it.
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind((HOST, 0))?.local_addr()?.port())
 }
@@ -344,6 +367,14 @@ fn free_port() -> Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listening_line_gives_both_ports() {
+        let line = r#"{"level":"INFO","fields":{"message":"demo-app listening","port":40097,"metrics_port":33025}}"#;
+        assert_eq!(listening_ports(line), Some((40097, 33025)));
+        assert_eq!(listening_ports(r#"{"fields":{"message":"other","port":1,"metrics_port":2}}"#), None);
+        assert_eq!(listening_ports("not json"), None);
+    }
 
     #[test]
     #[ignore = "needs argo-condition from `make tools`; `make test` runs it"]
