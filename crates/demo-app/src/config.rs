@@ -62,6 +62,16 @@ pub struct Config {
     /// Timeout of outgoing HTTP calls.
     #[arg(long, env = "DEMO_APP_HTTP_CLIENT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub http_client_timeout: Duration,
+    /// Longest a checkout waits for the backend's answer (headers and body);
+    /// past it the checkout answers 504 and the client may retry with the
+    /// same Idempotency-Key.
+    #[arg(long, env = "DEMO_APP_CHECKOUT_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub checkout_timeout: Duration,
+    /// Largest backend answer a checkout reads, in bytes; a larger one is a
+    /// 502, never buffered whole.
+    #[arg(long, env = "DEMO_APP_CHECKOUT_MAX_RESPONSE_BYTES", default_value_t = 64 * 1024,
+        value_parser = clap::value_parser!(u64).range(1024..))]
+    pub checkout_max_response_bytes: u64,
     /// Folder for the content-addressed store and the SQLite database.
     #[arg(long, env = "DEMO_APP_DATA_PATH", default_value = "/data")]
     pub data_path: PathBuf,

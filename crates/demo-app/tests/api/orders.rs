@@ -150,6 +150,79 @@ async fn checkout_reports_an_unreachable_backend() {
     assert_eq!(response.status(), 502);
 }
 
+/// A backend that reads a request and answers `reply` (raw HTTP), or never
+/// answers when `reply` is None.
+async fn fake_backend(reply: Option<Vec<u8>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                match reply {
+                    Some(reply) => {
+                        let _ = socket.write_all(&reply).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            });
+        }
+    });
+    address
+}
+
+async fn frontend_of(backend: String) -> crate::helpers::TestApp {
+    spawn_app_with(|c| {
+        c.role = demo_app::config::Role::Frontend;
+        c.backend_urls = vec![backend];
+        c.checkout_timeout = std::time::Duration::from_millis(500);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn checkout_gives_up_on_a_hung_backend() {
+    let frontend = frontend_of(fake_backend(None).await).await;
+    let started = std::time::Instant::now();
+    let response = frontend.post_json("/api/checkout", &order()).await;
+    assert_eq!(response.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "waited {:?}", started.elapsed());
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "backend_timeout");
+}
+
+#[tokio::test]
+async fn checkout_passes_on_no_answer_that_is_not_an_order_or_an_error() {
+    let odd = b"HTTP/1.1 299 Odd\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"a\": true}".to_vec();
+    let crash = b"HTTP/1.1 500 Internal\r\ncontent-length: 4\r\n\r\noops".to_vec();
+    let not_an_order = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+    for reply in [odd, crash, not_an_order] {
+        let frontend = frontend_of(fake_backend(Some(reply)).await).await;
+        let response = frontend.post_json("/api/checkout", &order()).await;
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], "backend_invalid_response");
+    }
+}
+
+#[tokio::test]
+async fn checkout_refuses_a_huge_backend_answer_without_buffering_it() {
+    let body = vec![b' '; 8 << 20];
+    let mut reply = format!(
+        "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    reply.extend_from_slice(b"\r\n0\r\n\r\n");
+    let frontend = frontend_of(fake_backend(Some(reply)).await).await;
+    let response = frontend.post_json("/api/checkout", &order()).await;
+    assert_eq!(response.status(), 502);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["detail"].as_str().unwrap().contains("answer larger than 65536 bytes"), "{error}");
+}
+
 #[tokio::test]
 async fn metrics_count_orders_and_their_value() {
     let app = spawn_app().await;
