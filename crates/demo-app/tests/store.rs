@@ -24,7 +24,7 @@ async fn create(store: &Store, order: &NewOrder, key: Option<&str>) -> Order {
 }
 
 async fn count_orders(store: &Store) -> usize {
-    store.list_orders(u32::MAX, None).await.unwrap().len()
+    store.list_orders(u32::MAX, None, false).await.unwrap().len()
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(result: StoreResult<T>) {
@@ -61,19 +61,23 @@ async fn large_totals_round_trip(store: Store) {
 }
 
 async fn list_paginates_by_id(store: Store) {
-    assert!(store.list_orders(10, None).await.unwrap().is_empty());
+    assert!(store.list_orders(10, None, false).await.unwrap().is_empty());
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(create(&store, &new_order(&format!("sku-{i}"), 1, 100), None).await.id);
     }
     let page_ids = |page: Vec<Order>| page.into_iter().map(|o| o.id).collect::<Vec<_>>();
 
-    assert_eq!(page_ids(store.list_orders(100, None).await.unwrap()), ids);
-    assert_eq!(page_ids(store.list_orders(2, None).await.unwrap()), ids[..2]);
-    assert_eq!(page_ids(store.list_orders(2, Some(ids[1])).await.unwrap()), ids[2..4]);
-    assert_eq!(page_ids(store.list_orders(2, Some(ids[3])).await.unwrap()), ids[4..]);
-    assert!(store.list_orders(2, Some(ids[4])).await.unwrap().is_empty());
-    assert!(store.list_orders(0, None).await.unwrap().is_empty());
+    assert_eq!(page_ids(store.list_orders(100, None, false).await.unwrap()), ids);
+    assert_eq!(page_ids(store.list_orders(2, None, false).await.unwrap()), ids[..2]);
+    assert_eq!(page_ids(store.list_orders(2, Some(ids[1]), false).await.unwrap()), ids[2..4]);
+    assert_eq!(page_ids(store.list_orders(2, Some(ids[3]), false).await.unwrap()), ids[4..]);
+    assert!(store.list_orders(2, Some(ids[4]), false).await.unwrap().is_empty());
+    assert!(store.list_orders(0, None, false).await.unwrap().is_empty());
+    let newest: Vec<i64> = ids.iter().rev().copied().collect();
+    assert_eq!(page_ids(store.list_orders(2, None, true).await.unwrap()), newest[..2]);
+    assert_eq!(page_ids(store.list_orders(2, Some(newest[1]), true).await.unwrap()), newest[2..4]);
+    assert_eq!(page_ids(store.list_orders(100, Some(newest[3]), true).await.unwrap()), newest[4..]);
 }
 
 async fn orders_without_key_never_replay(store: Store) {

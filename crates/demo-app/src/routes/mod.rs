@@ -18,9 +18,11 @@ mod index;
 mod info;
 mod openapi;
 mod orders;
+mod orders_proxy;
 mod status;
 mod store_files;
 mod token;
+mod upstream;
 mod ws;
 
 use axum::Router;
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
     }
     if role.serves_checkout() {
         app = app.route("/api/checkout", post(checkout::handler));
+        if !role.serves_orders() {
+            // The UI lists orders from the frontend: it asks the backend.
+            app = app.route("/api/orders", get(orders_proxy::handler));
+        }
     }
     let app = app.layer(from_fn_with_state(state.clone(), faults::inject));
 

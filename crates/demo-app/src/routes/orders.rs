@@ -155,12 +155,18 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListParams {
     /// Page size, 1-100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// Return orders with an id greater than this (the previous page's `next_after`).
+    /// Continue after this order id, in the listing's order (the previous
+    /// page's `next_after`).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
+    /// `asc` (default): oldest first; `desc`: newest first.
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    order: Option<String>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPage {
     orders: Vec<Order>,
     /// Pass as `after` for the next page; null on the last page.
@@ -188,7 +194,12 @@ pub async fn list(
             Some(raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| bad("after", "must be an order id"))?)
         }
     };
-    let orders = store(&state)?.list_orders(limit, after).await?;
+    let newest_first = match params.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(bad("order", "must be asc or desc")),
+    };
+    let orders = store(&state)?.list_orders(limit, after, newest_first).await?;
     let next_after = (orders.len() == limit as usize).then(|| orders.last().map(|o| o.id)).flatten();
     Ok(Json(OrderPage { orders, next_after }))
 }

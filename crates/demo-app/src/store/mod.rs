@@ -192,8 +192,10 @@ impl Store {
     }
 
     /// Up to `limit` orders with `id > after`, by ascending id (keyset pagination).
-    pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
-        dispatch!(self, "SELECT", "orders", s => s.list_orders(limit, after).await)
+    /// Up to `limit` orders by id, oldest first (ids above `after`) or
+    /// newest first (ids below `after`).
+    pub async fn list_orders(&self, limit: u32, after: Option<i64>, newest_first: bool) -> StoreResult<Vec<Order>> {
+        dispatch!(self, "SELECT", "orders", s => s.list_orders(limit, after, newest_first).await)
     }
 
     pub async fn cache_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -122,15 +122,19 @@ impl PostgresStore {
         Ok(row.map(Order::from))
     }
 
-    pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
+    pub async fn list_orders(&self, limit: u32, after: Option<i64>, newest_first: bool) -> StoreResult<Vec<Order>> {
         self.ensure_migrated()?;
-        let rows: Vec<OrderRow> =
+        let rows: Vec<OrderRow> = if newest_first {
+            sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id < $1 ORDER BY id DESC LIMIT $2"))
+                .bind(after.unwrap_or(i64::MAX))
+        } else {
             sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id > $1 ORDER BY id LIMIT $2"))
                 .bind(after.unwrap_or(i64::MIN))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+        }
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(rows.into_iter().map(Order::from).collect())
     }
 

@@ -157,14 +157,18 @@ impl SqliteStore {
         Ok(row.map(Order::from))
     }
 
-    pub async fn list_orders(&self, limit: u32, after: Option<i64>) -> StoreResult<Vec<Order>> {
-        let rows: Vec<OrderRow> =
+    pub async fn list_orders(&self, limit: u32, after: Option<i64>, newest_first: bool) -> StoreResult<Vec<Order>> {
+        let rows: Vec<OrderRow> = if newest_first {
+            sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id < ? ORDER BY id DESC LIMIT ?"))
+                .bind(after.unwrap_or(i64::MAX))
+        } else {
             sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id > ? ORDER BY id LIMIT ?"))
                 .bind(after.unwrap_or(i64::MIN))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+        }
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(rows.into_iter().map(Order::from).collect())
     }
 

@@ -20,10 +20,11 @@ async function loadInfo() {
 }
 
 async function loadOrders() {
-  const response = await fetch("/api/orders?limit=100");
+  // The newest first: with more orders than a page, new ones still show.
+  const response = await fetch("/api/orders?limit=20&order=desc");
   if (!response.ok) return;
   const page = await response.json();
-  const rows = page.orders.slice().reverse().map((order) => {
+  const rows = page.orders.map((order) => {
     const row = document.createElement("tr");
     for (const value of [order.id, order.sku, order.quantity, order.total_cents, order.created_at]) {
       const cell = document.createElement("td");

@@ -121,15 +121,20 @@ async fn list_pages_with_limit_and_after() {
     }
 }
 
-#[tokio::test]
-async fn checkout_goes_through_the_backend_over_http() {
+/// The deployed layout: a backend, and a frontend calling it.
+async fn backend_and_frontend() -> (crate::helpers::TestApp, crate::helpers::TestApp) {
     let backend = spawn_app_with(|c| c.role = demo_app::config::Role::Backend).await;
     let frontend = spawn_app_with(|c| {
         c.role = demo_app::config::Role::Frontend;
         c.backend_urls = vec![backend.url("/echo")];
     })
     .await;
-    assert_eq!(frontend.get("/api/orders").await.status(), 404, "the frontend keeps no orders");
+    (backend, frontend)
+}
+
+#[tokio::test]
+async fn checkout_goes_through_the_backend_over_http() {
+    let (backend, frontend) = backend_and_frontend().await;
     assert_eq!(backend.post_json("/api/checkout", &order()).await.status(), 404, "the backend has no checkout");
     let response = frontend.post_json("/api/checkout", &order()).await;
     assert_eq!(response.status(), 201);
@@ -137,6 +142,27 @@ async fn checkout_goes_through_the_backend_over_http() {
     let stored: Value = backend.get(&format!("/api/orders/{}", placed["id"])).await.json().await.unwrap();
     assert_eq!(stored, placed);
     assert_eq!(frontend.post_json("/api/checkout", &json!({"sku": ""})).await.status(), 422);
+}
+
+#[tokio::test]
+async fn the_frontend_lists_the_newest_orders_from_the_backend() {
+    let (_backend, frontend) = backend_and_frontend().await;
+    for _ in 0..105 {
+        assert_eq!(frontend.post_json("/api/checkout", &order()).await.status(), 201);
+    }
+    let page: Value = frontend.get("/api/orders?limit=3&order=desc").await.json().await.unwrap();
+    let ids: Vec<i64> = page["orders"].as_array().unwrap().iter().map(|o| o["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [105, 104, 103], "the newest first, past the first hundred");
+    let next: Value = frontend
+        .get(&format!("/api/orders?limit=2&order=desc&after={}", page["next_after"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next["orders"][0]["id"], 102);
+    let refused = frontend.get("/api/orders?order=sideways").await;
+    assert_eq!(refused.status(), 400, "the backend's own error, passed on");
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"], "validation_failed");
 }
 
 #[tokio::test]
