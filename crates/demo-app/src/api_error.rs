@@ -6,6 +6,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -35,6 +36,30 @@ impl IntoResponse for PodinfoError {
         let body = PodinfoErrorBody { code: self.status.as_u16(), message: &self.message };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// axum's own rejections (a body over the limit on a route that reads raw
+/// bytes, a method the route does not take, an unknown path) answer plain
+/// text or nothing; every error this server sends is JSON, so these become
+/// podinfo's shape with the same status and headers (`Allow` stays).
+pub async fn plain_errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let plain = response.headers().get(CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are one line; anything longer is cut, not buffered.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
+        text => text.to_string(),
+    };
+    let mut json = PodinfoError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter().filter(|(n, _)| **n != CONTENT_TYPE && **n != CONTENT_LENGTH) {
+        json.headers_mut().insert(name.clone(), value.clone());
+    }
+    json
 }
 
 /// Error of the orders and checkout APIs.

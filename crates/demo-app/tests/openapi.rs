@@ -26,7 +26,8 @@ fn every_documented_operation_has_a_success_response() {
     for (path, item) in &doc.paths.paths {
         let operations = [&item.get, &item.post, &item.put, &item.delete];
         for op in operations.into_iter().flatten() {
-            let ok = op.responses.responses.keys().any(|code| code.starts_with('2'));
+            // 101 is a WebSocket upgrade's success.
+            let ok = op.responses.responses.keys().any(|code| code.starts_with('2') || code == "101");
             assert!(ok, "{path} has an operation without a 2xx response");
         }
     }
@@ -47,4 +48,56 @@ fn operation_ids_are_unique() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), total, "duplicate operationId in {ids:?}");
+}
+
+/// `(path, methods)` of every `.route("...", ...)` in the routers' source:
+/// `get(`, `post(`, `put(`, `delete(` as written; `any(` as GET and POST.
+fn served_routes() -> Vec<(String, Vec<&'static str>)> {
+    let source = include_str!("../src/routes/mod.rs");
+    let mut routes = Vec::new();
+    for piece in source.split(".route(\"").skip(1) {
+        let (path, rest) = piece.split_once('"').expect("a route path is a string literal");
+        let handlers = &rest[..rest.find(".route(").unwrap_or(rest.len()).min(rest.find(';').unwrap_or(rest.len()))];
+        let mut methods = Vec::new();
+        for (call, method) in [("get(", "get"), ("post(", "post"), ("put(", "put"), ("delete(", "delete")] {
+            let called = handlers
+                .match_indices(call)
+                .any(|(at, _)| !handlers[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':'));
+            if called {
+                methods.push(method);
+            }
+        }
+        if handlers.contains("any(") {
+            methods.extend(["get", "post"]);
+        }
+        // `{*rest}` (axum's catch-all) is `{rest}` in OpenAPI.
+        routes.push((path.replace("{*", "{"), methods));
+    }
+    routes
+}
+
+#[test]
+fn the_document_describes_every_route_the_app_serves() {
+    let doc = demo_app::routes::ApiDoc::openapi();
+    let routes = served_routes();
+    assert!(routes.len() >= 30, "found only {} routes in src/routes/mod.rs", routes.len());
+    let mut missing = Vec::new();
+    for (path, methods) in &routes {
+        let Some(item) = doc.paths.paths.get(path) else {
+            missing.push(format!("{path} (no path)"));
+            continue;
+        };
+        for method in methods {
+            let documented = match *method {
+                "get" => &item.get,
+                "post" => &item.post,
+                "put" => &item.put,
+                _ => &item.delete,
+            };
+            if documented.is_none() {
+                missing.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "served but not in the OpenAPI document: {missing:?}");
 }

@@ -17,6 +17,7 @@ mod health;
 mod index;
 mod info;
 mod openapi;
+mod openapi_paths;
 mod orders;
 mod orders_proxy;
 mod status;
@@ -62,7 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/token/validate", get(token::validate))
         .route("/store", post(store_files::write).put(store_files::write))
         .route("/store/{hash}", get(store_files::read))
-        .route("/ws/echo", any(ws::handler))
+        .route("/ws/echo", get(ws::handler))
         .route("/openapi.json", get(openapi::handler))
         .route("/swagger.json", get(openapi::handler))
         .route("/ui/{asset}", get(index::asset));
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     }
 
     app.merge(operational)
+        .layer(axum::middleware::map_response(crate::api_error::plain_errors_as_json))
         .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
         .layer(axum::middleware::from_fn(crate::telemetry::http::trace_requests))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -111,7 +111,8 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 #[utoipa::path(post, path = "/api/orders", operation_id = "createOrder", tag = "orders", request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key return the same order")),
-    responses((status = 201, body = Order, headers(("Location" = String))), (status = 400, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
+    responses((status = 201, body = Order, headers(("Location" = String))), (status = 400, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -92,3 +92,22 @@ async fn silent_sockets_beyond_the_limit_never_starve_the_probes() {
     }
     drop(sockets);
 }
+
+#[tokio::test]
+async fn every_error_is_json_even_axums_own_rejections() {
+    let app = crate::helpers::spawn_app().await;
+    let too_big = vec![0u8; demo_app::routes::BODY_LIMIT + 1];
+    for path in ["/store", "/echo", "/cache/k", "/token"] {
+        let response = app.post(path, too_big.clone()).await;
+        assert_eq!(response.status(), 413, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{path}: not JSON: {e}"));
+        assert_eq!(body["code"], 413, "{path}: {body}");
+    }
+    let wrong_method = app.client.patch(app.url("/api/orders")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(wrong_method.headers().contains_key("allow"), "the Allow header stays");
+    assert_eq!(wrong_method.json::<serde_json::Value>().await.unwrap()["code"], 405);
+    let unknown = app.get("/no/such/route").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["message"], "not found");
+}
