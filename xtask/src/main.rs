@@ -75,6 +75,9 @@ enum Command {
     ClusterCheck,
     /// The chart's canary analysis against a local Prometheus: a healthy canary passes, faulty ones fail.
     Canary,
+    /// schemathesis against demo-app's own OpenAPI document
+    /// (tools/schemathesis/schemathesis.toml).
+    ApiTest,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
     /// platform's controllers on loopback, bootstrapped from the working tree.
     Reconcile {
@@ -159,6 +162,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterDown => cluster::down(),
         Command::ClusterCheck => cluster::check(&project),
         Command::Canary => stack::canary::run(&project),
+        Command::ApiTest => stack::api_test::run(&project),
         Command::Reconcile { env } => reconcile::run(&project, &environments(&env)?),
         Command::Bench {
             smoke,

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::http;
 use super::ports::Ports;
+use super::process::poll_until;
 use crate::cmd;
 use crate::project::Project;
 
@@ -146,9 +147,36 @@ pub fn checkout(ports: &Ports, trace_id: &str, parent_span: &str, sku: &str) -> 
     Ok(Checkout { status: response.status, took: started.elapsed(), body: response.text() })
 }
 
+/// The (HTTP, metrics) ports a demo-app started on port 0 bound, from its
+/// `demo-app listening` log line.
+pub fn bound_ports(log: &Path) -> Result<(u16, u16)> {
+    poll_until("the `demo-app listening` log line", Duration::from_secs(30), Duration::from_millis(50), |last| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        *last = format!("{} holds no such line yet", log.display());
+        Ok(text.lines().find_map(listening_ports))
+    })
+}
+
+fn listening_ports(line: &str) -> Option<(u16, u16)> {
+    let record: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &record["fields"];
+    if fields["message"] != "demo-app listening" {
+        return None;
+    }
+    Some((fields["port"].as_u64()?.try_into().ok()?, fields["metrics_port"].as_u64()?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listening_line_gives_both_ports() {
+        let line = r#"{"level":"INFO","fields":{"message":"demo-app listening","port":40097,"metrics_port":33025}}"#;
+        assert_eq!(listening_ports(line), Some((40097, 33025)));
+        assert_eq!(listening_ports(r#"{"fields":{"message":"other","port":1,"metrics_port":2}}"#), None);
+        assert_eq!(listening_ports("not json"), None);
+    }
 
     #[test]
     fn trace_contexts_are_w3c_shaped_and_unique() {

@@ -130,7 +130,7 @@ fn run_in(dir: &Path, tools: &Tools, metrics: &[Metric], supervisor: &mut Superv
             .env("OTEL_SDK_DISABLED", "true");
         let log = dir.join("logs").join(format!("{}.log", backend.hash));
         supervisor.spawn(backend.hash, command, &log, Duration::from_secs(10))?;
-        let (http_port, metrics_port) = bound_ports(&log).with_context(|| format!("starting {}", backend.hash))?;
+        let (http_port, metrics_port) = app::bound_ports(&log).with_context(|| format!("starting {}", backend.hash))?;
         poll_until(&format!("{} ready", backend.hash), Duration::from_secs(60), Duration::from_millis(100), |last| {
             match http::get(http_port, "/readyz") {
                 Ok(r) if r.status == 200 => Ok(Some(())),
@@ -339,25 +339,6 @@ fn drive_traffic(ports: &[u16], length: Duration) -> Result<()> {
     Ok(())
 }
 
-/// The (HTTP, metrics) ports a demo-app started on port 0 bound, from its
-/// `demo-app listening` log line.
-fn bound_ports(log: &Path) -> Result<(u16, u16)> {
-    poll_until("the `demo-app listening` log line", Duration::from_secs(30), Duration::from_millis(50), |last| {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        *last = format!("{} holds no such line yet", log.display());
-        Ok(text.lines().find_map(listening_ports))
-    })
-}
-
-fn listening_ports(line: &str) -> Option<(u16, u16)> {
-    let record: serde_json::Value = serde_json::from_str(line).ok()?;
-    let fields = &record["fields"];
-    if fields["message"] != "demo-app listening" {
-        return None;
-    }
-    Some((fields["port"].as_u64()?.try_into().ok()?, fields["metrics_port"].as_u64()?.try_into().ok()?))
-}
-
 /// For Prometheus, which cannot report a port it chose: the kernel picks a
 /// free one, released just before Prometheus binds it.
 fn free_port() -> Result<u16> {
@@ -367,14 +348,6 @@ fn free_port() -> Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_listening_line_gives_both_ports() {
-        let line = r#"{"level":"INFO","fields":{"message":"demo-app listening","port":40097,"metrics_port":33025}}"#;
-        assert_eq!(listening_ports(line), Some((40097, 33025)));
-        assert_eq!(listening_ports(r#"{"fields":{"message":"other","port":1,"metrics_port":2}}"#), None);
-        assert_eq!(listening_ports("not json"), None);
-    }
 
     #[test]
     #[ignore = "needs argo-condition from `make tools`; `make test` runs it"]

@@ -6,6 +6,7 @@
 //! starts it on free ports and checks that a checkout is traced, measured and
 //! logged across both services (see `e2e.rs` and docs/observability.md).
 
+pub mod api_test;
 pub(crate) mod app;
 pub mod canary;
 pub(crate) mod collector;

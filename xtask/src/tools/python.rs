@@ -23,6 +23,7 @@ pub const PYTHON_TOOLS: &[PythonTool] = &[
     PythonTool { name: "yamllint", dist: "yamllint" },
     PythonTool { name: "checkov", dist: "checkov" },
     PythonTool { name: "zizmor", dist: "zizmor" },
+    PythonTool { name: "schemathesis", dist: "schemathesis" },
 ];
 
 const PYTHON: &str = "python3";

@@ -53,7 +53,7 @@ pub async fn read(State(state): State<AppState>, Path(key): Path<String>) -> Res
 }
 
 #[utoipa::path(post, path = "/cache/{key}", operation_id = "cacheWrite", tag = "podinfo", params(("key" = String, Path)),
-    request_body(content = String, content_type = "application/octet-stream"), responses((status = 202), (status = 503)))]
+    request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 503)))]
 pub async fn write(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::store::Order;
 
 #[utoipa::path(post, path = "/api/checkout", operation_id = "checkout", tag = "orders", request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key place one order; one is made up when absent")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "retries with the same key place one order; one is made up when absent")),
     responses((status = 201, body = Order), (status = 400, body = ApiError), (status = 413, body = ApiError), (status = 415, body = ApiError),
         (status = 422, body = ApiError), (status = 502, body = ApiError), (status = 503, body = ApiError), (status = 504, body = ApiError)))]
 pub async fn handler(

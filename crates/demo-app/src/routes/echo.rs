@@ -25,7 +25,7 @@ const FORWARDED: [&str; 7] = [
     "x-ot-span-context",
 ];
 
-#[utoipa::path(post, path = "/api/echo", operation_id = "echo", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"),
+#[utoipa::path(post, path = "/api/echo", operation_id = "echo", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"),
     responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend")))]
 pub async fn handler(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let color = state.config.ui_color.clone();

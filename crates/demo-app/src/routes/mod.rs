@@ -31,7 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::http::header::X_CONTENT_TYPE_OPTIONS;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use openapi::ApiDoc;
@@ -51,14 +51,14 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(info::version))
         .route("/status/{code}", get(status::handler).post(status::handler).put(status::handler))
         .route("/delay/{seconds}", get(delay::handler))
-        .route("/chunked", any(chunked::random))
-        .route("/chunked/{seconds}", any(chunked::handler))
+        .route("/chunked", get(chunked::random).post(chunked::random))
+        .route("/chunked/{seconds}", get(chunked::handler).post(chunked::handler))
         .route("/env", get(env::handler).post(env::handler))
         .route("/headers", get(headers::handler).post(headers::handler))
-        .route("/echo", any(echo::handler))
-        .route("/echo/{*rest}", any(echo::handler))
-        .route("/api/echo", any(echo::handler))
-        .route("/api/echo/{*rest}", any(echo::handler))
+        .route("/echo", get(echo::handler).post(echo::handler).put(echo::handler))
+        .route("/echo/{*rest}", get(echo::handler).post(echo::handler).put(echo::handler))
+        .route("/api/echo", get(echo::handler).post(echo::handler).put(echo::handler))
+        .route("/api/echo/{*rest}", get(echo::handler).post(echo::handler).put(echo::handler))
         .route("/token", post(token::issue))
         .route("/token/validate", get(token::validate))
         .route("/store", post(store_files::write).put(store_files::write))

@@ -11,10 +11,10 @@ fn index() {}
 #[utoipa::path(get, path = "/ui/{asset}", operation_id = "getUiAsset", tag = "podinfo", params(("asset" = String, Path, description = "app.js or style.css")), responses((status = 200, description = "the asset"), (status = 404)))]
 fn ui_asset() {}
 
-#[utoipa::path(post, path = "/status/{code}", operation_id = "postStatus", tag = "podinfo", params(("code" = u16, Path, description = "HTTP status to answer with, 200-599")), responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
+#[utoipa::path(post, path = "/status/{code}", operation_id = "postStatus", tag = "podinfo", params(("code" = u16, Path, minimum = 200, maximum = 599, description = "HTTP status to answer with, 200-599")), responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
 fn post_status() {}
 
-#[utoipa::path(put, path = "/status/{code}", operation_id = "putStatus", tag = "podinfo", params(("code" = u16, Path, description = "HTTP status to answer with, 200-599")), responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
+#[utoipa::path(put, path = "/status/{code}", operation_id = "putStatus", tag = "podinfo", params(("code" = u16, Path, minimum = 200, maximum = 599, description = "HTTP status to answer with, 200-599")), responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
 fn put_status() {}
 
 #[utoipa::path(get, path = "/chunked", operation_id = "getChunkedRandom", tag = "podinfo", responses((status = 200, description = "`{\"delay\": seconds}` after 10-30 s, streamed")))]
@@ -32,13 +32,13 @@ fn post_headers() {}
 #[utoipa::path(get, path = "/echo", operation_id = "getEcho", tag = "podinfo", responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend")))]
 fn get_echo() {}
 
-#[utoipa::path(post, path = "/echo", operation_id = "postEcho", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+#[utoipa::path(post, path = "/echo", operation_id = "postEcho", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
 fn post_echo() {}
 
 #[utoipa::path(get, path = "/echo/{rest}", operation_id = "getEchoPath", tag = "podinfo", params(("rest" = String, Path)), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend")))]
 fn get_echo_rest() {}
 
-#[utoipa::path(post, path = "/echo/{rest}", operation_id = "postEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = String, content_type = "application/octet-stream"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+#[utoipa::path(post, path = "/echo/{rest}", operation_id = "postEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
 fn post_echo_rest() {}
 
 #[utoipa::path(get, path = "/api/echo", operation_id = "getApiEcho", tag = "podinfo", responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend")))]
@@ -47,13 +47,13 @@ fn get_api_echo() {}
 #[utoipa::path(get, path = "/api/echo/{rest}", operation_id = "getApiEchoPath", tag = "podinfo", params(("rest" = String, Path)), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend")))]
 fn get_api_echo_rest() {}
 
-#[utoipa::path(post, path = "/api/echo/{rest}", operation_id = "postApiEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = String, content_type = "application/octet-stream"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+#[utoipa::path(post, path = "/api/echo/{rest}", operation_id = "postApiEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
 fn post_api_echo_rest() {}
 
-#[utoipa::path(put, path = "/store", operation_id = "storePut", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"), responses((status = 202, description = "the SHA-256 of the stored bytes"), (status = 413, description = "body larger than 10 MiB"), (status = 507, description = "no space left")))]
+#[utoipa::path(put, path = "/store", operation_id = "storePut", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the SHA-256 of the stored bytes"), (status = 413, description = "body larger than 10 MiB"), (status = 507, description = "no space left")))]
 fn put_store() {}
 
-#[utoipa::path(put, path = "/cache/{key}", operation_id = "cachePut", tag = "podinfo", params(("key" = String, Path)), request_body(content = String, content_type = "application/octet-stream"), responses((status = 202), (status = 413, description = "body larger than 10 MiB"), (status = 503)))]
+#[utoipa::path(put, path = "/cache/{key}", operation_id = "cachePut", tag = "podinfo", params(("key" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 413, description = "body larger than 10 MiB"), (status = 503)))]
 fn put_cache() {}
 
 #[utoipa::path(get, path = "/ws/echo", operation_id = "wsEcho", tag = "podinfo", responses((status = 101, description = "WebSocket upgrade; every message is sent back"), (status = 400, description = "not a WebSocket upgrade")))]
@@ -97,3 +97,15 @@ fn faults_status() {}
 
 #[utoipa::path(get, path = "/panic", operation_id = "panic", tag = "operations", responses((status = 200, description = "never: the process exits"), (status = 404, description = "control endpoints off")))]
 fn panic() {}
+
+#[utoipa::path(put, path = "/echo", operation_id = "putEcho", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+fn put_echo() {}
+
+#[utoipa::path(put, path = "/echo/{rest}", operation_id = "putEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+fn put_echo_rest() {}
+
+#[utoipa::path(put, path = "/api/echo", operation_id = "putApiEcho", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+fn put_api_echo() {}
+
+#[utoipa::path(put, path = "/api/echo/{rest}", operation_id = "putApiEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
+fn put_api_echo_rest() {}

@@ -2,7 +2,7 @@
 //! with keyset pagination.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -26,11 +26,29 @@ const MAX_UNIT_PRICE_CENTS: i64 = 100_000_000;
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct OrderRequest {
     /// Stock-keeping unit: 1-64 characters of `A-Z a-z 0-9 - _ .`
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub sku: String,
     /// 1 to 10000.
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "json_integer")]
     pub quantity: i64,
     /// 0 to 100000000 (one million in the currency).
+    #[schema(minimum = 0, maximum = 100000000)]
+    #[serde(deserialize_with = "json_integer")]
     pub unit_price_cents: i64,
+}
+
+/// A JSON Schema integer: `3` and also `3.0` (a number with a zero fraction
+/// is an integer to JSON Schema, and to JavaScript clients); `3.5` is not.
+fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!("expected an integer, found {number}"))),
+    }
 }
 
 impl<'de> Deserialize<'de> for OrderRequest {
@@ -110,7 +128,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 #[utoipa::path(post, path = "/api/orders", operation_id = "createOrder", tag = "orders", request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key return the same order")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "retries with the same key return the same order")),
     responses((status = 201, body = Order, headers(("Location" = String))), (status = 400, body = ApiError), (status = 413, body = ApiError),
         (status = 415, body = ApiError), (status = 422, body = ApiError), (status = 503, body = ApiError)))]
 pub async fn create(
@@ -156,14 +174,14 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListParams {
     /// Page size, 1-100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<u32>, nullable = false, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Continue after this order id, in the listing's order (the previous
     /// page's `next_after`).
-    #[param(value_type = Option<i64>, minimum = 0)]
+    #[param(value_type = Option<i64>, nullable = false, minimum = 0)]
     after: Option<String>,
     /// `asc` (default): oldest first; `desc`: newest first.
-    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    #[param(value_type = Option<String>, nullable = false, pattern = "^(asc|desc)$")]
     order: Option<String>,
 }
 
@@ -178,11 +196,13 @@ pub struct OrderPage {
     responses((status = 200, body = OrderPage), (status = 400, body = ApiError), (status = 503, body = ApiError)))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<OrderPage>, ApiError> {
     let bad = |field: &str, detail: &str| {
         ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", format!("{field}: {detail}"))
     };
+    // A query that is not one set of these fields (say, `limit` twice).
+    let Query(params) = params.map_err(|e| bad("query", &e.body_text()))?;
     let limit = match params.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(raw) => {

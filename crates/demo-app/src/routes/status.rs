@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::api_error::PodinfoError;
 
 #[utoipa::path(get, path = "/status/{code}", operation_id = "getStatus", tag = "podinfo",
-    params(("code" = u16, Path, description = "HTTP status to answer with, 200-599")),
+    params(("code" = u16, Path, minimum = 200, maximum = 599, description = "HTTP status to answer with, 200-599")),
     responses((status = 200, description = "`{\"status\": code}` with that status"), (status = 400, description = "not a status code")))]
 pub async fn handler(Path(code): Path<String>) -> Response {
     // podinfo drops the connection for codes it cannot send; we say why.

@@ -32,7 +32,7 @@ pub fn is_digest(hash: &str) -> bool {
     hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-#[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = String, content_type = "application/octet-stream"),
+#[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"),
     responses((status = 202, body = Stored)))]
 pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
     let hash = hex::encode(Sha256::digest(&body));
@@ -59,7 +59,7 @@ fn write_atomically(dir: &Path, target: &Path, body: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
-#[utoipa::path(get, path = "/store/{hash}", operation_id = "storeRead", tag = "podinfo", params(("hash" = String, Path, description = "SHA-256, 64 hex digits")),
+#[utoipa::path(get, path = "/store/{hash}", operation_id = "storeRead", tag = "podinfo", params(("hash" = String, Path, pattern = "^[0-9a-f]{64}$", description = "SHA-256, 64 hex digits")),
     responses((status = 202, description = "the stored bytes (podinfo answers 202 here)"), (status = 400, description = "not a digest"), (status = 404)))]
 pub async fn read(State(state): State<AppState>, UrlPath(hash): UrlPath<String>) -> Result<Response, PodinfoError> {
     if !is_digest(&hash) {

@@ -42,7 +42,7 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-#[utoipa::path(post, path = "/token", operation_id = "issueToken", tag = "podinfo", request_body(content = String, description = "user name (default anonymous)"),
+#[utoipa::path(post, path = "/token", operation_id = "issueToken", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*", description = "user name (default anonymous)"),
     responses((status = 200, body = Issued)))]
 pub async fn issue(State(state): State<AppState>, body: Bytes) -> Result<Json<Issued>, PodinfoError> {
     let name = match String::from_utf8_lossy(&body).trim() {

@@ -116,8 +116,10 @@ async fn list_pages_with_limit_and_after() {
     let last: Value = app.get(&format!("/api/orders?limit=10&after={after}")).await.json().await.unwrap();
     assert_eq!(last["orders"].as_array().unwrap().len(), 3);
     assert_eq!(last["next_after"], Value::Null);
-    for bad in ["limit=0", "limit=101", "limit=x", "after=-1"] {
-        assert_eq!(app.get(&format!("/api/orders?{bad}")).await.status(), 400, "{bad}");
+    for bad in ["limit=0", "limit=101", "limit=x", "after=-1", "limit=1&limit=2", "order=up"] {
+        let response = app.get(&format!("/api/orders?{bad}")).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], "validation_failed", "{bad}");
     }
 }
 
