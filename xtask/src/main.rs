@@ -78,6 +78,8 @@ enum Command {
     /// schemathesis against demo-app's own OpenAPI document
     /// (tools/schemathesis/schemathesis.toml).
     ApiTest,
+    /// demo-app under faults: a full data volume, its database deleted, SIGKILL mid-write.
+    Faults,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
     /// platform's controllers on loopback, bootstrapped from the working tree.
     Reconcile {
@@ -163,6 +165,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ClusterCheck => cluster::check(&project),
         Command::Canary => stack::canary::run(&project),
         Command::ApiTest => stack::api_test::run(&project),
+        Command::Faults => stack::faults::run(&project),
         Command::Reconcile { env } => reconcile::run(&project, &environments(&env)?),
         Command::Bench {
             smoke,

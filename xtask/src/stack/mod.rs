@@ -11,6 +11,7 @@ pub(crate) mod app;
 pub mod canary;
 pub(crate) mod collector;
 pub mod e2e;
+pub mod faults;
 pub(crate) mod http;
 mod jaeger;
 pub(crate) mod ports;

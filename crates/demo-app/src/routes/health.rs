@@ -30,10 +30,20 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     ok()
 }
 
-/// Ready when switched on, not draining, and the database (if this role has
-/// one) answers within the timeout.
+/// Below this much free space on the data volume, writes (orders, /store)
+/// would fail: the pod takes no traffic until space is freed.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Ready when switched on, not draining, the data volume has room to write,
+/// and the database (if this role has one) answers within the timeout.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if !state.flags.ready() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(free) = free_bytes(&state.config.data_path)
+        && free < MIN_FREE_BYTES
+    {
+        tracing::warn!(free_bytes = free, path = %state.config.data_path.display(), "not ready: the data volume is full");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     if let Some(store) = &state.store {
@@ -60,4 +70,11 @@ pub async fn enable(State(state): State<AppState>) -> StatusCode {
 pub async fn disable(State(state): State<AppState>) -> StatusCode {
     state.flags.set_ready(false);
     StatusCode::ACCEPTED
+}
+
+/// Bytes an unprivileged writer may still use on the volume holding `path`
+/// (None when it cannot be asked, e.g. the folder does not exist yet).
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(path).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }

@@ -33,7 +33,7 @@ pub fn is_digest(hash: &str) -> bool {
 }
 
 #[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"),
-    responses((status = 202, body = Stored)))]
+    responses((status = 202, body = Stored), (status = 413, description = "body larger than 10 MiB"), (status = 507, description = "no space left")))]
 pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
     let hash = hex::encode(Sha256::digest(&body));
     let dir = store_dir(&state.config.data_path);
@@ -43,7 +43,11 @@ pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(Status
         .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing file failed: {e}")))?
         .map_err(|e| {
             tracing::error!(error = %e, "store write failed");
-            PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed")
+            if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) {
+                PodinfoError::new(StatusCode::INSUFFICIENT_STORAGE, "no space left on the data volume")
+            } else {
+                PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed")
+            }
         })?;
     Ok((StatusCode::ACCEPTED, Json(Stored { hash })))
 }

@@ -1,0 +1,343 @@
+//! `cargo xtask faults` (part of `make test`): demo-app (role all, SQLite)
+//! on loopback under the faults a pod meets, each scenario bounded in time
+//! and printing what it did and what it measured:
+//! - the data volume fills up (a 8 MiB tmpfs): /store answers 507, orders
+//!   503, readiness turns 503; freeing space recovers without a restart, and
+//!   every acknowledged order is still there after one;
+//! - the database file is deleted while running: writes, readiness and
+//!   liveness fail (a restart is the only mend), nothing is acknowledged;
+//! - SIGKILL in the middle of concurrent writes: after a restart every
+//!   acknowledged order is there, whole, and no row is half-written.
+//!
+//! The tmpfs needs root (mount(2)); CI and `make test` run as root here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::process::{self, Supervisor, poll_until};
+use super::{app, http};
+use crate::cmd;
+use crate::project::Project;
+
+/// The backend's memory limit in the chart (values.yaml).
+const MEMORY_LIMIT_MIB: u64 = 256;
+
+/// One scenario: demo-app's binary in, what it measured out.
+type Scenario = fn(&Path) -> Result<String>;
+
+pub fn run(project: &Project) -> Result<()> {
+    process::install_signal_flag()?;
+    let binary = app::build(project)?;
+    let scenarios: [(&str, Scenario); 3] = [
+        ("data volume full", disk_full),
+        ("database file deleted", database_deleted),
+        ("SIGKILL under concurrent writes", killed_mid_write),
+    ];
+    let mut failed = 0;
+    for (name, scenario) in scenarios {
+        let started = Instant::now();
+        match scenario(&binary) {
+            Ok(measured) => println!("PASS  {name} ({:.1} s): {measured}", started.elapsed().as_secs_f64()),
+            Err(err) => {
+                failed += 1;
+                println!("FAIL  {name} ({:.1} s): {err:#}", started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} fault scenarios failed", scenarios.len());
+    }
+    Ok(())
+}
+
+/// One demo-app process on `data`, port 0.
+struct App {
+    supervisor: Supervisor,
+    port: u16,
+    pid: u32,
+}
+
+impl App {
+    /// Its log is `<data>.<n>.log` for the n-th start, so the ports read
+    /// back are this start's.
+    fn start(binary: &Path, data: &Path) -> Result<App> {
+        let log = (1..).map(|n| data.with_extension(format!("{n}.log"))).find(|l| !l.exists()).expect("a free name");
+        let log = log.as_path();
+        let mut command = Command::new(binary);
+        super::clean_env(&mut command);
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--port-metrics",
+                "0",
+                "--insecure-dev",
+                "--drain-delay",
+                "0s",
+            ])
+            .arg("--data-path")
+            .arg(data);
+        let mut supervisor = Supervisor::default();
+        let pid = supervisor.spawn("demo-app", command, log, Duration::from_secs(5))?.pid();
+        let (port, _) = app::bound_ports(log)?;
+        Ok(App { supervisor, port, pid })
+    }
+
+    fn order(&self, sku: &str, key: Option<&str>) -> Result<http::Response> {
+        let body = json!({"sku": sku, "quantity": 3, "unit_price_cents": 250});
+        let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+        http::post_json(self.port, "/api/orders", &headers, &body)
+    }
+
+    fn status(&self, path: &str) -> u16 {
+        http::get(self.port, path).map_or(0, |r| r.status)
+    }
+
+    /// VmHWM: the most memory the process has held.
+    fn peak_rss_mib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        Ok(kib / 1024)
+    }
+
+    fn stop(mut self) -> Result<u64> {
+        let peak = self.peak_rss_mib()?;
+        let status = self.supervisor.stop("demo-app")?;
+        if !status.success() {
+            let log = self.supervisor.log_tails(15).into_iter().map(|(_, tail)| tail).collect::<String>();
+            bail!("demo-app exited with {status} on SIGTERM; its log ends:\n{log}");
+        }
+        if peak > MEMORY_LIMIT_MIB {
+            bail!("peak RSS {peak} MiB is over the chart's {MEMORY_LIMIT_MIB} Mi limit");
+        }
+        Ok(peak)
+    }
+}
+
+/// A tmpfs of `size` at `dir`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs> {
+        std::fs::create_dir_all(dir)?;
+        cmd::run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir))
+            .context(
+                "the disk-full scenario mounts a small tmpfs: run `make test` as root (mount needs CAP_SYS_ADMIN)",
+            )?;
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn disk_full(binary: &Path) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _volume = Tmpfs::mount(&data, "8m")?;
+    let app = App::start(binary, &data)?;
+    let mut acknowledged = vec![created_id(&app.order("before", None)?)?];
+
+    // Fill the volume through the API, as anyone could: big blobs, then
+    // small ones into what is left.
+    let mut stored = 0;
+    for size in [256 * 1024, 4096] {
+        let full_status = loop {
+            let blob: Vec<u8> =
+                (0..size).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ stored as u8).collect();
+            let response = http::request("POST", app.port, "/store", &[], Some(&blob))?;
+            if response.status != 202 {
+                break response.status;
+            }
+            stored += 1;
+            if stored > 4096 {
+                bail!("8 MiB never filled up after {stored} blobs");
+            }
+        };
+        if full_status != 507 {
+            bail!("/store on a full volume answered {full_status}, not 507");
+        }
+    }
+    let mut while_full = BTreeMap::<u16, usize>::new();
+    for i in 0..20 {
+        let response = app.order(&format!("full-{i}"), None)?;
+        *while_full.entry(response.status).or_default() += 1;
+        match response.status {
+            201 => acknowledged.push(created_id(&response)?),
+            503 => {}
+            other => bail!("an order on a full volume answered {other}: {}", response.text()),
+        }
+    }
+    if !while_full.contains_key(&503) {
+        bail!("orders on a full volume: {while_full:?}, never 503");
+    }
+    let unready = app.status("/readyz");
+    if unready != 503 {
+        bail!("readiness answered {unready} with the data volume full");
+    }
+
+    std::fs::remove_dir_all(data.join("store")).context("freeing the volume")?;
+    let freed = Instant::now();
+    let recovered = poll_until(
+        "an order to succeed after space was freed",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        |last| {
+            let response = app.order("after", None)?;
+            *last = format!("{} {}", response.status, response.text());
+            Ok((response.status == 201 && app.status("/readyz") == 200).then_some(response))
+        },
+    )?;
+    let recovery = freed.elapsed();
+    acknowledged.push(created_id(&recovered)?);
+    let peak = app.stop()?;
+
+    let app = App::start(binary, &data)?;
+    let present = acknowledged.iter().filter(|id| app.status(&format!("/api/orders/{id}")) == 200).count();
+    app.stop()?;
+    if present != acknowledged.len() {
+        bail!("after a restart {present} of {} acknowledged orders are there", acknowledged.len());
+    }
+    Ok(format!(
+        "{stored} blobs stored (256 KiB, then 4 KiB), then /store 507; orders while full {while_full:?}; readiness 503; \
+         recovered {:.0} ms after space was freed, no restart; {present}/{} acknowledged orders after a restart; \
+         peak RSS {peak} MiB",
+        recovery.as_secs_f64() * 1000.0,
+        acknowledged.len()
+    ))
+}
+
+fn database_deleted(binary: &Path) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let app = App::start(binary, &data)?;
+    created_id(&app.order("kept", None)?)?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&data)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("demo-app.db")) {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    let write = app.order("lost", None)?;
+    let (ready, live) = (app.status("/readyz"), app.status("/healthz"));
+    let peak = app.stop()?;
+    if write.status != 503 || ready != 503 || live != 503 {
+        bail!(
+            "after the database files were deleted: order {} (want 503), readiness {ready}, liveness {live} (want 503 both)",
+            write.status
+        );
+    }
+    Ok(format!(
+        "{removed} database files deleted; order 503, readiness 503, liveness 503 (restart needed); peak RSS {peak} MiB"
+    ))
+}
+
+fn killed_mid_write(binary: &Path) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let app = App::start(binary, &data)?;
+    let port = app.port;
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("w{w}-{n}");
+                    let body = json!({"sku": format!("sku-{w}"), "quantity": n % 9 + 1, "unit_price_cents": 1999});
+                    match http::post_json(port, "/api/orders", &[("idempotency-key", &key)], &body) {
+                        Ok(r) if r.status == 201 => {
+                            if let Ok(order) = r.json() {
+                                acknowledged.lock().expect("not poisoned").push((key, order));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(app.pid as i32).context("a child has a pid")?,
+        rustix::process::Signal::KILL,
+    )?;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.join();
+    }
+    drop(app);
+    let acknowledged = acknowledged.lock().expect("not poisoned").clone();
+    if acknowledged.is_empty() {
+        bail!("no order was acknowledged before the kill");
+    }
+
+    let app = App::start(binary, &data)?;
+    let mut missing = Vec::new();
+    for (key, order) in &acknowledged {
+        let stored = http::get(app.port, &format!("/api/orders/{}", order["id"]))?;
+        if stored.status != 200 || stored.json()? != *order {
+            missing.push(key.clone());
+        }
+    }
+    let (rows, torn) = all_orders(app.port)?;
+    app.stop()?;
+    if !missing.is_empty() || torn > 0 {
+        bail!(
+            "after SIGKILL and a restart: {} acknowledged orders missing or changed {missing:?}, {torn} rows with a wrong total",
+            missing.len()
+        );
+    }
+    Ok(format!(
+        "{} orders acknowledged by 4 writers before SIGKILL; after a restart all {} there and whole, {rows} rows in all, none torn",
+        acknowledged.len(),
+        acknowledged.len()
+    ))
+}
+
+/// (rows, rows whose total is not quantity × unit price), over every page.
+fn all_orders(port: u16) -> Result<(usize, usize)> {
+    let (mut rows, mut torn, mut after) = (0, 0, String::new());
+    loop {
+        let page = http::get(port, &format!("/api/orders?limit=100{after}"))?.json()?;
+        for order in page["orders"].as_array().into_iter().flatten() {
+            rows += 1;
+            let total = order["quantity"].as_i64().unwrap_or(-1) * order["unit_price_cents"].as_i64().unwrap_or(-1);
+            torn += usize::from(order["total_cents"].as_i64() != Some(total));
+        }
+        match page["next_after"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => return Ok((rows, torn)),
+        }
+    }
+}
+
+fn created_id(response: &http::Response) -> Result<i64> {
+    if response.status != 201 {
+        bail!("an order answered {}: {}", response.status, response.text());
+    }
+    response.json()?["id"].as_i64().context("a created order has an id")
+}
