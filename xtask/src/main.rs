@@ -7,6 +7,7 @@ mod cargo;
 mod cluster;
 mod cmd;
 mod flux;
+mod fuzz;
 mod pipeline;
 mod project;
 mod reconcile;
@@ -80,6 +81,8 @@ enum Command {
     ApiTest,
     /// demo-app under faults: a full data volume, its database deleted, SIGKILL mid-write.
     Faults,
+    /// Every fuzz target of crates/demo-app/fuzz for FUZZ_SECONDS (15) each.
+    Fuzz,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
     /// platform's controllers on loopback, bootstrapped from the working tree.
     Reconcile {
@@ -166,6 +169,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Canary => stack::canary::run(&project),
         Command::ApiTest => stack::api_test::run(&project),
         Command::Faults => stack::faults::run(&project),
+        Command::Fuzz => fuzz::run(&project),
         Command::Reconcile { env } => reconcile::run(&project, &environments(&env)?),
         Command::Bench {
             smoke,

@@ -7,6 +7,8 @@
 pub mod api_error;
 pub mod config;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod process_metrics;
 pub mod routes;

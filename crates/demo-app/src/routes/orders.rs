@@ -203,24 +203,35 @@ pub async fn list(
     };
     // A query that is not one set of these fields (say, `limit` twice).
     let Query(params) = params.map_err(|e| bad("query", &e.body_text()))?;
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(raw) => {
-            raw.parse().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| bad("limit", "must be 1-100"))?
-        }
-    };
-    let after = match params.after.as_deref() {
-        None | Some("") => None,
-        Some(raw) => {
-            Some(raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| bad("after", "must be an order id"))?)
-        }
-    };
-    let newest_first = match params.order.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return Err(bad("order", "must be asc or desc")),
-    };
+    let (limit, after, newest_first) = params.parse()?;
     let orders = store(&state)?.list_orders(limit, after, newest_first).await?;
     let next_after = (orders.len() == limit as usize).then(|| orders.last().map(|o| o.id)).flatten();
     Ok(Json(OrderPage { orders, next_after }))
+}
+
+impl ListParams {
+    /// (page size, cursor, newest first), or which field is wrong.
+    pub fn parse(&self) -> Result<(u32, Option<i64>, bool), ApiError> {
+        let bad = |field: &str, detail: &str| {
+            ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", format!("{field}: {detail}"))
+        };
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(raw) => {
+                raw.parse().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| bad("limit", "must be 1-100"))?
+            }
+        };
+        let after = match self.after.as_deref() {
+            None | Some("") => None,
+            Some(raw) => {
+                Some(raw.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| bad("after", "must be an order id"))?)
+            }
+        };
+        let newest_first = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(bad("order", "must be asc or desc")),
+        };
+        Ok((limit, after, newest_first))
+    }
 }

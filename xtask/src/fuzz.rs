@@ -1,0 +1,150 @@
+//! `cargo xtask fuzz` (part of `make test`): every cargo-fuzz target of
+//! `crates/demo-app/fuzz` (demo-app's parsers of untrusted input) for a
+//! bounded time, two at a time, from the seeds in the repository. New inputs
+//! and crash artifacts go to a scratch folder, never into the working tree.
+//! A crash, a timeout or an out-of-memory fails the step, naming the input.
+//!
+//! Needs nightly Rust (libFuzzer's instrumentation) and cargo-fuzz, which is
+//! installed from crates.io at its pinned version into the tools cache.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+use crate::project::Project;
+
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const FUZZ_DIR: &str = "crates/demo-app/fuzz";
+/// Seconds per target in `make test`; `FUZZ_SECONDS` for longer runs.
+const DEFAULT_SECONDS: u64 = 10;
+
+pub fn run(project: &Project) -> Result<()> {
+    let seconds = match std::env::var("FUZZ_SECONDS") {
+        Ok(value) => value.parse().with_context(|| format!("FUZZ_SECONDS={value}: expected seconds"))?,
+        Err(_) => DEFAULT_SECONDS,
+    };
+    cmd::run(Command::new("cargo").args(["+nightly", "--version"]))
+        .context("fuzzing needs nightly Rust: `rustup toolchain install nightly`")?;
+    let cargo_fuzz = cargo_fuzz(project)?;
+    let fuzz_dir = project.root.join(FUZZ_DIR);
+    let targets = targets(&fuzz_dir)?;
+    let scratch = tempfile::tempdir()?;
+    // Build once, then run two targets at a time (libFuzzer uses one core).
+    cmd::run(fuzz_command(&cargo_fuzz, &fuzz_dir).args(["build", "--sanitizer", "none"]))?;
+    let mut failures = Vec::new();
+    for pair in targets.chunks(2) {
+        let results: Vec<(String, Result<u64>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pair
+                .iter()
+                .map(|target| {
+                    let (cargo_fuzz, fuzz_dir, scratch) = (&cargo_fuzz, &fuzz_dir, scratch.path());
+                    scope.spawn(move || (target.clone(), run_target(cargo_fuzz, fuzz_dir, target, seconds, scratch)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a fuzz thread does not panic")).collect()
+        });
+        for (target, result) in results {
+            match result {
+                Ok(runs) => println!("fuzz {target:<20} ok   {runs:>12} executions in {seconds} s"),
+                Err(err) => {
+                    println!("fuzz {target:<20} FAIL {err:#}");
+                    failures.push(target);
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("fuzzing found failures in {failures:?} (inputs above)");
+    }
+    Ok(())
+}
+
+/// libFuzzer's executions of one target, or its failure with the input.
+fn run_target(cargo_fuzz: &Path, fuzz_dir: &Path, target: &str, seconds: u64, scratch: &Path) -> Result<u64> {
+    let found = scratch.join(target);
+    std::fs::create_dir_all(&found)?;
+    let output = cmd::capture(
+        fuzz_command(cargo_fuzz, fuzz_dir)
+            .args(["run", "--sanitizer", "none", target])
+            .arg(&found)
+            .arg(fuzz_dir.join("corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-timeout=5", "-rss_limit_mb=1024"])
+            .arg(format!("-artifact_prefix={}/", found.display())),
+    )?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("libFuzzer stopped ({}):\n{}", output.status, cmd::tail(&output.stderr, &output.stdout, 25));
+    }
+    executions(&stderr)
+        .with_context(|| format!("libFuzzer printed no `Done N runs`:\n{}", cmd::tail(&output.stderr, b"", 10)))
+}
+
+/// `Done 5756410 runs in 11 second(s)` -> 5756410.
+fn executions(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| l.strip_prefix("Done ")?.split_whitespace().next()?.parse().ok())
+}
+
+fn fuzz_command(cargo_fuzz: &Path, fuzz_dir: &Path) -> Command {
+    let mut command = Command::new("cargo");
+    let path = std::env::join_paths(
+        std::iter::once(cargo_fuzz.parent().map(Path::to_path_buf).unwrap_or_default())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap_or_default();
+    command
+        .env("PATH", path)
+        .current_dir(fuzz_dir.parent().expect("the fuzz folder has a crate"))
+        .args(["+nightly", "fuzz"]);
+    command
+}
+
+/// The `[[bin]]` names of the fuzz crate.
+fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
+    let manifest = std::fs::read_to_string(fuzz_dir.join("Cargo.toml"))?;
+    let names: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"').to_string())
+        .filter(|n| n != "demo-app-fuzz")
+        .collect();
+    if names.is_empty() {
+        bail!("{} names no fuzz target", fuzz_dir.join("Cargo.toml").display());
+    }
+    Ok(names)
+}
+
+/// cargo-fuzz at its pinned version, installed from crates.io once.
+fn cargo_fuzz(project: &Project) -> Result<PathBuf> {
+    let root = project.tools_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
+    let binary = root.join("bin/cargo-fuzz");
+    if !binary.is_file() {
+        println!("installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}", root.display());
+        cmd::run(
+            Command::new("cargo")
+                .args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION, "--root"])
+                .arg(&root),
+        )
+        .context("cannot install cargo-fuzz from crates.io")?;
+    }
+    Ok(binary)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_executions_and_the_targets() {
+        assert_eq!(super::executions("#123 pulse\nDone 5756410 runs in 11 second(s)\n"), Some(5756410));
+        assert_eq!(super::executions("==1== ERROR: libFuzzer: deadly signal"), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"demo-app-fuzz\"\n[[bin]]\nname = \"order_json\"\n[[bin]]\nname = \"store_name\"\n",
+        )
+        .unwrap();
+        assert_eq!(super::targets(dir.path()).unwrap(), ["order_json", "store_name"]);
+    }
+}
