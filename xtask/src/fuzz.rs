@@ -31,16 +31,22 @@ pub fn run(project: &Project) -> Result<()> {
     let fuzz_dir = project.root.join(FUZZ_DIR);
     let targets = targets(&fuzz_dir)?;
     let scratch = tempfile::tempdir()?;
+    // The instrumented build lives in the cache, so a fresh clone (CI) does
+    // not rebuild every dependency on nightly.
+    let target_dir = project.cache.join("fuzz-target");
     // Build once, then run two targets at a time (libFuzzer uses one core).
-    cmd::run(fuzz_command(&cargo_fuzz, &fuzz_dir).args(["build", "--sanitizer", "none"]))?;
+    cmd::run(
+        fuzz_command(&cargo_fuzz, &fuzz_dir).args(["build", "--sanitizer", "none", "--target-dir"]).arg(&target_dir),
+    )?;
     let mut failures = Vec::new();
     for pair in targets.chunks(2) {
         let results: Vec<(String, Result<u64>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = pair
                 .iter()
                 .map(|target| {
-                    let (cargo_fuzz, fuzz_dir, scratch) = (&cargo_fuzz, &fuzz_dir, scratch.path());
-                    scope.spawn(move || (target.clone(), run_target(cargo_fuzz, fuzz_dir, target, seconds, scratch)))
+                    let run = Run { cargo_fuzz: &cargo_fuzz, fuzz_dir: &fuzz_dir, target_dir: &target_dir, seconds };
+                    let scratch = scratch.path();
+                    scope.spawn(move || (target.clone(), run.target(target, scratch)))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("a fuzz thread does not panic")).collect()
@@ -61,26 +67,39 @@ pub fn run(project: &Project) -> Result<()> {
     Ok(())
 }
 
-/// libFuzzer's executions of one target, or its failure with the input.
-fn run_target(cargo_fuzz: &Path, fuzz_dir: &Path, target: &str, seconds: u64, scratch: &Path) -> Result<u64> {
-    let found = scratch.join(target);
-    std::fs::create_dir_all(&found)?;
-    let output = cmd::capture(
-        fuzz_command(cargo_fuzz, fuzz_dir)
-            .args(["run", "--sanitizer", "none", target])
-            .arg(&found)
-            .arg(fuzz_dir.join("corpus").join(target))
-            .arg("--")
-            .arg(format!("-max_total_time={seconds}"))
-            .args(["-timeout=5", "-rss_limit_mb=1024"])
-            .arg(format!("-artifact_prefix={}/", found.display())),
-    )?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("libFuzzer stopped ({}):\n{}", output.status, cmd::tail(&output.stderr, &output.stdout, 25));
+/// What every target's run shares.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    cargo_fuzz: &'a Path,
+    fuzz_dir: &'a Path,
+    target_dir: &'a Path,
+    seconds: u64,
+}
+
+impl Run<'_> {
+    /// libFuzzer's executions of one target, or its failure with the input.
+    fn target(self, target: &str, scratch: &Path) -> Result<u64> {
+        let found = scratch.join(target);
+        std::fs::create_dir_all(&found)?;
+        let output = cmd::capture(
+            fuzz_command(self.cargo_fuzz, self.fuzz_dir)
+                .args(["run", "--sanitizer", "none", "--target-dir"])
+                .arg(self.target_dir)
+                .arg(target)
+                .arg(&found)
+                .arg(self.fuzz_dir.join("corpus").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={}", self.seconds))
+                .args(["-timeout=5", "-rss_limit_mb=1024"])
+                .arg(format!("-artifact_prefix={}/", found.display())),
+        )?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("libFuzzer stopped ({}):\n{}", output.status, cmd::tail(&output.stderr, &output.stdout, 25));
+        }
+        executions(&stderr)
+            .with_context(|| format!("libFuzzer printed no `Done N runs`:\n{}", cmd::tail(&output.stderr, b"", 10)))
     }
-    executions(&stderr)
-        .with_context(|| format!("libFuzzer printed no `Done N runs`:\n{}", cmd::tail(&output.stderr, b"", 10)))
 }
 
 /// `Done 5756410 runs in 11 second(s)` -> 5756410.
