@@ -7,7 +7,9 @@
 //! - the database file is deleted while running: writes, readiness and
 //!   liveness fail (a restart is the only mend), nothing is acknowledged;
 //! - SIGKILL in the middle of concurrent writes: after a restart every
-//!   acknowledged order is there, whole, and no row is half-written.
+//!   acknowledged order is there, whole, and no row is half-written;
+//! - a Collector that accepts connections and never answers: orders stay
+//!   fast, the lost telemetry is counted, SIGTERM still ends the process.
 //!
 //! The tmpfs needs root (mount(2)); CI and `make test` run as root here.
 
@@ -35,10 +37,11 @@ type Scenario = fn(&Path) -> Result<String>;
 pub fn run(project: &Project) -> Result<()> {
     process::install_signal_flag()?;
     let binary = app::build(project)?;
-    let scenarios: [(&str, Scenario); 3] = [
+    let scenarios: [(&str, Scenario); 4] = [
         ("data volume full", disk_full),
         ("database file deleted", database_deleted),
         ("SIGKILL under concurrent writes", killed_mid_write),
+        ("Collector that never answers", collector_black_hole),
     ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
@@ -61,6 +64,7 @@ pub fn run(project: &Project) -> Result<()> {
 struct App {
     supervisor: Supervisor,
     port: u16,
+    metrics_port: u16,
     pid: u32,
 }
 
@@ -68,6 +72,10 @@ impl App {
     /// Its log is `<data>.<n>.log` for the n-th start, so the ports read
     /// back are this start's.
     fn start(binary: &Path, data: &Path) -> Result<App> {
+        Self::start_with(binary, data, &[])
+    }
+
+    fn start_with(binary: &Path, data: &Path, env: &[(&str, &str)]) -> Result<App> {
         let log = (1..).map(|n| data.with_extension(format!("{n}.log"))).find(|l| !l.exists()).expect("a free name");
         let log = log.as_path();
         let mut command = Command::new(binary);
@@ -85,11 +93,12 @@ impl App {
                 "0s",
             ])
             .arg("--data-path")
-            .arg(data);
+            .arg(data)
+            .envs(env.iter().copied());
         let mut supervisor = Supervisor::default();
         let pid = supervisor.spawn("demo-app", command, log, Duration::from_secs(5))?.pid();
-        let (port, _) = app::bound_ports(log)?;
-        Ok(App { supervisor, port, pid })
+        let (port, metrics_port) = app::bound_ports(log)?;
+        Ok(App { supervisor, port, metrics_port, pid })
     }
 
     fn order(&self, sku: &str, key: Option<&str>) -> Result<http::Response> {
@@ -315,6 +324,66 @@ fn killed_mid_write(binary: &Path) -> Result<String> {
         "{} orders acknowledged by 4 writers before SIGKILL; after a restart all {} there and whole, {rows} rows in all, none torn",
         acknowledged.len(),
         acknowledged.len()
+    ))
+}
+
+fn collector_black_hole(binary: &Path) -> Result<String> {
+    // Accepts every connection and never reads or answers: the worst a
+    // Collector can do (a dead one at least refuses).
+    let hole = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let endpoint = format!("http://{}", hole.local_addr()?);
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for socket in hole.incoming().flatten() {
+            holder.lock().expect("not poisoned").push(socket);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_TRACES_SAMPLER", "always_on"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+    ];
+    let app = App::start_with(binary, &dir.path().join("data"), &env)?;
+    let mut took = Vec::new();
+    for i in 0..300 {
+        let started = Instant::now();
+        created_id(&app.order(&format!("hole-{i}"), None)?)?;
+        took.push(started.elapsed());
+    }
+    took.sort_unstable();
+    let (median, slowest) = (took[took.len() / 2], took[took.len() - 1]);
+    // A request never waits for the exporter: one that did would take the
+    // export timeout (1 s).
+    if slowest >= Duration::from_millis(900) {
+        bail!("an order took {slowest:?} with the Collector black-holed (median {median:?})");
+    }
+    let dropped = poll_until(
+        "telemetry_dropped_total to count the lost telemetry",
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        |last| {
+            let metrics = http::get(app.metrics_port, "/metrics")?.text();
+            let total: f64 =
+                super::prometheus::exposition_samples(&metrics, "telemetry_dropped_total").iter().map(|(_, v)| v).sum();
+            *last = format!("telemetry_dropped_total = {total}");
+            Ok((total > 0.0).then_some(total))
+        },
+    )?;
+    let connections = held.lock().expect("not poisoned").len();
+    let stopping = Instant::now();
+    let peak = app.stop()?;
+    Ok(format!(
+        "300 orders all 201, median {:.1} ms, slowest {:.1} ms; {connections} connection(s) held by the hole; \
+         telemetry_dropped_total {dropped}; clean exit in {:.1} s; peak RSS {peak} MiB",
+        median.as_secs_f64() * 1000.0,
+        slowest.as_secs_f64() * 1000.0,
+        stopping.elapsed().as_secs_f64()
     ))
 }
 
