@@ -49,7 +49,8 @@ pub async fn plain_errors_as_json(response: Response) -> Response {
         return response;
     }
     let (parts, body) = response.into_parts();
-    // Rejection texts are one line; anything longer is cut, not buffered.
+    // Rejection texts are one line; a longer body is not buffered (the
+    // status's reason phrase stands in for it).
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let message = match String::from_utf8_lossy(&text).trim() {
         "" => status.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
@@ -57,7 +58,7 @@ pub async fn plain_errors_as_json(response: Response) -> Response {
     };
     let mut json = PodinfoError::new(status, message).into_response();
     for (name, value) in parts.headers.iter().filter(|(n, _)| **n != CONTENT_TYPE && **n != CONTENT_LENGTH) {
-        json.headers_mut().insert(name.clone(), value.clone());
+        json.headers_mut().append(name.clone(), value.clone());
     }
     json
 }

@@ -40,8 +40,12 @@ impl Application {
         } else {
             None
         };
+        // Redirects are not followed: a backend's 3xx is its answer to judge
+        // (checkout and the order list refuse it), never a hop elsewhere
+        // carrying the Idempotency-Key.
         let http = reqwest::Client::builder()
             .timeout(config.http_client_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
         let listener = bind(&config.host, config.port).await?;

@@ -20,9 +20,15 @@ pub async fn call<T: DeserializeOwned>(
 ) -> Result<(StatusCode, T), ApiError> {
     let limit = state.config.checkout_max_response_bytes;
     let answer = async {
-        let response = crate::telemetry::http::send(&state.http, call)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "backend_unreachable", format!("{url}: {e}")))?;
+        let response = crate::telemetry::http::send(&state.http, call).await.map_err(|e| {
+            // --http-client-timeout may be the shorter one: late is late.
+            let (status, error) = if e.is_timeout() {
+                (StatusCode::GATEWAY_TIMEOUT, "backend_timeout")
+            } else {
+                (StatusCode::BAD_GATEWAY, "backend_unreachable")
+            };
+            ApiError::new(status, error, format!("{url}: {e}"))
+        })?;
         let status = response.status().as_u16();
         Ok::<_, ApiError>((status, read_limited(response, limit).await.map_err(|e| bad_answer(url, e))?))
     };

@@ -191,7 +191,6 @@ impl Store {
         dispatch!(self, "SELECT", "orders", s => s.get_order(id).await)
     }
 
-    /// Up to `limit` orders with `id > after`, by ascending id (keyset pagination).
     /// Up to `limit` orders by id, oldest first (ids above `after`) or
     /// newest first (ids below `after`).
     pub async fn list_orders(&self, limit: u32, after: Option<i64>, newest_first: bool) -> StoreResult<Vec<Order>> {

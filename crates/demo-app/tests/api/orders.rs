@@ -226,7 +226,9 @@ async fn checkout_passes_on_no_answer_that_is_not_an_order_or_an_error() {
     let odd = b"HTTP/1.1 299 Odd\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"a\": true}".to_vec();
     let crash = b"HTTP/1.1 500 Internal\r\ncontent-length: 4\r\n\r\noops".to_vec();
     let not_an_order = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}".to_vec();
-    for reply in [odd, crash, not_an_order] {
+    let redirect =
+        b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/api/orders\r\ncontent-length: 0\r\n\r\n".to_vec();
+    for reply in [odd, crash, not_an_order, redirect] {
         let frontend = frontend_of(fake_backend(Some(reply)).await).await;
         let response = frontend.post_json("/api/checkout", &order()).await;
         assert_eq!(response.status(), 502);
