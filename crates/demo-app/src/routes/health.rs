@@ -40,11 +40,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if !state.flags.ready() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    if let Some(free) = free_bytes(&state.config.data_path)
-        && free < MIN_FREE_BYTES
-    {
-        tracing::warn!(free_bytes = free, path = %state.config.data_path.display(), "not ready: the data volume is full");
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    // statvfs blocks on a hung volume: off the async workers, bounded.
+    let path = state.config.data_path.clone();
+    match tokio::time::timeout(STORE_PING_TIMEOUT, tokio::task::spawn_blocking(move || free_bytes(&path))).await {
+        Ok(Ok(Some(free))) if free < MIN_FREE_BYTES => {
+            tracing::warn!(free_bytes = free, path = %state.config.data_path.display(), "not ready: the data volume is full");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Err(_) => {
+            tracing::warn!(path = %state.config.data_path.display(), "not ready: the data volume does not answer");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        _ => {}
     }
     if let Some(store) = &state.store {
         match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {

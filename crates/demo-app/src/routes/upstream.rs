@@ -27,14 +27,20 @@ pub async fn call<T: DeserializeOwned>(
             } else {
                 (StatusCode::BAD_GATEWAY, "backend_unreachable")
             };
-            ApiError::new(status, error, format!("{url}: {e}"))
+            tracing::warn!(url, error = %e, "the orders backend did not answer");
+            ApiError::new(status, error, format!("the orders backend: {}", e.without_url()))
         })?;
         let status = response.status().as_u16();
         Ok::<_, ApiError>((status, read_limited(response, limit).await.map_err(|e| bad_answer(url, e))?))
     };
     let (status, body) = tokio::time::timeout(state.config.checkout_timeout, answer).await.map_err(|_| {
         let waited = humantime::format_duration(state.config.checkout_timeout);
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "backend_timeout", format!("{url}: no answer within {waited}"))
+        tracing::warn!(url, "the orders backend gave no answer in time");
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "backend_timeout",
+            format!("the orders backend: no answer within {waited}"),
+        )
     })??;
     judge(status, &body, ok).map_err(|why| why.unwrap_or_else(|why| bad_answer(url, why)))
 }
@@ -67,8 +73,11 @@ struct BackendError {
     detail: String,
 }
 
+/// The client learns what was wrong, not where the backend lives (the URL
+/// goes to the log).
 fn bad_answer(url: &str, why: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "backend_invalid_response", format!("{url}: {why}"))
+    tracing::warn!(url, why, "the orders backend's answer is refused");
+    ApiError::new(StatusCode::BAD_GATEWAY, "backend_invalid_response", format!("the orders backend's answer: {why}"))
 }
 
 /// The body, read a chunk at a time, refused as soon as it passes `limit`.
