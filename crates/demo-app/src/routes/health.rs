@@ -42,8 +42,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
     // statvfs blocks on a hung volume: off the async workers, bounded.
     let path = state.config.data_path.clone();
-    match tokio::time::timeout(STORE_PING_TIMEOUT, tokio::task::spawn_blocking(move || free_bytes(&path))).await {
-        Ok(Ok(Some(free))) if free < MIN_FREE_BYTES => {
+    match tokio::time::timeout(STORE_PING_TIMEOUT, tokio::task::spawn_blocking(move || volume_room(&path))).await {
+        Ok(Ok(Some(Room::ReadOnly))) => {
+            tracing::warn!(path = %state.config.data_path.display(), "not ready: the data volume is read-only");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Ok(Ok(Some(Room::Free(free)))) if free < MIN_FREE_BYTES => {
             tracing::warn!(free_bytes = free, path = %state.config.data_path.display(), "not ready: the data volume is full");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
@@ -79,9 +83,19 @@ pub async fn disable(State(state): State<AppState>) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-/// Bytes an unprivileged writer may still use on the volume holding `path`
-/// (None when it cannot be asked, e.g. the folder does not exist yet).
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
+enum Room {
+    /// Bytes an unprivileged writer may still use.
+    Free(u64),
+    /// Mounted read-only (e.g. remounted by the node after disk errors).
+    ReadOnly,
+}
+
+/// What the volume holding `path` can still take (None when it cannot be
+/// asked, e.g. the folder does not exist yet).
+fn volume_room(path: &std::path::Path) -> Option<Room> {
     let stats = rustix::fs::statvfs(path).ok()?;
-    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    if stats.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Some(Room::ReadOnly);
+    }
+    Some(Room::Free(stats.f_bavail.saturating_mul(stats.f_frsize)))
 }

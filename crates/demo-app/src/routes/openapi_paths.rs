@@ -50,7 +50,7 @@ fn get_api_echo_rest() {}
 #[utoipa::path(post, path = "/api/echo/{rest}", operation_id = "postApiEchoPath", tag = "podinfo", params(("rest" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the body, echoed (no backends)"), (status = 200, body = Vec<String>, description = "one answer per backend"), (status = 413, description = "body larger than 10 MiB")))]
 fn post_api_echo_rest() {}
 
-#[utoipa::path(put, path = "/store", operation_id = "storePut", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the SHA-256 of the stored bytes"), (status = 413, description = "body larger than 10 MiB"), (status = 507, description = "no space left")))]
+#[utoipa::path(put, path = "/store", operation_id = "storePut", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the SHA-256 of the stored bytes"), (status = 413, description = "body larger than 10 MiB"), (status = 503, description = "the data volume is read-only"), (status = 507, description = "no space left")))]
 fn put_store() {}
 
 #[utoipa::path(put, path = "/cache/{key}", operation_id = "cachePut", tag = "podinfo", params(("key" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 413, description = "body larger than 10 MiB"), (status = 503)))]

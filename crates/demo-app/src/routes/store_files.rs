@@ -33,7 +33,7 @@ pub fn is_digest(hash: &str) -> bool {
 }
 
 #[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"),
-    responses((status = 202, body = Stored), (status = 413, description = "body larger than 10 MiB"), (status = 507, description = "no space left")))]
+    responses((status = 202, body = Stored), (status = 413, description = "body larger than 10 MiB"), (status = 503, description = "the data volume is read-only"), (status = 507, description = "no space left")))]
 pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Stored>), PodinfoError> {
     let hash = hex::encode(Sha256::digest(&body));
     let dir = store_dir(&state.config.data_path);
@@ -43,10 +43,16 @@ pub async fn write(State(state): State<AppState>, body: Bytes) -> Result<(Status
         .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing file failed: {e}")))?
         .map_err(|e| {
             tracing::error!(error = %e, "store write failed");
-            if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) {
-                PodinfoError::new(StatusCode::INSUFFICIENT_STORAGE, "no space left on the data volume")
-            } else {
-                PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed")
+            match e.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                    PodinfoError::new(StatusCode::INSUFFICIENT_STORAGE, "no space left on the data volume")
+                }
+                // A volume the node remounted read-only after disk errors:
+                // not this request's fault, and another replica may serve.
+                std::io::ErrorKind::ReadOnlyFilesystem => {
+                    PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, "the data volume is read-only")
+                }
+                _ => PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing file failed"),
             }
         })?;
     Ok((StatusCode::ACCEPTED, Json(Stored { hash })))

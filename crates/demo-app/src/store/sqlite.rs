@@ -67,6 +67,13 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).with_context(|| format!("creating database folder {}", dir.display()))?;
+            if rustix::fs::statvfs(dir).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)) {
+                anyhow::bail!(
+                    "the database folder {} is on a read-only volume: orders could not be written; \
+                     mount it read-write (or set DEMO_APP_DATABASE_URL to a writable database)",
+                    dir.display()
+                );
+            }
         }
 
         let pool =
@@ -260,14 +267,16 @@ fn map_err(error: sqlx::Error) -> StoreError {
     // Primary result codes (the low byte of the extended code).
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
+    const READONLY: i32 = 8;
     const IOERR: i32 = 10;
     const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
     let unavailable = match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(db) => db
             .code()
             .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL)),
+            .is_some_and(|code| matches!(code & 0xff, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)),
         _ => false,
     };
     if unavailable { StoreError::Unavailable(error.to_string()) } else { StoreError::Other(error.to_string()) }

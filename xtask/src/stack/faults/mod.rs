@@ -4,12 +4,18 @@
 //! - the data volume fills up (a 8 MiB tmpfs): /store answers 507, orders
 //!   503, readiness turns 503; freeing space recovers without a restart, and
 //!   every acknowledged order is still there after one;
+//! - the data volume turns read-only (remounted) under the database: orders
+//!   and /store 503, readiness 503; remounted read-write, orders succeed
+//!   again without a restart and nothing acknowledged is lost;
 //! - the database file is deleted while running: writes, readiness and
 //!   liveness fail (a restart is the only mend), nothing is acknowledged;
 //! - SIGKILL in the middle of concurrent writes: after a restart every
 //!   acknowledged order is there, whole, and no row is half-written;
 //! - a Collector that accepts connections and never answers: orders stay
-//!   fast, the lost telemetry is counted, SIGTERM still ends the process.
+//!   fast, the lost telemetry is counted, SIGTERM still ends the process;
+//! - PostgreSQL killed (SIGKILL, every process of it) under concurrent
+//!   writes, then restarted: no 500, service returns by itself, every
+//!   acknowledged order is there once (`postgres.rs`).
 //!
 //! The tmpfs needs root (mount(2)); CI and `make test` run as root here.
 
@@ -28,25 +34,40 @@ use super::{app, http};
 use crate::cmd;
 use crate::project::Project;
 
+mod postgres;
+
 /// The backend's memory limit in the chart (values.yaml).
 const MEMORY_LIMIT_MIB: u64 = 256;
 
-/// One scenario: demo-app's binary in, what it measured out.
-type Scenario = fn(&Path) -> Result<String>;
+/// What the scenarios run: located before the first one starts, so a
+/// missing program fails the suite up front with the command that installs it.
+struct Programs {
+    demo_app: PathBuf,
+    /// The folder of PostgreSQL's server programs (`initdb`, `pg_ctl`).
+    postgres_bin: PathBuf,
+}
+
+/// One scenario: the programs in, what it measured out.
+type Scenario = fn(&Programs) -> Result<String>;
 
 pub fn run(project: &Project) -> Result<()> {
     process::install_signal_flag()?;
-    let binary = app::build(project)?;
-    let scenarios: [(&str, Scenario); 4] = [
+    let programs = Programs {
+        demo_app: app::build(project)?,
+        postgres_bin: crate::tools::locate(project, "pg_ctl")?.parent().context("pg_ctl has a folder")?.to_path_buf(),
+    };
+    let scenarios: [(&str, Scenario); 6] = [
         ("data volume full", disk_full),
+        ("data volume read-only", read_only_volume),
         ("database file deleted", database_deleted),
         ("SIGKILL under concurrent writes", killed_mid_write),
         ("Collector that never answers", collector_black_hole),
+        ("PostgreSQL killed under concurrent writes", postgres::killed_under_load),
     ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
         let started = Instant::now();
-        match scenario(&binary) {
+        match scenario(&programs) {
             Ok(measured) => println!("PASS  {name} ({:.1} s): {measured}", started.elapsed().as_secs_f64()),
             Err(err) => {
                 failed += 1;
@@ -75,7 +96,7 @@ impl App {
         Self::start_with(binary, data, &[])
     }
 
-    fn start_with(binary: &Path, data: &Path, env: &[(&str, &str)]) -> Result<App> {
+    pub(super) fn start_with(binary: &Path, data: &Path, env: &[(&str, &str)]) -> Result<App> {
         let log = (1..).map(|n| data.with_extension(format!("{n}.log"))).find(|l| !l.exists()).expect("a free name");
         let log = log.as_path();
         let mut command = Command::new(binary);
@@ -107,7 +128,7 @@ impl App {
         http::post_json(self.port, "/api/orders", &headers, &body)
     }
 
-    fn status(&self, path: &str) -> u16 {
+    pub(super) fn status(&self, path: &str) -> u16 {
         http::get(self.port, path).map_or(0, |r| r.status)
     }
 
@@ -122,7 +143,7 @@ impl App {
         Ok(kib / 1024)
     }
 
-    fn stop(mut self) -> Result<u64> {
+    pub(super) fn stop(mut self) -> Result<u64> {
         let peak = self.peak_rss_mib()?;
         let status = self.supervisor.stop("demo-app")?;
         if !status.success() {
@@ -148,6 +169,13 @@ impl Tmpfs {
             )?;
         Ok(Tmpfs(dir.to_path_buf()))
     }
+
+    /// Read-only or read-write again, files kept: what a failing disk or a
+    /// remount by the node looks like to the process.
+    fn remount(&self, read_only: bool) -> Result<()> {
+        let mode = if read_only { "remount,ro" } else { "remount,rw" };
+        cmd::run(Command::new("mount").args(["-o", mode]).arg(&self.0)).map(drop)
+    }
 }
 
 impl Drop for Tmpfs {
@@ -156,7 +184,8 @@ impl Drop for Tmpfs {
     }
 }
 
-fn disk_full(binary: &Path) -> Result<String> {
+fn disk_full(programs: &Programs) -> Result<String> {
+    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let _volume = Tmpfs::mount(&data, "8m")?;
@@ -232,7 +261,78 @@ fn disk_full(binary: &Path) -> Result<String> {
     ))
 }
 
-fn database_deleted(binary: &Path) -> Result<String> {
+/// A volume with an open database cannot be remounted read-only (EBUSY), so
+/// the two ways a pod meets one are played apart: started on it, and the
+/// volume under /store going read-only while running.
+fn read_only_volume(programs: &Programs) -> Result<String> {
+    let binary = &programs.demo_app;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let volume = Tmpfs::mount(&data, "8m")?;
+    let app = App::start(binary, &data)?;
+    let kept = created_id(&app.order("before", None)?)?;
+    app.stop()?;
+
+    volume.remount(true)?;
+    let refused = refused_start(binary, &data)?;
+    volume.remount(false)?;
+    let app = App::start(binary, &data)?;
+    let (kept_status, after) = (app.status(&format!("/api/orders/{kept}")), app.order("after", None)?.status);
+    app.stop()?;
+    if kept_status != 200 || after != 201 {
+        bail!("remounted read-write: the earlier order answered {kept_status}, a new one {after}");
+    }
+
+    // The database elsewhere: only /store's files are on the volume.
+    let database = format!("sqlite://{}", dir.path().join("db/demo-app.db").display());
+    let app = App::start_with(binary, &data, &[("DEMO_APP_DATABASE_URL", &database)])?;
+    let store = |body: &[u8]| http::request("POST", app.port, "/store", &[], Some(body)).map(|r| r.status);
+    let before = store(b"before")?;
+    volume.remount(true)?;
+    let (stored, ready, order) = (store(b"read-only")?, app.status("/readyz"), app.order("elsewhere", None)?.status);
+    volume.remount(false)?;
+    let (stored_again, ready_again) = (store(b"after")?, app.status("/readyz"));
+    let peak = app.stop()?;
+    if (before, stored, ready, order, stored_again, ready_again) != (202, 503, 503, 201, 202, 200) {
+        bail!(
+            "/store {before}, then read-only: /store {stored} (want 503), readiness {ready} (want 503), an order on \
+             the other volume {order} (want 201); read-write again: /store {stored_again}, readiness {ready_again}"
+        );
+    }
+    Ok(format!(
+        "started on a read-only volume: {refused}; remounted read-write: the earlier order there, new ones 201; \
+         /store's volume read-only while running: /store 503, readiness 503, orders elsewhere 201; read-write \
+         again: /store 202, readiness 200, no restart; peak RSS {peak} MiB"
+    ))
+}
+
+/// demo-app started on a read-only data volume must exit at once, saying so.
+fn refused_start(binary: &Path, data: &Path) -> Result<String> {
+    let log = data.with_extension("read-only.log");
+    let mut command = Command::new(binary);
+    super::clean_env(&mut command);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0", "--port-metrics", "0", "--insecure-dev"])
+        .arg("--data-path")
+        .arg(data);
+    let mut supervisor = Supervisor::default();
+    let started = Instant::now();
+    let child = supervisor.spawn("demo-app", command, &log, Duration::from_secs(5))?;
+    let status = poll_until(
+        "demo-app to refuse a read-only volume",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        |_| Ok(child.exited()),
+    )?;
+    let said = std::fs::read_to_string(&log)?;
+    if status.success() || !said.contains("read-only volume") {
+        bail!("on a read-only volume demo-app exited with {status}, its log:\n{}", cmd::tail(&[], said.as_bytes(), 10));
+    }
+    Ok(format!("{status} in {:.0} ms, naming the read-only volume", started.elapsed().as_secs_f64() * 1000.0))
+}
+
+fn database_deleted(programs: &Programs) -> Result<String> {
+    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let app = App::start(binary, &data)?;
@@ -259,7 +359,8 @@ fn database_deleted(binary: &Path) -> Result<String> {
     ))
 }
 
-fn killed_mid_write(binary: &Path) -> Result<String> {
+fn killed_mid_write(programs: &Programs) -> Result<String> {
+    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let app = App::start(binary, &data)?;
@@ -327,7 +428,8 @@ fn killed_mid_write(binary: &Path) -> Result<String> {
     ))
 }
 
-fn collector_black_hole(binary: &Path) -> Result<String> {
+fn collector_black_hole(programs: &Programs) -> Result<String> {
+    let binary = &programs.demo_app;
     // Accepts every connection and never reads or answers: the worst a
     // Collector can do (a dead one at least refuses).
     let hole = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -388,7 +490,7 @@ fn collector_black_hole(binary: &Path) -> Result<String> {
 }
 
 /// (rows, rows whose total is not quantity × unit price), over every page.
-fn all_orders(port: u16) -> Result<(usize, usize)> {
+pub(super) fn all_orders(port: u16) -> Result<(usize, usize)> {
     let (mut rows, mut torn, mut after) = (0, 0, String::new());
     loop {
         let page = http::get(port, &format!("/api/orders?limit=100{after}"))?.json()?;
@@ -404,7 +506,7 @@ fn all_orders(port: u16) -> Result<(usize, usize)> {
     }
 }
 
-fn created_id(response: &http::Response) -> Result<i64> {
+pub(super) fn created_id(response: &http::Response) -> Result<i64> {
     if response.status != 201 {
         bail!("an order answered {}: {}", response.status, response.text());
     }
