@@ -99,7 +99,8 @@ pub struct Config {
     /// idle keep-alive connection (slow or silent clients are closed).
     #[arg(long, env = "DEMO_APP_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_header_timeout: Duration,
-    /// Longest wait between two pieces of a request body (slow uploads).
+    /// Longest time to receive a request's whole body, from its headers on
+    /// (slow uploads are cut off, even one that never pauses long).
     #[arg(long, env = "DEMO_APP_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_body_timeout: Duration,
     /// Secret for HS256 tokens.

@@ -5,6 +5,7 @@
 //! exposition, `faults` the chaos middlewares.
 
 pub mod api_error;
+pub mod body_deadline;
 pub mod config;
 pub mod faults;
 #[doc(hidden)]

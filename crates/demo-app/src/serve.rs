@@ -9,7 +9,8 @@
 //!   keeps answering probes;
 //! - `header_timeout` for a request's headers, which hyper also applies to
 //!   an idle keep-alive connection waiting for its next request;
-//! - `body_timeout` between two pieces of a request body (slow uploads);
+//! - `body_timeout` for a request's whole body (slow uploads, even one
+//!   that trickles a byte a second, are cut off);
 //! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port.
 
 use std::sync::Arc;
@@ -24,7 +25,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::body_deadline::DeadlineBody;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -62,13 +64,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
             () = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = tower::ServiceBuilder::new()
-            .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
-            .service(router.clone())
-            .map_request(move |mut request: axum::http::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo::<std::net::SocketAddr>(peer));
-                request
-            });
+        let service = router.clone().map_request(move |request: axum::http::Request<_>| {
+            let mut request = request.map(|body| DeadlineBody::new(body, limits.body_timeout));
+            request.extensions_mut().insert(ConnectInfo::<std::net::SocketAddr>(peer));
+            request
+        });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             // Telling HTTP/1.1 from HTTP/2 reads the first bytes before

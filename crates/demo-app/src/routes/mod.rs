@@ -112,8 +112,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The metrics port: Prometheus scrapes and a liveness answer that does not
-/// depend on the app (podinfo's metrics server does the same).
+/// The metrics port: Prometheus scrapes and the liveness probe, which must
+/// answer while clients fill the app port's connection slots.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new().route("/metrics", get(metrics::handler)).route("/healthz", get(|| async { "OK" })).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics::handler))
+        .route("/healthz", get(health::metrics_port_healthz))
+        .with_state(state)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -41,6 +41,12 @@ async fn echo(mut socket: WebSocket, hostname: String) {
                     Err(_) => json!({ "ts": now(), "error": "binary message is not UTF-8" }),
                 },
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Err(error)) if is_too_big(&error) => {
+                    // Said to the client (RFC 6455: 1009), not only a dropped socket.
+                    let frame = CloseFrame { code: close_code::SIZE, reason: "message too big".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
             _ = heartbeat.tick() => json!({ "ts": now(), "server": hostname }),
@@ -49,4 +55,10 @@ async fn echo(mut socket: WebSocket, hostname: String) {
             break;
         }
     }
+}
+
+/// A frame or message over `--ws-max-message-bytes`.
+fn is_too_big(error: &axum::Error) -> bool {
+    let cause = std::error::Error::source(error).and_then(|e| e.downcast_ref::<tungstenite::Error>());
+    matches!(cause, Some(tungstenite::Error::Capacity(_)))
 }

@@ -68,6 +68,27 @@ async fn a_slow_body_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_body_that_trickles_is_cut_off_at_the_body_timeout() {
+    let app = spawn_app_with(limited).await;
+    let mut socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n").await.unwrap();
+    // A byte every 100 ms: never a pause near the 800 ms timeout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if socket.write_all(b"a").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(1), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a trickling body still held the connection after 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "answered {answer}");
+    assert!(answer.contains("http-body-timeout"), "the error names the limit: {answer}");
+}
+
+#[tokio::test]
 async fn silent_sockets_beyond_the_limit_never_starve_the_probes() {
     let app = spawn_app_with(limited).await;
     let address = app.address.trim_start_matches("http://").to_string();

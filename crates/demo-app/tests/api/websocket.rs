@@ -51,3 +51,30 @@ async fn binary_messages_that_are_not_utf8_are_not_echoed_lossily() {
     let reply: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(reply["error"], "binary message is not UTF-8", "{reply}");
 }
+
+#[tokio::test]
+async fn a_frame_over_the_limit_is_refused_with_close_code_1009() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app().await;
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket
+        .write_all(
+            b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // Only the header of a 16 MiB binary frame (masked, zero key): the
+    // verdict must come from the declared length, before any payload.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    socket.write_all(&header).await.unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the connection stayed open after an oversized frame header");
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer") + 4;
+    let frame = &received[head_end..];
+    assert!(frame.len() >= 4 && frame[0] == 0x88, "no close frame after the 101: {frame:?}");
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1009, "close code");
+}

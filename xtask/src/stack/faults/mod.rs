@@ -15,7 +15,9 @@
 //!   fast, the lost telemetry is counted, SIGTERM still ends the process;
 //! - PostgreSQL killed (SIGKILL, every process of it) under concurrent
 //!   writes, then restarted: no 500, service returns by itself, every
-//!   acknowledged order is there once (`postgres.rs`).
+//!   acknowledged order is there once (`postgres.rs`);
+//! - silent, slowloris and slow-body sockets far beyond the connection
+//!   budget, oversized WebSocket frames and messages (`clients.rs`).
 //!
 //! The tmpfs needs root (mount(2)); CI and `make test` run as root here.
 
@@ -34,10 +36,8 @@ use super::{app, http};
 use crate::cmd;
 use crate::project::Project;
 
+mod clients;
 mod postgres;
-
-/// The backend's memory limit in the chart (values.yaml).
-const MEMORY_LIMIT_MIB: u64 = 256;
 
 /// What the scenarios run: located before the first one starts, so a
 /// missing program fails the suite up front with the command that installs it.
@@ -45,6 +45,10 @@ struct Programs {
     demo_app: PathBuf,
     /// The folder of PostgreSQL's server programs (`initdb`, `pg_ctl`).
     postgres_bin: PathBuf,
+    /// The chart's memory limits (values.yaml) of the backend and the
+    /// frontend: a process that peaks above its role's fails the scenario.
+    backend_limit_mib: u64,
+    frontend_limit_mib: u64,
 }
 
 /// One scenario: the programs in, what it measured out.
@@ -55,14 +59,17 @@ pub fn run(project: &Project) -> Result<()> {
     let programs = Programs {
         demo_app: app::build(project)?,
         postgres_bin: crate::tools::locate(project, "pg_ctl")?.parent().context("pg_ctl has a folder")?.to_path_buf(),
+        backend_limit_mib: chart_memory_limit_mib(project, "backend")?,
+        frontend_limit_mib: chart_memory_limit_mib(project, "frontend")?,
     };
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("data volume full", disk_full),
         ("data volume read-only", read_only_volume),
         ("database file deleted", database_deleted),
         ("SIGKILL under concurrent writes", killed_mid_write),
         ("Collector that never answers", collector_black_hole),
         ("PostgreSQL killed under concurrent writes", postgres::killed_under_load),
+        ("clients beyond the limits", clients::beyond_the_limits),
     ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
@@ -81,25 +88,62 @@ pub fn run(project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// `<role>.resources.limits.memory` of the chart's values.yaml, in MiB.
+fn chart_memory_limit_mib(project: &Project, role: &str) -> Result<u64> {
+    let path = project.root.join("charts/demo-app/values.yaml");
+    let values: Value = serde_norway::from_str(&std::fs::read_to_string(&path)?)?;
+    let limit = values[role]["resources"]["limits"]["memory"].as_str().unwrap_or_default();
+    limit
+        .strip_suffix("Mi")
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{}: {role}.resources.limits.memory is {limit:?}, not <n>Mi", path.display()))
+}
+
 /// One demo-app process on `data`, port 0.
 struct App {
     supervisor: Supervisor,
     port: u16,
     metrics_port: u16,
     pid: u32,
+    /// Its role's memory limit in the chart: a peak above it fails `stop`.
+    memory_limit_mib: u64,
+}
+
+/// How an `App` is started beyond the defaults (role all, SQLite in `data`).
+struct Launch<'a> {
+    env: &'a [(&'a str, &'a str)],
+    args: &'a [&'a str],
+    /// The soft and hard RLIMIT_NOFILE (`prlimit`), as a container runtime sets it.
+    open_files: Option<u32>,
+    /// The chart's memory limit of the role started.
+    memory_limit_mib: u64,
 }
 
 impl App {
-    /// Its log is `<data>.<n>.log` for the n-th start, so the ports read
-    /// back are this start's.
-    fn start(binary: &Path, data: &Path) -> Result<App> {
-        Self::start_with(binary, data, &[])
+    /// The backend role's limits, SQLite in `data` unless `env` says otherwise.
+    fn start(programs: &Programs, data: &Path) -> Result<App> {
+        Self::start_with(programs, data, &[])
     }
 
-    pub(super) fn start_with(binary: &Path, data: &Path, env: &[(&str, &str)]) -> Result<App> {
+    pub(super) fn start_with(programs: &Programs, data: &Path, env: &[(&str, &str)]) -> Result<App> {
+        let launch = Launch { env, args: &[], open_files: None, memory_limit_mib: programs.backend_limit_mib };
+        Self::launch(&programs.demo_app, data, launch)
+    }
+
+    /// Its log is `<data>.<n>.log` for the n-th start, so the ports read
+    /// back are this start's.
+    fn launch(binary: &Path, data: &Path, launch: Launch) -> Result<App> {
         let log = (1..).map(|n| data.with_extension(format!("{n}.log"))).find(|l| !l.exists()).expect("a free name");
         let log = log.as_path();
-        let mut command = Command::new(binary);
+        let mut command = match launch.open_files {
+            // prlimit sets the limit on itself, then execs: the pid is demo-app's.
+            Some(n) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         super::clean_env(&mut command);
         command
             .args([
@@ -115,11 +159,12 @@ impl App {
             ])
             .arg("--data-path")
             .arg(data)
-            .envs(env.iter().copied());
+            .args(launch.args)
+            .envs(launch.env.iter().copied());
         let mut supervisor = Supervisor::default();
         let pid = supervisor.spawn("demo-app", command, log, Duration::from_secs(5))?.pid();
         let (port, metrics_port) = app::bound_ports(log)?;
-        Ok(App { supervisor, port, metrics_port, pid })
+        Ok(App { supervisor, port, metrics_port, pid, memory_limit_mib: launch.memory_limit_mib })
     }
 
     fn order(&self, sku: &str, key: Option<&str>) -> Result<http::Response> {
@@ -150,8 +195,8 @@ impl App {
             let log = self.supervisor.log_tails(15).into_iter().map(|(_, tail)| tail).collect::<String>();
             bail!("demo-app exited with {status} on SIGTERM; its log ends:\n{log}");
         }
-        if peak > MEMORY_LIMIT_MIB {
-            bail!("peak RSS {peak} MiB is over the chart's {MEMORY_LIMIT_MIB} Mi limit");
+        if peak > self.memory_limit_mib {
+            bail!("peak RSS {peak} MiB is over the chart's {} Mi limit", self.memory_limit_mib);
         }
         Ok(peak)
     }
@@ -185,11 +230,10 @@ impl Drop for Tmpfs {
 }
 
 fn disk_full(programs: &Programs) -> Result<String> {
-    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let _volume = Tmpfs::mount(&data, "8m")?;
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let mut acknowledged = vec![created_id(&app.order("before", None)?)?];
 
     // Fill the volume through the API, as anyone could: big blobs, then
@@ -246,7 +290,7 @@ fn disk_full(programs: &Programs) -> Result<String> {
     acknowledged.push(created_id(&recovered)?);
     let peak = app.stop()?;
 
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let present = acknowledged.iter().filter(|id| app.status(&format!("/api/orders/{id}")) == 200).count();
     app.stop()?;
     if present != acknowledged.len() {
@@ -269,14 +313,14 @@ fn read_only_volume(programs: &Programs) -> Result<String> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let volume = Tmpfs::mount(&data, "8m")?;
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let kept = created_id(&app.order("before", None)?)?;
     app.stop()?;
 
     volume.remount(true)?;
     let refused = refused_start(binary, &data)?;
     volume.remount(false)?;
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let (kept_status, after) = (app.status(&format!("/api/orders/{kept}")), app.order("after", None)?.status);
     app.stop()?;
     if kept_status != 200 || after != 201 {
@@ -285,7 +329,7 @@ fn read_only_volume(programs: &Programs) -> Result<String> {
 
     // The database elsewhere: only /store's files are on the volume.
     let database = format!("sqlite://{}", dir.path().join("db/demo-app.db").display());
-    let app = App::start_with(binary, &data, &[("DEMO_APP_DATABASE_URL", &database)])?;
+    let app = App::start_with(programs, &data, &[("DEMO_APP_DATABASE_URL", &database)])?;
     let store = |body: &[u8]| http::request("POST", app.port, "/store", &[], Some(body)).map(|r| r.status);
     let before = store(b"before")?;
     volume.remount(true)?;
@@ -332,10 +376,9 @@ fn refused_start(binary: &Path, data: &Path) -> Result<String> {
 }
 
 fn database_deleted(programs: &Programs) -> Result<String> {
-    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     created_id(&app.order("kept", None)?)?;
     let mut removed = 0;
     for entry in std::fs::read_dir(&data)? {
@@ -347,23 +390,26 @@ fn database_deleted(programs: &Programs) -> Result<String> {
     }
     let write = app.order("lost", None)?;
     let (ready, live) = (app.status("/readyz"), app.status("/healthz"));
+    // The chart's liveness probe asks the metrics port.
+    let probed = http::get(app.metrics_port, "/healthz").map_or(0, |r| r.status);
     let peak = app.stop()?;
-    if write.status != 503 || ready != 503 || live != 503 {
+    if write.status != 503 || ready != 503 || live != 503 || probed != 503 {
         bail!(
-            "after the database files were deleted: order {} (want 503), readiness {ready}, liveness {live} (want 503 both)",
+            "after the database files were deleted: order {} (want 503), readiness {ready}, liveness {live}, \
+             on the metrics port {probed} (want 503 all)",
             write.status
         );
     }
     Ok(format!(
-        "{removed} database files deleted; order 503, readiness 503, liveness 503 (restart needed); peak RSS {peak} MiB"
+        "{removed} database files deleted; order 503, readiness 503, liveness 503 on both ports (restart needed); \
+         peak RSS {peak} MiB"
     ))
 }
 
 fn killed_mid_write(programs: &Programs) -> Result<String> {
-    let binary = &programs.demo_app;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let port = app.port;
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -405,7 +451,7 @@ fn killed_mid_write(programs: &Programs) -> Result<String> {
         bail!("no order was acknowledged before the kill");
     }
 
-    let app = App::start(binary, &data)?;
+    let app = App::start(programs, &data)?;
     let mut missing = Vec::new();
     for (key, order) in &acknowledged {
         let stored = http::get(app.port, &format!("/api/orders/{}", order["id"]))?;
@@ -429,7 +475,6 @@ fn killed_mid_write(programs: &Programs) -> Result<String> {
 }
 
 fn collector_black_hole(programs: &Programs) -> Result<String> {
-    let binary = &programs.demo_app;
     // Accepts every connection and never reads or answers: the worst a
     // Collector can do (a dead one at least refuses).
     let hole = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -451,7 +496,7 @@ fn collector_black_hole(programs: &Programs) -> Result<String> {
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
     ];
-    let app = App::start_with(binary, &dir.path().join("data"), &env)?;
+    let app = App::start_with(programs, &dir.path().join("data"), &env)?;
     let mut took = Vec::new();
     for i in 0..300 {
         let started = Instant::now();

@@ -29,7 +29,7 @@ pub(super) fn killed_under_load(programs: &Programs) -> Result<String> {
     server.start()?;
     let dir = tempfile::tempdir()?;
     let url = server.url();
-    let app = App::start_with(&programs.demo_app, &dir.path().join("data"), &[("DEMO_APP_DATABASE_URL", &url)])?;
+    let app = App::start_with(programs, &dir.path().join("data"), &[("DEMO_APP_DATABASE_URL", &url)])?;
     let writers = Writers::start(app.port);
 
     std::thread::sleep(Duration::from_millis(1500));

@@ -1,0 +1,274 @@
+//! Clients beyond the limits, against a frontend (the role that faces the
+//! gateway) with 256 open files, short HTTP timeouts and its chart memory
+//! limit: hundreds of silent, slowloris and slow-body sockets must not get
+//! the liveness probe (metrics port) slow, must all be closed by the server
+//! within a few header timeouts, and the app port must serve again by
+//! itself; a WebSocket frame and a fragmented message far over the limit
+//! are refused with close code 1009 before they are buffered.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::{App, Launch, Programs};
+use crate::stack::http;
+use crate::stack::process::poll_until;
+
+const SILENT: usize = 300;
+const SLOWLORIS: usize = 50;
+const SLOW_BODIES: usize = 50;
+/// `--http-header-timeout` and `--http-body-timeout` of this run.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// The WebSocket limit of this run (`--ws-max-message-bytes`).
+const WS_LIMIT: usize = 64 * 1024;
+
+pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let launch = Launch {
+        env: &[],
+        // A backend nobody listens on: this role's checkout is not under test.
+        args: &[
+            "--role",
+            "frontend",
+            "--backend-url",
+            "http://127.0.0.1:9",
+            "--http-header-timeout",
+            "2s",
+            "--http-body-timeout",
+            "2s",
+            "--ws-max-message-bytes",
+            "65536",
+        ],
+        open_files: Some(256),
+        memory_limit_mib: programs.frontend_limit_mib,
+    };
+    let app = App::launch(&programs.demo_app, &dir.path().join("data"), launch)?;
+    let flood = flood(&app)?;
+    let frame = oversized_frame(app.port)?;
+    let fragments = fragmented_message(app.port)?;
+    let peak = app.stop()?;
+    Ok(format!("{flood}; {frame}; {fragments}; peak RSS {peak} MiB"))
+}
+
+fn flood(app: &App) -> Result<String> {
+    let address = format!("127.0.0.1:{}", app.port);
+    let mut sockets = Vec::new();
+    for _ in 0..SILENT {
+        sockets.push(TcpStream::connect(&address)?);
+    }
+    let mut dribbled = Vec::new();
+    for n in 0..SLOWLORIS + SLOW_BODIES {
+        let mut socket = TcpStream::connect(&address)?;
+        let start: &[u8] = if n < SLOWLORIS {
+            b"GET /api/info HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        } else {
+            b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        };
+        // Unanswered sockets beyond the connection budget still take writes
+        // into the kernel's buffers.
+        socket.write_all(start)?;
+        dribbled.push(socket.try_clone()?);
+        sockets.push(socket);
+    }
+    // One byte every 200 ms on each slow socket, until the server closes it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let dribbler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for socket in &mut dribbled {
+                    let _ = socket.write_all(b"a");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let started = Instant::now();
+
+    // The liveness probe, while every slot of the app port is taken.
+    let mut slowest_probe = Duration::ZERO;
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let status = http::get(app.metrics_port, "/healthz").map_or(0, |r| r.status);
+        slowest_probe = slowest_probe.max(asked.elapsed());
+        if status != 200 || asked.elapsed() > Duration::from_secs(1) {
+            bail!("the metrics port's /healthz answered {status} in {:?} under the flood", asked.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    for socket in &sockets {
+        socket.set_nonblocking(true)?;
+    }
+    // 256 open files leave 128 connections: 400 sockets need about four
+    // turns of the header timeout, a few more for the accept queue's order.
+    let all_closed =
+        poll_until("every flooding socket to be closed", TIMEOUT * 10, Duration::from_millis(100), |last| {
+            let open = sockets.iter().filter(|s| is_open(s)).count();
+            let first = sockets.iter().position(is_open);
+            *last = format!("{open} of {} sockets still open (first {first:?})", sockets.len());
+            Ok((open == 0).then_some(started.elapsed()))
+        })?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = dribbler.join();
+    let served_again = poll_until("the app port to answer again", TIMEOUT * 5, Duration::from_millis(50), |last| {
+        let status = app.status("/readyz");
+        *last = format!("/readyz {status}");
+        Ok((status == 200).then_some(started.elapsed()))
+    })?;
+    Ok(format!(
+        "{SILENT} silent, {SLOWLORIS} slowloris and {SLOW_BODIES} slow-body sockets with 256 open files: liveness \
+         (metrics port) 10/10 200, slowest {:.0} ms; all closed by the server after {:.1} s (header timeout 2 s); \
+         the app port ready again after {:.1} s",
+        slowest_probe.as_secs_f64() * 1000.0,
+        all_closed.as_secs_f64(),
+        served_again.as_secs_f64()
+    ))
+}
+
+/// Open unless the peer closed or reset it (the socket is non-blocking).
+fn is_open(mut socket: &TcpStream) -> bool {
+    let mut buffer = [0u8; 4096];
+    loop {
+        match socket.read(&mut buffer) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One 16 MiB binary frame: the server must refuse it (1009) on its header,
+/// then take no more of it.
+fn oversized_frame(port: u16) -> Result<String> {
+    let mut socket = upgrade(port)?;
+    let size = 16 << 20;
+    socket.write_all(&frame_header(0x2, true, size))?;
+    let code = close_code(&mut socket)?;
+    if code != 1009 {
+        bail!("a 16 MiB WebSocket frame was answered with close code {code}, not 1009 (message too big)");
+    }
+    let taken = send_until_refused(&mut socket, size);
+    if taken == size {
+        bail!("after closing with 1009 the server still took the whole 16 MiB frame");
+    }
+    Ok(format!("a 16 MiB WebSocket frame: close 1009 on its header, then refused after {} KiB", taken / 1024))
+}
+
+/// 60 MiB in 32 KiB fragments: refused once the message passes the limit.
+fn fragmented_message(port: u16) -> Result<String> {
+    let mut socket = upgrade(port)?;
+    let fragment = vec![b'x'; 32 * 1024];
+    // Up to the limit and one fragment past it, then the answer.
+    let mut sent = 0;
+    while sent <= WS_LIMIT {
+        let opcode = if sent == 0 { 0x2 } else { 0x0 };
+        socket.write_all(&frame_header(opcode, false, fragment.len()))?;
+        socket.write_all(&fragment)?;
+        sent += fragment.len();
+    }
+    let code = close_code(&mut socket)?;
+    if code != 1009 {
+        bail!("a fragmented WebSocket message past the limit was answered with close code {code}, not 1009");
+    }
+    let mut taken = 0;
+    while taken < 60 << 20 {
+        let written =
+            socket.write_all(&frame_header(0x0, false, fragment.len())).and_then(|()| socket.write_all(&fragment));
+        if written.is_err() {
+            break;
+        }
+        taken += fragment.len();
+    }
+    if taken >= 60 << 20 {
+        bail!("after closing with 1009 the server still took 60 MiB more fragments");
+    }
+    Ok(format!(
+        "a fragmented 60 MiB message: close 1009 after {} KiB, then refused after {} KiB more",
+        sent / 1024,
+        taken / 1024
+    ))
+}
+
+/// A WebSocket on /ws/echo, past the 101.
+fn upgrade(port: u16) -> Result<TcpStream> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port))?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    socket.set_write_timeout(Some(Duration::from_secs(5)))?;
+    socket.write_all(
+        b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        socket.read_exact(&mut byte).context("reading the WebSocket handshake's answer")?;
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        bail!("/ws/echo answered {}", String::from_utf8_lossy(&head));
+    }
+    Ok(socket)
+}
+
+/// A client frame's header with a zero mask key (the payload goes as is).
+fn frame_header(opcode: u8, fin: bool, len: usize) -> Vec<u8> {
+    let mut header = vec![if fin { 0x80 } else { 0 } | opcode];
+    match len {
+        0..=125 => header.push(0x80 | len as u8),
+        126..=0xffff => {
+            header.push(0x80 | 126);
+            header.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            header.push(0x80 | 127);
+            header.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    header
+}
+
+/// Writes up to `size` payload bytes until the server stops taking them.
+fn send_until_refused(socket: &mut TcpStream, size: usize) -> usize {
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        match socket.write(&chunk[..chunk.len().min(size - sent)]) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// The status code of the server's close frame, read without waiting for
+/// the end of the connection (0 if it closed or reset without one).
+fn close_code(socket: &mut TcpStream) -> Result<u16> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        // Server frames are unmasked: [opcode, len, payload...], a close's
+        // payload starting with the status code.
+        let mut rest = received.as_slice();
+        while rest.len() >= 2 {
+            let (opcode, len) = (rest[0] & 0x0f, usize::from(rest[1] & 0x7f));
+            if opcode == 0x8 && rest.len() >= 4 && len >= 2 {
+                return Ok(u16::from_be_bytes([rest[2], rest[3]]));
+            }
+            if rest.len() < 2 + len {
+                break;
+            }
+            rest = &rest[2 + len..];
+        }
+        match socket.read(&mut buffer) {
+            Ok(0) | Err(_) => return Ok(0),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
