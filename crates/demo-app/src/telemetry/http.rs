@@ -12,9 +12,8 @@ use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::instruments::INSTRUMENTS;
@@ -53,37 +52,28 @@ fn protocol_version(version: Version) -> &'static str {
     }
 }
 
-/// Records trace and span ids as span fields, so JSON log lines written
-/// inside the span carry them.
-fn record_ids(span: &Span) {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span.record("trace_id", span_context.trace_id().to_string());
-        span.record("span_id", span_context.span_id().to_string());
-    }
-}
-
 /// Server span and `http.server.*` metrics for every routed request.
 pub async fn trace_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Bounded like the Prometheus label (crate::metrics::method_label).
-    let method = crate::metrics::method_label(request.method()).to_string();
+    let method = crate::metrics::method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let name = route.as_ref().map_or_else(|| method.clone(), |r| format!("{method} {r}"));
+    let name = route.as_ref().map_or_else(|| method.to_string(), |r| format!("{method} {r}"));
     let headers = request.headers();
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
     let (address, port) = host.rsplit_once(':').map_or((host, ""), |(a, p)| (a, p));
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    // Values as &str and integers, never `%`: the tracing layer would format
+    // each Display value into a new String.
     let span = tracing::info_span!(
         "http_server_request",
-        otel.name = %name,
+        otel.name = name.as_str(),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %method,
+        http.request.method = method,
         http.route = route.as_deref(),
         http.response.status_code = Empty,
-        url.path = %request.uri().path(),
+        url.path = request.uri().path(),
         url.scheme = "http",
         server.address = address,
         server.port = port.parse::<u16>().ok(),
@@ -91,18 +81,11 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         user_agent.original = headers.get("user-agent").and_then(|v| v.to_str().ok()),
         network.protocol.version = protocol_version(request.version()),
         error.r#type = Empty,
-        trace_id = Empty,
-        span_id = Empty,
     );
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let _ = span.set_parent(parent);
-    record_ids(&span);
 
-    let mut attributes =
-        vec![KeyValue::new("http.request.method", method.clone()), KeyValue::new("url.scheme", "http")];
-    INSTRUMENTS.server_active.add(1, &attributes);
     let response = next.run(request).instrument(span.clone()).await;
-    INSTRUMENTS.server_active.add(-1, &attributes);
 
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
@@ -111,6 +94,11 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         span.record("error.type", status.as_str());
         span.in_scope(|| tracing::error!(exception.message = %format!("{name} answered {status}"), "exception"));
     }
+    // The one OpenTelemetry metric per request (the Prometheus histogram on
+    // /metrics is recorded by crate::metrics, with podinfo's names).
+    let mut attributes = Vec::with_capacity(4);
+    attributes.push(KeyValue::new("http.request.method", method));
+    attributes.push(KeyValue::new("url.scheme", "http"));
     if let Some(route) = route {
         attributes.push(KeyValue::new("http.route", route));
     }

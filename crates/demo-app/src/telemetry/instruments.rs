@@ -5,14 +5,13 @@
 use std::sync::LazyLock;
 
 use opentelemetry::global;
-use opentelemetry::metrics::{Histogram, UpDownCounter};
+use opentelemetry::metrics::Histogram;
 
 /// The HTTP semantic conventions' advised duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 pub struct Instruments {
     pub server_duration: Histogram<f64>,
-    pub server_active: UpDownCounter<i64>,
     pub client_duration: Histogram<f64>,
     pub db_duration: Histogram<f64>,
 }
@@ -29,11 +28,6 @@ pub static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
     };
     Instruments {
         server_duration: duration("http.server.request.duration", "Duration of HTTP server requests"),
-        server_active: meter
-            .i64_up_down_counter("http.server.active_requests")
-            .with_unit("{request}")
-            .with_description("Number of active HTTP server requests")
-            .build(),
         client_duration: duration("http.client.request.duration", "Duration of HTTP client requests"),
         db_duration: duration("db.client.operation.duration", "Duration of database client operations"),
     }

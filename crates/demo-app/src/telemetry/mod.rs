@@ -5,13 +5,15 @@
 //! Export never sits in the request path: batch processors run on their own
 //! threads with bounded queues; what does not fit in a queue or fails to
 //! export is counted in `telemetry_dropped_total` (see `admission.rs` and
-//! `dropped.rs`), and a Collector that is down costs requests nothing. The tonic exporters are built inside the Tokio runtime (their
-//! channels need it), and the service runs on a multi-thread runtime.
+//! `dropped.rs`), and a Collector that is down costs requests nothing. The
+//! tonic exporters run on a runtime of their own (`export_runtime`), so
+//! encoding and sending never take a thread that serves requests.
 
 mod admission;
 pub mod dropped;
 pub mod http;
 pub mod instruments;
+mod json_lines;
 mod queue;
 mod settings;
 
@@ -29,7 +31,7 @@ use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -82,13 +84,21 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         Box::new(BaggagePropagator::new()),
     ]));
     let (stdout, guard) = stdout_writer();
-    let json =
-        tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(stdout);
+    // Events only: a log layer that saw spans would render their fields on
+    // every request (json_lines.rs).
+    let json = tracing_subscriber::fmt::layer()
+        .event_format(json_lines::JsonLines)
+        .with_writer(stdout)
+        .with_filter(filter_fn(|meta| meta.is_event()).and(log_filter(level)));
 
     let Some(endpoint) = settings.endpoint.clone() else {
-        let _ = tracing_subscriber::registry().with(json.with_filter(log_filter(level))).try_init();
+        let _ = tracing_subscriber::registry().with(json).try_init();
         return Ok(Telemetry { _stdout: Some(guard), ..Telemetry::default() });
     };
+    // Built inside the export runtime: tonic's channels spawn their tasks
+    // (protobuf encoding, HTTP/2) on the runtime current at build time.
+    let export_runtime = export_runtime()?;
+    let _in_export_runtime = export_runtime.enter();
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
@@ -126,12 +136,36 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
 
     // The log level filters logs only: spans are recorded at INFO whatever
     // --level says, so `--level warn` does not switch tracing off.
-    let traces = tracing_opentelemetry::layer().with_tracer(tracer.tracer("demo-app")).with_filter(span_filter());
+    // Only what the spans are read for: no code location, thread or
+    // busy/idle time attributes (each costs work on every request).
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer.tracer("demo-app"))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
+        .with_filter(span_filter());
     let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
     let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter).with_filter(log_filter(level));
-    tracing_subscriber::registry().with(json.with_filter(log_filter(level))).with(traces).with(logs).try_init().ok();
+    tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger), _stdout: Some(guard) })
+}
+
+/// A runtime of one thread for the OTLP exporters: with the service's
+/// runtime, encoding and sending every batch ran on the threads that serve
+/// requests (about 20k instructions per request at sampling 1.0).
+fn export_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the telemetry export runtime")?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("otel-export".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .context("cannot start the telemetry export thread")?;
+    Ok(handle)
 }
 
 /// `--level` (or RUST_LOG), with the chatty transport crates held at warn.
