@@ -2,6 +2,7 @@
 //! /metrics of the main port, as podinfo does). Labels use route templates
 //! only, never raw paths or ids, so cardinality stays bounded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,16 +24,17 @@ use crate::version::{REVISION, VERSION};
 /// approximating the threshold with the 0.25 s bucket.
 const DEFAULT_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Borrowed and numeric values: a request allocates no label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub path: String,
-    pub status: String,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
-    pub status: String,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,19 +110,28 @@ pub async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
 /// grow the label set.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = method_label(request.method()).to_string();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| podinfo_path_label(p.as_str()));
+    let method = method_label(request.method());
+    let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = response.status().as_u16();
     metrics
         .request_duration
-        .get_or_create(&RequestLabels { method, path, status: status.clone() })
+        .get_or_create(&RequestLabels { method, path, status })
         .observe(started.elapsed().as_secs_f64());
     metrics.requests.get_or_create(&StatusLabels { status }).inc();
     response
+}
+
+/// `podinfo_path_label` of a route template, computed once per template.
+/// Templates come from the router only (unmatched paths never get here), so
+/// the strings kept for the process are as many as its routes.
+fn path_label(template: &str) -> &'static str {
+    static LABELS: std::sync::RwLock<BTreeMap<String, &'static str>> = std::sync::RwLock::new(BTreeMap::new());
+    if let Some(label) = LABELS.read().unwrap_or_else(|e| e.into_inner()).get(template) {
+        return label;
+    }
+    let mut labels = LABELS.write().unwrap_or_else(|e| e.into_inner());
+    labels.entry(template.to_string()).or_insert_with(|| podinfo_path_label(template).leak())
 }
 
 /// The method as a label value: the methods HTTP defines, anything else

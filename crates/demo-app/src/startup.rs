@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::serve;
-use crate::state::{AppState, Flags};
+use crate::state::{AppState, Flags, Shared};
 use crate::store::Store;
 
 /// Connections the metrics port takes at once (probes and scrapes), out of
@@ -50,7 +50,7 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let listener = bind(&config.host, config.port).await?;
         let metrics_listener = bind(&config.host, config.port_metrics).await?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             hostname: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "unknown".into())
@@ -61,7 +61,8 @@ impl Application {
             jwt_secret: jwt_secret.into(),
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
-        };
+            info_document: Default::default(),
+        });
         Ok(Self { listener, metrics_listener, state })
     }
 

@@ -28,6 +28,9 @@ async fn info_has_podinfos_keys_and_root_serves_it_to_non_browsers() {
             ]
         );
         assert!(info.as_object().unwrap().values().all(Value::is_string), "podinfo sends strings only");
+        let tasks = info["num_goroutine"].as_str().unwrap();
+        assert!(tasks.parse::<u64>().is_ok_and(|n| n > 0), "num_goroutine {tasks:?} counts the live tasks");
+        assert_eq!(response_type(&app, path).await, "application/json", "{path}");
         assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     }
 }
@@ -244,4 +247,9 @@ async fn openapi_document_is_served_at_both_paths() {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{path}");
         assert!(doc["paths"]["/api/orders"].is_object());
     }
+}
+
+async fn response_type(app: &crate::helpers::TestApp, path: &str) -> String {
+    let response = app.get(path).await;
+    response.headers()["content-type"].to_str().unwrap().to_string()
 }
