@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn exposition_has_podinfo_and_business_names() {
         let metrics = Metrics::default();
-        metrics.requests.get_or_create(&StatusLabels { status: "200".into() }).inc();
+        metrics.requests.get_or_create(&StatusLabels { status: 200 }).inc();
         metrics.orders_created.inc();
         let text = metrics.encode();
         for name in [
