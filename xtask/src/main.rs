@@ -122,6 +122,9 @@ enum Command {
         /// Also copy the chart and table to docs/benchmarks/ (what the README shows).
         #[arg(long)]
         publish: bool,
+        /// Requests counted under callgrind per case, for instructions per request (0: none).
+        #[arg(long, default_value_t = 2000)]
+        callgrind_requests: u32,
     },
 }
 
@@ -182,6 +185,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             servers,
             scenarios,
             publish,
+            callgrind_requests,
         } => {
             let options = bench::Options {
                 smoke,
@@ -192,6 +196,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 servers,
                 scenarios,
                 publish,
+                callgrind_requests,
             };
             bench::run(&project, options)
         }

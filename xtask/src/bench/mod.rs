@@ -10,11 +10,16 @@
 //! medians with min and max. Outputs go to `target/bench/<UTC timestamp>/`:
 //! results.json, results.md and throughput.svg.
 //!
+//! Then, for the Rust servers, a pass under callgrind counts instructions
+//! per request (callgrind.rs): the figure a noisy shared machine cannot move.
+//!
 //! `--smoke` (part of `make test`): two servers, 1 s per case, debug builds,
-//! no oha; it fails if a case gets no answers or any error, so the harness
-//! cannot rot. Its numbers mean nothing.
+//! no oha, callgrind on 50 requests of `GET /api/info`; it fails if a case
+//! gets no answers or any error, so the harness cannot rot. Its numbers mean
+//! nothing.
 
 mod build;
+mod callgrind;
 mod chart;
 mod machine;
 mod oha;
@@ -57,6 +62,8 @@ pub struct Options {
     pub scenarios: Vec<String>,
     /// Also copy the chart and table to docs/benchmarks/ for the README.
     pub publish: bool,
+    /// Requests counted under callgrind per case (0: no callgrind pass).
+    pub callgrind_requests: u32,
 }
 
 impl Options {
@@ -71,9 +78,13 @@ impl Options {
             servers: Vec::new(),
             scenarios: Vec::new(),
             publish: false,
+            callgrind_requests: SMOKE_CALLGRIND_REQUESTS,
         }
     }
 }
+
+/// Enough for the smoke to prove the callgrind pass works, not to measure.
+const SMOKE_CALLGRIND_REQUESTS: u32 = 50;
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Load {
@@ -101,6 +112,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         options.runs = 1;
         options.duration = Duration::from_secs(1);
         options.warmup = Duration::ZERO;
+        options.callgrind_requests = options.callgrind_requests.min(SMOKE_CALLGRIND_REQUESTS);
         if options.servers.is_empty() {
             options.servers = servers::SMOKE.iter().map(|s| s.to_string()).collect();
         }
@@ -404,8 +416,19 @@ fn measure(
         bail!("{} exited under load ({status}):\n{}", child.name, child.log_tail(20));
     }
     running.supervisor.stop_all();
+    // The smoke only proves the pass works: one scenario is enough.
+    let counted = callgrind::supports(server, scenario) && (!options.smoke || scenario == Scenario::Info);
+    let instructions = if options.callgrind_requests > 0 && counted {
+        let counted = dir.join("callgrind");
+        fs::create_dir_all(&counted)?;
+        Some(callgrind::measure(server, scenario, bins, endpoints, &counted, options.callgrind_requests)?)
+    } else {
+        None
+    };
     trim_logs(dir)?;
-    Ok(case(server, scenario, &throughput, &fixed, options, peak_rss_kib))
+    let mut case = case(server, scenario, &throughput, &fixed, options, peak_rss_kib);
+    case.instructions = instructions;
+    Ok(case)
 }
 
 fn case(
@@ -442,6 +465,7 @@ fn case(
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         raw_wrk: throughput.iter().map(|(s, _)| s.clone()).collect(),
         raw_oha: fixed.to_vec(),
+        instructions: None,
     }
 }
 
@@ -466,15 +490,19 @@ fn trim_logs(dir: &Path) -> Result<()> {
 
 /// The smoke's verdict: every case answered, without errors.
 fn smoke_verdict(cases: &[Case]) -> Result<()> {
-    let bad: Vec<String> = cases
+    let mut bad: Vec<String> = cases
         .iter()
         .filter(|c| c.requests == 0 || c.errors > 0)
         .map(|c| format!("{} {}: {} requests, {} errors", c.server, c.scenario.title(), c.requests, c.errors))
         .collect();
+    let counted = cases.iter().filter(|c| c.instructions.is_some_and(|i| i.per_request > 0)).count();
+    if counted == 0 {
+        bad.push("callgrind counted no instruction in any case".into());
+    }
     if !bad.is_empty() {
         bail!("bench smoke: cases without answers or with errors (see the servers' logs):\n{}", bad.join("\n"));
     }
-    println!("bench smoke: {} cases answered without errors", cases.len());
+    println!("bench smoke: {} cases answered without errors, {counted} counted by callgrind", cases.len());
     Ok(())
 }
 
@@ -492,6 +520,7 @@ mod tests {
             servers: servers.iter().map(|s| s.to_string()).collect(),
             scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
             publish: false,
+            callgrind_requests: 0,
         }
     }
 

@@ -118,6 +118,19 @@ pub fn start(
     endpoints: &Endpoints,
     dir: &Path,
 ) -> Result<Running> {
+    start_wrapped(server, scenario, bins, endpoints, dir, &|command| command)
+}
+
+/// `start`, each server command passed through `wrap` first (callgrind.rs
+/// runs the server under valgrind).
+pub fn start_wrapped(
+    server: &Server,
+    scenario: Scenario,
+    bins: &Binaries,
+    endpoints: &Endpoints,
+    dir: &Path,
+    wrap: &dyn Fn(Command) -> Command,
+) -> Result<Running> {
     let mut supervisor = Supervisor::default();
     let mut pids = Vec::new();
     let grace = Duration::from_secs(10);
@@ -125,13 +138,13 @@ pub fn start(
         (Kind::DemoApp, Scenario::Checkout) => {
             let backend_port = free_port()?;
             let backend = demo_app(server, bins, endpoints, dir, "backend", backend_port, None)?;
-            let pid = spawn(&mut supervisor, "backend", backend, dir, grace)?;
+            let pid = spawn(&mut supervisor, "backend", wrap(backend), dir, grace)?;
             wait_healthy(&mut supervisor, "backend", backend_port)?;
             pids.push(pid);
             let frontend_port = free_port()?;
             let backend_url = format!("http://127.0.0.1:{backend_port}");
             let frontend = demo_app(server, bins, endpoints, dir, "frontend", frontend_port, Some(&backend_url))?;
-            pids.push(spawn(&mut supervisor, "frontend", frontend, dir, grace)?);
+            pids.push(spawn(&mut supervisor, "frontend", wrap(frontend), dir, grace)?);
             wait_healthy(&mut supervisor, "frontend", frontend_port)?;
             frontend_port
         }
@@ -145,7 +158,7 @@ pub fn start(
                     pinned(bins.hyper.as_deref().context("hyper-baseline was not built")?, [port.to_string()])
                 }
             };
-            pids.push(spawn(&mut supervisor, server.id, command, dir, grace)?);
+            pids.push(spawn(&mut supervisor, server.id, wrap(command), dir, grace)?);
             wait_healthy(&mut supervisor, server.id, port)?;
             port
         }

@@ -22,6 +22,8 @@ pub const DEBIAN_TOOLS: &[DebianTool] = &[
     DebianTool { binary: "pg_ctl", package: "postgresql" },
     DebianTool { binary: "shellcheck", package: "shellcheck" },
     DebianTool { binary: "wrk", package: "wrk" },
+    // Instructions per request in `make bench` (callgrind, callgrind_control).
+    DebianTool { binary: "valgrind", package: "valgrind" },
     DebianTool { binary: "chromium", package: "chromium" },
     DebianTool { binary: "chromedriver", package: "chromium-driver" },
     // The loopback cluster's certificates, and the Git server Flux reads from

@@ -1,0 +1,178 @@
+//! Instructions per request, counted by callgrind: a figure that does not
+//! move with the machine's other load, unlike requests per second. The
+//! server runs under valgrind; after a warm-up its counters are zeroed,
+//! `requests` requests go one after another on one keep-alive connection,
+//! and the counters are dumped per thread. The threads that serve requests
+//! (tokio's workers) are told apart from the rest (telemetry export, stdout),
+//! so "off the request path" is measured, not assumed.
+//!
+//! Only the Rust servers: valgrind stops on Go's runtime (podinfo), and
+//! CPython under it is a measure of the interpreter. Checkout spans two
+//! processes and is left to the throughput runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::scenarios::Scenario;
+use super::servers::{self, Binaries, Endpoints, Kind, Server, Telemetry};
+use crate::cmd;
+use crate::stack::http;
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Instructions {
+    /// All threads of the process, per request.
+    pub per_request: u64,
+    /// Only the threads that serve requests, per request.
+    pub on_request_threads: u64,
+    /// Requests counted.
+    pub requests: u32,
+}
+
+/// Whether callgrind can measure this case (see the module comment).
+pub fn supports(server: &Server, scenario: Scenario) -> bool {
+    matches!(server.kind, Kind::DemoApp | Kind::Hyper) && scenario != Scenario::Checkout
+}
+
+pub fn measure(
+    server: &Server,
+    scenario: Scenario,
+    bins: &Binaries,
+    endpoints: &Endpoints,
+    dir: &Path,
+    requests: u32,
+) -> Result<Instructions> {
+    let out = dir.join("callgrind.out");
+    let out_pattern = format!("--callgrind-out-file={}.%p", out.display());
+    let wrap = |command: Command| under_valgrind(command, &out_pattern);
+    let mut running = servers::start_wrapped(server, scenario, bins, endpoints, dir, &wrap)?;
+    let pid = running.pids[0];
+    send(running.port, scenario, requests / 5 + 1).context("warm-up under callgrind")?;
+    callgrind_control("-z", pid)?;
+    send(running.port, scenario, requests)?;
+    if server.telemetry != Telemetry::Off {
+        // The batch span processor exports every 5 s: let it take this
+        // load's spans before the count is read.
+        std::thread::sleep(Duration::from_secs(6));
+    }
+    callgrind_control("-d", pid)?;
+    running.supervisor.stop_all();
+    let (total, serving) = read_dumps(dir, &format!("callgrind.out.{pid}.1-"))?;
+    Ok(Instructions {
+        per_request: total / u64::from(requests),
+        on_request_threads: serving / u64::from(requests),
+        requests,
+    })
+}
+
+/// `taskset -c CORE program args` becomes `taskset -c CORE valgrind ... program args`.
+fn under_valgrind(command: Command, out_pattern: &str) -> Command {
+    let mut args = command.get_args().map(|a| a.to_os_string()).collect::<Vec<_>>().into_iter();
+    let mut wrapped = Command::new(command.get_program());
+    // taskset's own `-c CORE`.
+    wrapped.args(args.by_ref().take(2));
+    wrapped.args(["valgrind", "--tool=callgrind", "--separate-threads=yes", out_pattern]).args(args);
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    wrapped
+}
+
+/// `count` requests of the scenario, one after another, each answered as expected.
+fn send(port: u16, scenario: Scenario, count: u32) -> Result<()> {
+    let body = scenario.body();
+    let headers: Vec<(&str, &str)> = body.iter().map(|(kind, _)| ("content-type", *kind)).collect();
+    for n in 0..count {
+        let response =
+            http::request(scenario.method(), port, scenario.path(), &headers, body.as_ref().map(|(_, b)| b.as_bytes()))
+                .with_context(|| format!("request {n} of {count}"))?;
+        if response.status != scenario.expected_status() {
+            bail!("{} {} answered {} under callgrind", scenario.method(), scenario.path(), response.status);
+        }
+    }
+    Ok(())
+}
+
+fn callgrind_control(action: &str, pid: u32) -> Result<()> {
+    cmd::run(Command::new("callgrind_control").args([action, &pid.to_string()]))
+        .map(drop)
+        .with_context(|| format!("callgrind_control {action} (valgrind is a Debian tool of `make tools`)"))
+}
+
+/// (instructions of every thread, of the request-serving threads) in the
+/// dump files `<prefix><thread>` of `dir`.
+fn read_dumps(dir: &Path, prefix: &str) -> Result<(u64, u64)> {
+    let (mut total, mut serving, mut files) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let count = dump_total(&text).with_context(|| format!("{} has no totals line", path.display()))?;
+        files += 1;
+        total += count;
+        if serves_requests(&text) {
+            serving += count;
+        }
+    }
+    if files == 0 {
+        bail!("callgrind wrote no dump named {prefix}* in {}", dir.display());
+    }
+    Ok((total, serving))
+}
+
+fn dump_total(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix("totals: ").or_else(|| l.strip_prefix("summary: ")))?.trim().parse().ok()
+}
+
+/// A thread of tokio's multi-thread scheduler: where both Rust servers run
+/// their connections (demo-app's telemetry has threads of its own).
+fn serves_requests(dump: &str) -> bool {
+    dump.contains("scheduler::multi_thread::worker")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valgrind_goes_between_taskset_and_the_server() {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0", "/bin/demo-app", "--port", "1"]).env("OTEL_X", "1");
+        let wrapped = under_valgrind(command, "--callgrind-out-file=x.%p");
+        let args: Vec<_> = wrapped.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            [
+                "-c",
+                "0",
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                "--callgrind-out-file=x.%p",
+                "/bin/demo-app",
+                "--port",
+                "1"
+            ]
+        );
+        assert_eq!(wrapped.get_envs().count(), 1);
+    }
+
+    #[test]
+    fn dumps_are_summed_and_request_threads_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = "fn=(1) tokio::runtime::scheduler::multi_thread::worker::run\nsummary: 3000\ntotals: 3000\n";
+        std::fs::write(dir.path().join("callgrind.out.7.1-02"), worker).unwrap();
+        std::fs::write(dir.path().join("callgrind.out.7.1-05"), "fn=(1) export\ntotals: 1000\n").unwrap();
+        std::fs::write(dir.path().join("callgrind.out.7-02"), "totals: 99999\n").unwrap();
+        assert_eq!(read_dumps(dir.path(), "callgrind.out.7.1-").unwrap(), (4000, 3000));
+        assert!(read_dumps(dir.path(), "callgrind.out.8.1-").is_err(), "no dump is an error, not zero");
+    }
+}
