@@ -8,7 +8,8 @@
 //!
 //! Only the Rust servers: valgrind stops on Go's runtime (podinfo), and
 //! CPython under it is a measure of the interpreter. Checkout spans two
-//! processes and is left to the throughput runs.
+//! processes and is left to the throughput runs; HTTP/2 needs a client this
+//! pass does not have.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,7 +35,7 @@ pub struct Instructions {
 
 /// Whether callgrind can measure this case (see the module comment).
 pub fn supports(server: &Server, scenario: Scenario) -> bool {
-    matches!(server.kind, Kind::DemoApp | Kind::Hyper) && scenario != Scenario::Checkout
+    matches!(server.kind, Kind::DemoApp | Kind::Hyper) && scenario != Scenario::Checkout && !scenario.http2()
 }
 
 pub fn measure(

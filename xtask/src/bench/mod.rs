@@ -257,7 +257,8 @@ fn select(options: &Options) -> Result<Vec<(&'static Server, Scenario)>> {
     let wanted = |list: &[String], id: &str| list.is_empty() || list.iter().any(|x| x == id);
     let mut pairs = Vec::new();
     for scenario in Scenario::ALL {
-        if !wanted(&options.scenarios, scenario.id()) {
+        // The smoke runs without oha, the only HTTP/2 load generator here.
+        if !wanted(&options.scenarios, scenario.id()) || (options.smoke && scenario.http2()) {
             continue;
         }
         for server in SERVERS {
@@ -393,14 +394,24 @@ fn measure(
     let mut running = servers::start(server, scenario, bins, endpoints, dir)?;
     let url = format!("http://127.0.0.1:{}{}", running.port, scenario.path());
     let script = wrk::write_script(dir, scenario)?;
+    // wrk speaks HTTP/1.1 only: oha (closed loop) loads the HTTP/2 scenarios.
+    let closed_loop = |duration: Duration| -> Result<wrk::WrkSummary> {
+        if scenario.http2() {
+            let oha_bin = oha_bin.context("the HTTP/2 scenarios need oha (not in --smoke)")?;
+            let summary = oha::run_closed_loop(oha_bin, scenario, &url, &options.load, duration)?;
+            Ok(wrk::WrkSummary::from_oha(&summary, duration))
+        } else {
+            wrk::run(wrk_bin, &script, &url, &options.load, duration)
+        }
+    };
     if !options.warmup.is_zero() {
-        wrk::run(wrk_bin, &script, &url, &options.load, options.warmup).context("warm-up")?;
+        closed_loop(options.warmup).context("warm-up")?;
     }
     let mut throughput = Vec::new();
     for _ in 0..options.runs {
         process::check_interrupted()?;
         let before = procfs::cpu_seconds(&running.pids)?;
-        let summary = wrk::run(wrk_bin, &script, &url, &options.load, options.duration)?;
+        let summary = closed_loop(options.duration)?;
         let cpu = procfs::cpu_seconds(&running.pids)? - before;
         throughput.push((summary, cpu));
     }
@@ -533,6 +544,8 @@ mod tests {
             [
                 "demo-app:info",
                 "hyper:info",
+                "demo-app:info-h2",
+                "hyper:info-h2",
                 "demo-app:healthz",
                 "hyper:healthz",
                 "demo-app:echo",

@@ -69,14 +69,44 @@ pub struct OhaSummary {
 }
 
 pub fn run(oha: &Path, scenario: Scenario, url: &str, load: &Load, duration: Duration) -> Result<OhaSummary> {
+    run_with(oha, scenario, url, load, duration, Some(load.rate_for(scenario)))
+}
+
+/// As fast as the server answers (closed loop, like wrk): the throughput of
+/// the HTTP/2 scenarios, which wrk cannot speak.
+pub fn run_closed_loop(
+    oha: &Path,
+    scenario: Scenario,
+    url: &str,
+    load: &Load,
+    duration: Duration,
+) -> Result<OhaSummary> {
+    run_with(oha, scenario, url, load, duration, None)
+}
+
+fn run_with(
+    oha: &Path,
+    scenario: Scenario,
+    url: &str,
+    load: &Load,
+    duration: Duration,
+    rate: Option<u32>,
+) -> Result<OhaSummary> {
     let mut command = Command::new("taskset");
     command
         .args(["-c", LOAD_CORE])
         .arg(oha)
-        .args(["--no-tui", "--output-format", "json", "--latency-correction", "-w"])
+        .args(["--no-tui", "--output-format", "json", "-w"])
         .args(["-z", &format!("{}s", duration.as_secs().max(1))])
-        .args(["-q", &load.rate_for(scenario).to_string(), "-c", &load.connections.to_string()])
+        .args(["-c", &load.connections.to_string()])
         .args(["-m", scenario.method()]);
+    if let Some(rate) = rate {
+        command.args(["--latency-correction", "-q", &rate.to_string()]);
+    }
+    if scenario.http2() {
+        // Over plain HTTP that is h2c with prior knowledge.
+        command.arg("--http2");
+    }
     if let Some((content_type, body)) = scenario.body() {
         command.args(["-T", content_type, "-d", &body]);
     }

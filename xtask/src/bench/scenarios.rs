@@ -7,6 +7,8 @@ use serde::Serialize;
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     Info,
+    /// GET /api/info over HTTP/2 without TLS (h2c, prior knowledge).
+    InfoH2,
     Healthz,
     Echo,
     Orders,
@@ -17,12 +19,13 @@ pub enum Scenario {
 pub const ORDER_JSON: &str = r#"{"sku":"bench-1","quantity":2,"unit_price_cents":1250}"#;
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Info, Scenario::Healthz, Scenario::Echo, Scenario::Orders, Scenario::Checkout];
+    pub const ALL: [Scenario; 6] =
+        [Scenario::Info, Scenario::InfoH2, Scenario::Healthz, Scenario::Echo, Scenario::Orders, Scenario::Checkout];
 
     pub fn id(self) -> &'static str {
         match self {
             Scenario::Info => "info",
+            Scenario::InfoH2 => "info-h2",
             Scenario::Healthz => "healthz",
             Scenario::Echo => "echo",
             Scenario::Orders => "orders",
@@ -34,6 +37,7 @@ impl Scenario {
     pub fn title(self) -> &'static str {
         match self {
             Scenario::Info => "GET /api/info",
+            Scenario::InfoH2 => "GET /api/info (h2c)",
             Scenario::Healthz => "GET /healthz",
             Scenario::Echo => "POST /api/echo 1 KiB",
             Scenario::Orders => "POST /api/orders",
@@ -43,14 +47,14 @@ impl Scenario {
 
     pub fn method(self) -> &'static str {
         match self {
-            Scenario::Info | Scenario::Healthz => "GET",
+            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => "GET",
             _ => "POST",
         }
     }
 
     pub fn path(self) -> &'static str {
         match self {
-            Scenario::Info => "/api/info",
+            Scenario::Info | Scenario::InfoH2 => "/api/info",
             Scenario::Healthz => "/healthz",
             Scenario::Echo => "/api/echo",
             Scenario::Orders => "/api/orders",
@@ -61,10 +65,15 @@ impl Scenario {
     /// (content type, body) of a POST.
     pub fn body(self) -> Option<(&'static str, String)> {
         match self {
-            Scenario::Info | Scenario::Healthz => None,
+            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => None,
             Scenario::Echo => Some(("application/octet-stream", echo_body())),
             Scenario::Orders | Scenario::Checkout => Some(("application/json", ORDER_JSON.to_string())),
         }
+    }
+
+    /// HTTP/2: wrk speaks only HTTP/1.1, so oha drives both runs.
+    pub fn http2(self) -> bool {
+        self == Scenario::InfoH2
     }
 
     /// Whether each request stores an order (SQLite, fsync per commit).
@@ -75,7 +84,7 @@ impl Scenario {
     /// The status a correct answer has; anything else counts as an error.
     pub fn expected_status(self) -> u16 {
         match self {
-            Scenario::Info | Scenario::Healthz => 200,
+            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => 200,
             Scenario::Echo => 202,
             Scenario::Orders | Scenario::Checkout => 201,
         }

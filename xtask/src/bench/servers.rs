@@ -65,6 +65,8 @@ impl Server {
     pub fn supports(&self, scenario: Scenario) -> bool {
         match scenario {
             Scenario::Info | Scenario::Healthz | Scenario::Echo => true,
+            // uvicorn speaks no HTTP/2.
+            Scenario::InfoH2 => self.kind != Kind::Python,
             Scenario::Orders => matches!(self.kind, Kind::DemoApp | Kind::Python),
             Scenario::Checkout => self.kind == Kind::DemoApp,
         }
@@ -152,7 +154,7 @@ pub fn start_wrapped(
             let port = free_port()?;
             let command = match server.kind {
                 Kind::DemoApp => demo_app(server, bins, endpoints, dir, "all", port, None)?,
-                Kind::Podinfo => podinfo(bins, dir, port)?,
+                Kind::Podinfo => podinfo(bins, dir, port, scenario.http2())?,
                 Kind::Python => python(server, bins, endpoints, dir, port)?,
                 Kind::Hyper => {
                     pinned(bins.hyper.as_deref().context("hyper-baseline was not built")?, [port.to_string()])
@@ -214,9 +216,13 @@ fn demo_app(
     Ok(command)
 }
 
-fn podinfo(bins: &Binaries, dir: &Path, port: u16) -> Result<Command> {
+fn podinfo(bins: &Binaries, dir: &Path, port: u16, h2c: bool) -> Result<Command> {
     let binary = bins.podinfo.as_deref().context("podinfo is not installed")?;
     let mut command = pinned(binary, ["--host", "127.0.0.1", "--port", &port.to_string(), "--level", "info"]);
+    if h2c {
+        // podinfo serves HTTP/2 without TLS only when asked.
+        command.arg("--h2c");
+    }
     command.arg("--data-path").arg(dir.join("data"));
     Ok(command)
 }
@@ -317,5 +323,6 @@ mod tests {
             ["demo-app", "demo-app-otel", "demo-app-otel-down", "python", "python-otel"]
         );
         assert_eq!(takes(Scenario::Info).len(), SERVERS.len());
+        assert!(!takes(Scenario::InfoH2).contains(&"python"));
     }
 }

@@ -30,6 +30,18 @@ pub struct WrkSummary {
 }
 
 impl WrkSummary {
+    /// oha's closed-loop report in wrk's terms (the HTTP/2 scenarios).
+    pub fn from_oha(oha: &super::oha::OhaSummary, duration: std::time::Duration) -> WrkSummary {
+        WrkSummary {
+            requests: (oha.requests_per_second * duration.as_secs_f64()) as u64,
+            duration_us: duration.as_micros() as u64,
+            errors: oha.errors,
+            p50_us: oha.p50_ms * 1000.0,
+            p99_us: oha.p99_ms * 1000.0,
+            p999_us: oha.p999_ms * 1000.0,
+        }
+    }
+
     pub fn requests_per_second(&self) -> f64 {
         self.requests as f64 / (self.duration_us as f64 / 1e6)
     }
