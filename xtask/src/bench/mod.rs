@@ -236,7 +236,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
 fn profile(options: &Options) -> &'static str {
     // Smoke numbers mean nothing, and `cargo test` has built the debug
     // binaries already: the smoke adds no release build (minutes) to make test.
-    if options.smoke { "dev" } else { "release" }
+    if options.smoke { "dev" } else { "bench-release" }
 }
 
 /// (server, scenario) pairs in run order: scenario by scenario, so the

@@ -66,6 +66,8 @@ pub struct OhaSummary {
     pub p999_ms: f64,
     /// Failed requests and answers with another status than the scenario's.
     pub errors: u64,
+    /// oha's own words for the failed requests, with their counts.
+    pub error_kinds: BTreeMap<String, u64>,
 }
 
 pub fn run(oha: &Path, scenario: Scenario, url: &str, load: &Load, duration: Duration) -> Result<OhaSummary> {
@@ -149,6 +151,7 @@ fn parse(json: &[u8], expected_status: u16) -> Result<OhaSummary> {
         p99_ms: percentile("p99")?,
         p999_ms: percentile("p99.9")?,
         errors: wrong_status + report.errors.values().sum::<u64>(),
+        error_kinds: report.errors,
     })
 }
 
