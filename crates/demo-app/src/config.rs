@@ -190,13 +190,20 @@ impl Config {
 
     /// The token secret, refusing the built-in one outside development.
     pub fn jwt_secret(&self) -> anyhow::Result<String> {
+        // An empty key signs tokens anyone can forge: refused, never used.
+        let refuse_blank = |secret: String, from: &str| {
+            if secret.trim().is_empty() {
+                anyhow::bail!("the JWT secret from {from} is empty: give it a long random value");
+            }
+            Ok(secret)
+        };
         if let Some(secret) = &self.jwt_secret {
-            return Ok(secret.clone());
+            return refuse_blank(secret.clone(), "--jwt-secret (DEMO_APP_JWT_SECRET)");
         }
         if let Some(path) = &self.jwt_secret_file {
             let secret = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read --jwt-secret-file {}: {e}", path.display()))?;
-            return Ok(secret.trim_end().to_string());
+            return refuse_blank(secret.trim_end().to_string(), &format!("--jwt-secret-file {}", path.display()));
         }
         if self.level == "debug" || self.insecure_dev {
             return Ok(INSECURE_JWT_SECRET.to_string());
@@ -222,6 +229,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_jwt_secret_is_refused() {
+        let config = Config::parse_from(["demo-app", "--jwt-secret", " "]);
+        let error = config.jwt_secret().expect_err("a blank secret makes tokens forgeable");
+        assert!(error.to_string().contains("is empty"), "{error}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "\n").unwrap();
+        let config = Config::parse_from(["demo-app", "--jwt-secret-file", file.path().to_str().unwrap()]);
+        assert!(config.jwt_secret().is_err(), "a newline-only file is empty too");
+        assert_eq!(Config::parse_from(["demo-app", "--jwt-secret", "s3cret"]).jwt_secret().unwrap(), "s3cret");
+    }
 
     #[test]
     fn warning_is_warn_and_nonsense_is_refused() {
