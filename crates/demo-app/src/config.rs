@@ -35,7 +35,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_UI_LOGO", default_value = "")]
     pub ui_logo: String,
     /// Backend URL for echo fan-out and checkout; repeat for several.
-    #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',', value_parser = non_empty)]
+    #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',', value_parser = http_url)]
     pub backend_urls: Vec<String>,
     /// Delay every app response by a random amount.
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY")]
@@ -57,7 +57,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_UNREADY")]
     pub unready: bool,
     /// Time given to in-flight requests after the listener closes.
-    #[arg(long, env = "DEMO_APP_SERVER_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEMO_APP_SERVER_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = shutdown_duration)]
     pub server_shutdown_timeout: Duration,
     /// Timeout of outgoing HTTP calls.
     #[arg(long, env = "DEMO_APP_HTTP_CLIENT_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
@@ -80,8 +80,15 @@ pub struct Config {
     pub role: Role,
     /// Largest WebSocket message (and frame) /ws/echo accepts, in bytes; a
     /// larger one closes the connection (1009) before it is buffered.
-    #[arg(long, env = "DEMO_APP_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "DEMO_APP_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024,
+        value_parser = parse_ws_limit)]
     pub ws_max_message_bytes: usize,
+    /// Memory clients may make the server hold at once, in bytes: request
+    /// bodies being read and WebSocket sessions' buffers. Past it requests
+    /// with a body and new WebSockets get 503 with Retry-After. Default:
+    /// half the container's memory limit (cgroup v2), else 256 MiB.
+    #[arg(long, env = "DEMO_APP_MAX_BUFFERED_BYTES", value_parser = clap::value_parser!(u64).range(1024 * 1024..))]
+    pub max_buffered_bytes: Option<u64>,
     /// `sqlite://PATH` or `postgres://...`; default: SQLite under --data-path.
     #[arg(long, env = "DEMO_APP_DATABASE_URL", value_parser = non_empty)]
     pub database_url: Option<String>,
@@ -89,7 +96,7 @@ pub struct Config {
     /// load balancers stop sending traffic first.
     /// 5 s by default: endpoint removal takes a few seconds to reach every
     /// proxy, and requests sent meanwhile must still be answered.
-    #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DEMO_APP_DRAIN_DELAY", default_value = "5s", value_parser = shutdown_duration)]
     pub drain_delay: Duration,
     /// Connections served at once on --port; more wait in the accept queue.
     /// Lowered at start to fit the open-file limit (ulimit -n).
@@ -103,6 +110,10 @@ pub struct Config {
     /// (slow uploads are cut off, even one that never pauses long).
     #[arg(long, env = "DEMO_APP_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_body_timeout: Duration,
+    /// Longest a response write may stay blocked on a client that reads
+    /// nothing; the connection is then closed and what it held freed.
+    #[arg(long, env = "DEMO_APP_HTTP_WRITE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub http_write_timeout: Duration,
     /// Secret for HS256 tokens.
     #[arg(long, env = "DEMO_APP_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
@@ -166,6 +177,17 @@ fn parse_level(level: &str) -> Result<String, String> {
     }
 }
 
+/// At least 1 KiB (a 0 limit would close every socket on its first
+/// message), at most 16 MiB (a session's buffers come out of
+/// --max-buffered-bytes).
+fn parse_ws_limit(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if (1024..=16 * 1024 * 1024).contains(&bytes) => Ok(bytes),
+        Ok(_) => Err("must be between 1024 and 16777216 bytes".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// An empty value (`DEMO_APP_DATABASE_URL=` in a manifest) is a mistake, not
 /// a URL: refused with the flag's name by clap.
 /// A duration above zero: a zero timeout would close every connection.
@@ -174,6 +196,27 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A step of the shutdown sequence: at most 10 minutes, so a typo (`5h`
+/// for `5s`) cannot keep a terminated process alive until it is killed.
+fn shutdown_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d > Duration::from_secs(600) => Err("must be at most 10m".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An absolute http(s) URL: anything else would fail on every call instead
+/// of at start-up.
+fn http_url(value: &str) -> Result<String, String> {
+    let value = non_empty(value)?;
+    match reqwest::Url::parse(value.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(value.trim().to_string()),
+        Ok(url) => Err(format!("{value:?} is not an http(s) URL (scheme {:?})", url.scheme())),
+        Err(e) => Err(format!("{value:?} is not a URL: {e} (e.g. http://backend:9898)")),
     }
 }
 
@@ -250,5 +293,21 @@ mod tests {
         assert!(err.contains("unknown log level \"loud\""), "{err}");
         let err = Config::try_parse_from(["demo-app", "--database-url", ""]).unwrap_err().to_string();
         assert!(err.contains("--database-url") && err.contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn values_that_would_fail_later_are_refused_at_start() {
+        let refused = |args: &[&str], why: &str| {
+            let err = Config::try_parse_from([&["demo-app"], args].concat()).unwrap_err().to_string();
+            assert!(err.contains(args[0]) && err.contains(why), "{args:?}: {err}");
+        };
+        refused(&["--backend-url", "not a url"], "is not a URL");
+        refused(&["--backend-url", "ftp://backend"], "is not an http(s) URL");
+        refused(&["--ws-max-message-bytes", "0"], "between 1024 and");
+        refused(&["--drain-delay", "1000y"], "at most 10m");
+        refused(&["--server-shutdown-timeout", "2h"], "at most 10m");
+        refused(&["--max-buffered-bytes", "10"], "1048576");
+        let config = Config::parse_from(["demo-app", "--backend-url", "http://a:9898,https://b"]);
+        assert_eq!(config.backend_urls, ["http://a:9898", "https://b"]);
     }
 }

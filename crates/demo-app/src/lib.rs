@@ -10,6 +10,7 @@ pub mod config;
 pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod memory_budget;
 pub mod metrics;
 pub mod process_metrics;
 pub mod routes;
@@ -19,3 +20,4 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod version;
+pub mod write_deadline;

@@ -11,6 +11,8 @@
 //!   an idle keep-alive connection waiting for its next request;
 //! - `body_timeout` for a request's whole body (slow uploads, even one
 //!   that trickles a byte a second, are cut off);
+//! - `write_timeout` for a response write that makes no progress (a client
+//!   that never reads);
 //! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port.
 
 use std::sync::Arc;
@@ -27,12 +29,14 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
 use crate::body_deadline::DeadlineBody;
+use crate::write_deadline::WriteDeadline;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 /// Serves `router` until `stop` turns true, then stops accepting and waits
@@ -79,7 +83,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
                 Ok(Ok(read)) if read > 0 => {}
                 _ => return drop(permit),
             }
-            let io = TokioIo::new(stream);
+            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
             let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
             // Errors here are the client's (reset, timeout): nothing to do.
             let _ = watcher.watch(connection.into_owned()).await;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::memory_budget::{self, MemoryBudget};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::serve;
@@ -19,6 +20,7 @@ use crate::store::Store;
 /// exporters and /store.
 const METRICS_CONNECTIONS: usize = 64;
 const RESERVED_FILES: usize = 64;
+const METRICS_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -60,6 +62,11 @@ impl Application {
             http,
             jwt_secret: jwt_secret.into(),
             metrics: Arc::new(Metrics::default()),
+            memory: MemoryBudget::new(
+                config
+                    .max_buffered_bytes
+                    .map_or_else(memory_budget::default_bytes, |b| b.try_into().unwrap_or(usize::MAX)),
+            ),
             config: Arc::new(config),
             info_document: Default::default(),
         });
@@ -92,6 +99,7 @@ impl Application {
             max_connections: serve::connection_budget(wanted, METRICS_CONNECTIONS, RESERVED_FILES),
             header_timeout: config.http_header_timeout,
             body_timeout: config.http_body_timeout,
+            write_timeout: config.http_write_timeout,
         };
         if limits.max_connections < wanted {
             tracing::warn!(
@@ -100,7 +108,13 @@ impl Application {
                 "--max-connections lowered to fit the open-file limit (ulimit -n)"
             );
         }
-        let metrics_limits = serve::Limits { max_connections: METRICS_CONNECTIONS, ..limits };
+        // Probes and scrapes send their request at once: an idle socket on
+        // this small budget is closed sooner than on the app port.
+        let metrics_limits = serve::Limits {
+            max_connections: METRICS_CONNECTIONS,
+            header_timeout: limits.header_timeout.min(METRICS_IDLE),
+            ..limits
+        };
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(serve::serve(listener, app, limits, stop_rx.clone()));

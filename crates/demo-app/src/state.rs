@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -88,6 +89,8 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub jwt_secret: Arc<str>,
     pub metrics: Arc<Metrics>,
+    /// Memory clients may make the process hold (request bodies, WebSockets).
+    pub memory: MemoryBudget,
     /// GET /api/info's JSON around its one changing value (routes/info.rs).
     pub info_document: std::sync::OnceLock<(String, String)>,
 }

@@ -87,7 +87,9 @@ pub fn router(state: AppState) -> Router {
             app = app.route("/api/orders", get(orders_proxy::handler));
         }
     }
-    let app = app.layer(from_fn_with_state(state.clone(), faults::inject));
+    let app = app
+        .layer(from_fn_with_state(state.clone(), faults::inject))
+        .layer(from_fn_with_state(state.clone(), crate::memory_budget::reserve_for_body));
 
     let mut operational = Router::new()
         .route("/healthz", get(health::healthz))

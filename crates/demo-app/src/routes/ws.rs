@@ -10,25 +10,59 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::memory_budget;
 use crate::state::AppState;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// Read and write buffers of a session (axum's default is 128 KiB each: a
+/// few hundred idle sessions would hold tens of MiB).
+const BUFFER: usize = 16 * 1024;
+
 pub async fn handler(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    // axum's defaults (64 MiB messages, 16 MiB frames) let one client grow
-    // the process past its memory limit.
+    // axum's defaults (64 MiB messages, 16 MiB frames, a write buffer with
+    // no bound) let one client grow the process past its memory limit: a
+    // client that sends pings and never reads the pongs grew it without end.
     let limit = state.config.ws_max_message_bytes;
+    let Some(reservation) = state.memory.try_reserve(session_bytes(limit)) else {
+        tracing::warn!(budget = state.memory.bytes(), "answering 503: the memory budget for WebSockets is spent");
+        return memory_budget::exhausted("WebSocket sessions");
+    };
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| echo(socket, state.hostname.to_string()))
+        .read_buffer_size(BUFFER)
+        .write_buffer_size(BUFFER)
+        .max_write_buffer_size(max_write_buffer(limit))
+        .on_upgrade(move |socket| async move {
+            echo(socket, state.hostname.to_string(), max_reply(limit)).await;
+            drop(reservation);
+        })
+}
+
+/// The most a session can hold: its read buffer, a frame being read and the
+/// message it belongs to, and a full write buffer.
+pub fn session_bytes(limit: usize) -> usize {
+    BUFFER + 2 * limit + max_write_buffer(limit)
+}
+
+/// The largest reply sent: the message JSON-escaped (quotes, backslashes
+/// and control characters grow it) is refused past twice its size.
+fn max_reply(limit: usize) -> usize {
+    2 * limit + 256
+}
+
+/// Room for one largest reply, a pong and a close frame: past it the client
+/// is not reading and the session is ended.
+fn max_write_buffer(limit: usize) -> usize {
+    BUFFER + max_reply(limit) + 256
 }
 
 fn now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
-async fn echo(mut socket: WebSocket, hostname: String) {
+async fn echo(mut socket: WebSocket, hostname: String, max_reply: usize) {
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     loop {
         let reply = tokio::select! {
@@ -51,7 +85,12 @@ async fn echo(mut socket: WebSocket, hostname: String) {
             },
             _ = heartbeat.tick() => json!({ "ts": now(), "server": hostname }),
         };
-        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+        let mut reply = reply.to_string();
+        if reply.len() > max_reply {
+            reply =
+                json!({ "ts": now(), "error": "the reply would be more than twice the message's size" }).to_string();
+        }
+        if socket.send(Message::Text(reply.into())).await.is_err() {
             break;
         }
     }

@@ -132,3 +132,63 @@ async fn every_error_is_json_even_axums_own_rejections() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["message"], "not found");
 }
+
+/// A client socket with a small receive buffer: the kernel cannot absorb
+/// an answer the client never reads.
+async fn reluctant_reader(address: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(address.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_closed_after_the_write_timeout() {
+    let app = spawn_app_with(|config| config.http_write_timeout = Duration::from_millis(500)).await;
+    let mut socket = reluctant_reader(app.address.trim_start_matches("http://")).await;
+    let body = vec![b'x'; 9 << 20];
+    socket
+        .write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .await
+        .unwrap();
+    socket.write_all(&body).await.unwrap();
+    // Nothing read for 2 s: the echo's write is blocked, then cut off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 65536];
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection was still open: the server kept the answer for a client that never read");
+    assert!(received.len() < body.len(), "the whole answer was delivered ({} bytes): nothing was cut", received.len());
+}
+
+#[tokio::test]
+async fn bodies_past_the_memory_budget_get_503_until_the_budget_is_back() {
+    let app = spawn_app_with(|config| config.max_buffered_bytes = Some(4 << 20)).await;
+    // One client declares 3 MiB and sends it slowly: its reservation holds.
+    let mut slow = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    slow.write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\nxx", 3 << 20).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = app.post("/echo", vec![b'y'; 2 << 20]).await;
+    assert_eq!(refused.status(), 503, "3 + 2 MiB of a 4 MiB budget were taken");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("--max-buffered-bytes"), "{body}");
+    // Small bodies still fit, and bodiless requests never count.
+    assert_eq!(app.post("/echo", vec![b'z'; 512 << 10]).await.status(), 202);
+    assert_eq!(app.get("/api/info").await.status(), 200);
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.post("/echo", vec![b'y'; 2 << 20]).await.status() != 202 {
+        assert!(Instant::now() < deadline, "the budget was not given back when the slow client left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

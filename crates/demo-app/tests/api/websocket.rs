@@ -6,6 +6,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::spawn_app;
 
+/// A WebSocket handshake, for tests that speak the protocol by hand.
+const UPGRADE: &[u8] = b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
 #[tokio::test]
 async fn websocket_echoes_messages_with_a_timestamp() {
     let app = spawn_app().await;
@@ -57,13 +61,7 @@ async fn a_frame_over_the_limit_is_refused_with_close_code_1009() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let app = spawn_app().await;
     let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
-    socket
-        .write_all(
-            b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    socket.write_all(UPGRADE).await.unwrap();
     // Only the header of a 16 MiB binary frame (masked, zero key): the
     // verdict must come from the declared length, before any payload.
     let mut header = vec![0x82, 0x80 | 127];
@@ -77,4 +75,61 @@ async fn a_frame_over_the_limit_is_refused_with_close_code_1009() {
     let frame = &received[head_end..];
     assert!(frame.len() >= 4 && frame[0] == 0x88, "no close frame after the 101: {frame:?}");
     assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1009, "close code");
+}
+
+#[tokio::test]
+async fn websocket_sessions_past_the_memory_budget_get_503() {
+    // A session at the 64 KiB default reserves about 290 KiB: 3 fit in 1 MiB.
+    let app = crate::helpers::spawn_app_with(|config| config.max_buffered_bytes = Some(1 << 20)).await;
+    let url = app.url("/ws/echo").replacen("http://", "ws://", 1);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(tokio_tungstenite::connect_async(&url).await.expect("within the budget").0);
+    }
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        other => panic!("a fourth session was not refused: {:?}", other.map(|(_, r)| r.status())),
+    }
+    open.pop().unwrap().close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(&url).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "a closed session's memory was not given back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_pings_and_never_reads_is_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app =
+        crate::helpers::spawn_app_with(|config| config.http_write_timeout = std::time::Duration::from_millis(500))
+            .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut socket = socket.connect(app.address.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    socket.write_all(UPGRADE).await.unwrap();
+    let mut head = [0u8; 12];
+    socket.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // Masked pings with 125-byte payloads, as fast as the server takes them,
+    // never reading a pong: the server must end the session, not queue pongs.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let batch = ping.repeat(512);
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if socket.write_all(&batch).await.is_err() {
+                return;
+            }
+            sent += batch.len();
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "still connected after {} MiB of pings nobody answered could be sent", sent >> 20);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
