@@ -28,8 +28,16 @@ pub(super) use order_columns;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The database file and its (device, inode) when opened.
-    file: std::sync::Arc<(std::path::PathBuf, (u64, u64))>,
+    /// The database file and its write-ahead log, with their (device,
+    /// inode) when opened.
+    files: std::sync::Arc<[(std::path::PathBuf, (u64, u64)); 2]>,
+    /// A connection held open for the store's life: SQLite deletes the
+    /// write-ahead log when its last connection closes (the pool may close
+    /// all of them) and recreates it under another inode, which would look
+    /// like a replaced file.
+    anchor: std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
+    /// Set once the orders of a removed write-ahead log were checkpointed.
+    wal_rescued: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// When `file_gone` last looked (ms since `opened_at`), for probes
     /// that may be called thousands of times a second.
     last_looked_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -76,24 +84,33 @@ impl SqliteStore {
             }
         }
 
-        let pool =
-            pool.connect_with(options).await.with_context(|| format!("opening SQLite database {}", path.display()))?;
+        let pool = pool
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("opening SQLite database {}", path.display()))?;
         super::migrations::migrator(super::migrations::SQLITE)
             .await
             .run(&pool)
             .await
             .context("applying SQLite migrations")?;
-        let identity = file_identity(&path).with_context(|| format!("reading {}", path.display()))?;
+        let anchor = sqlx::ConnectOptions::connect(&options).await.context("opening the SQLite database")?;
+        let wal = wal_path(&path);
+        let files = [
+            (path.clone(), file_identity(&path).with_context(|| format!("reading {}", path.display()))?),
+            (wal.clone(), file_identity(&wal).with_context(|| format!("reading {}", wal.display()))?),
+        ];
         Ok(Self {
             pool,
-            file: std::sync::Arc::new((path, identity)),
+            files: std::sync::Arc::new(files),
+            anchor: std::sync::Arc::new(tokio::sync::Mutex::new(anchor)),
+            wal_rescued: Default::default(),
             last_looked_ms: Default::default(),
             opened_at: std::time::Instant::now(),
         })
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        self.file_still_open()?;
+        self.files_intact().await?;
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
@@ -116,19 +133,70 @@ impl SqliteStore {
                 self.last_looked_ms.store(now.max(1), Relaxed);
                 None
             }
-            Err(e) => Some(e.to_string()),
+            Err(e) => {
+                // The restart this verdict leads to must not lose what only
+                // the removed log holds.
+                let store = self.clone();
+                tokio::spawn(async move { store.files_intact().await });
+                Some(e.to_string())
+            }
         }
     }
 
-    fn file_still_open(&self) -> StoreResult<()> {
-        let (path, opened) = &*self.file;
-        match file_identity(path) {
-            Ok(now) if now == *opened => Ok(()),
-            _ => Err(StoreError::Unavailable(format!(
-                "the database file {} was removed or replaced while open; restart the server to open it again",
-                path.display()
-            ))),
+    /// `file_still_open`, and when the write-ahead log is the file that went
+    /// missing, its committed transactions are first copied into the database
+    /// file (a checkpoint through the connections that still have the removed
+    /// log open): after the restart every acknowledged order is there.
+    async fn files_intact(&self) -> StoreResult<()> {
+        let verdict = self.file_still_open();
+        if verdict.is_err() && self.wal_missing() && !self.wal_rescued.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.checkpoint_removed_wal().await;
         }
+        verdict
+    }
+
+    /// Through the anchor connection, which has had the removed log open
+    /// from the start (a connection opened since would see a new, empty one
+    /// and fail with a short read).
+    async fn checkpoint_removed_wal(&self) {
+        let mut anchor = self.anchor.lock().await;
+        for _ in 0..3 {
+            // (busy, frames in the log, frames checkpointed)
+            let done: Result<(i64, i64, i64), _> =
+                sqlx::query_as("PRAGMA wal_checkpoint(FULL)").fetch_one(&mut *anchor).await;
+            match done {
+                Ok((0, log, copied)) if log == copied => {
+                    tracing::warn!(
+                        frames = copied,
+                        "the write-ahead log was removed: its orders were copied into the database file"
+                    );
+                    return;
+                }
+                Ok(partial) => tracing::warn!(?partial, "checkpointing a removed write-ahead log: not done yet"),
+                Err(error) => tracing::warn!(%error, "checkpointing a removed write-ahead log failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::error!(
+            "the removed write-ahead log could not be checkpointed: orders committed since the last checkpoint are lost at restart"
+        );
+    }
+
+    fn wal_missing(&self) -> bool {
+        let (wal, opened) = &self.files[1];
+        file_identity(wal).ok() != Some(*opened)
+    }
+
+    fn file_still_open(&self) -> StoreResult<()> {
+        for (path, opened) in self.files.iter() {
+            if file_identity(path).ok() != Some(*opened) {
+                return Err(StoreError::Unavailable(format!(
+                    "the database file {} was removed or replaced while open; restart the server to open it again",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub async fn create_order(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
@@ -141,7 +209,7 @@ impl SqliteStore {
     /// requests with one key queue on `busy_timeout` and see each other's row.
     async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
-        self.file_still_open()?;
+        self.files_intact().await?;
         let mut connection = self.pool.acquire().await.map_err(map_err)?;
         let result = insert_order(&mut connection, order, total, idempotency_key).await;
         if matches!(result, Err(StoreError::Unavailable(_) | StoreError::Other(_))) {
@@ -188,7 +256,7 @@ impl SqliteStore {
     }
 
     pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.file_still_open()?;
+        self.files_intact().await?;
         sqlx::query(
             "INSERT INTO cache (key, value, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -203,7 +271,7 @@ impl SqliteStore {
     }
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
-        self.file_still_open()?;
+        self.files_intact().await?;
         let done =
             sqlx::query("DELETE FROM cache WHERE key = ?").bind(key).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -255,6 +323,13 @@ async fn insert_order(
     };
     tx.commit().await.map_err(map_err)?;
     Ok(created)
+}
+
+/// SQLite's write-ahead log: the database's path with `-wal`.
+fn wal_path(database: &std::path::Path) -> std::path::PathBuf {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
 }
 
 fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
@@ -419,5 +494,31 @@ mod tests {
         // file_gone looks at most every 100 ms.
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(store.file_gone().is_some(), "liveness still passes: only a restart opens the file again");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_write_ahead_log_refuses_orders_and_keeps_the_acknowledged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.db");
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}", path.display()), Duration::from_secs(1)).await.unwrap();
+        let Ok(Created::New(acknowledged)) = store.create_order(&order("acknowledged".into()), None).await else {
+            panic!("the first order was refused")
+        };
+        std::fs::remove_file(wal_path(&path)).unwrap();
+        let refused = store.create_order(&order("after".into()), None).await;
+        let Err(StoreError::Unavailable(why)) = refused else {
+            panic!("an order was accepted into a deleted write-ahead log: {refused:?}")
+        };
+        assert!(why.contains("-wal was removed or replaced while open"), "{why}");
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))), "readiness still passes");
+
+        // What a crash now would leave: the database file alone.
+        let copy = dir.path().join("after-crash.db");
+        std::fs::copy(&path, &copy).unwrap();
+        let reopened =
+            SqliteStore::connect(&format!("sqlite://{}", copy.display()), Duration::from_secs(1)).await.unwrap();
+        let found = reopened.get_order(acknowledged.id).await.unwrap();
+        assert_eq!(found.map(|o| o.sku), Some("acknowledged".to_string()), "an acknowledged order was lost");
     }
 }
