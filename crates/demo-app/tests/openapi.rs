@@ -101,3 +101,56 @@ fn the_document_describes_every_route_the_app_serves() {
     }
     assert!(missing.is_empty(), "served but not in the OpenAPI document: {missing:?}");
 }
+
+#[test]
+fn each_role_is_served_the_document_of_its_own_routes() {
+    use clap::Parser as _;
+    use demo_app::config::Config;
+    let doc = |args: &[&str]| demo_app::routes::openapi_document(&Config::parse_from([&["demo-app"], args].concat()));
+    let frontend = doc(&["--role", "frontend"]);
+    let paths = &frontend.paths.paths;
+    assert!(
+        !paths.contains_key("/cache/{key}") && !paths.contains_key("/api/orders/{id}"),
+        "the frontend has no store"
+    );
+    assert!(paths["/api/orders"].post.is_none(), "the frontend only lists orders (from its backend)");
+    assert!(paths["/api/orders"].get.is_some() && paths.contains_key("/api/checkout"));
+    let backend = doc(&["--role", "backend"]);
+    assert!(!backend.paths.paths.contains_key("/api/checkout"), "the backend has no checkout");
+    assert!(backend.paths.paths["/api/orders"].post.is_some());
+    let locked = doc(&["--control-endpoints", "false"]);
+    assert!(
+        !locked
+            .paths
+            .paths
+            .keys()
+            .any(|p| p == "/panic" || p.starts_with("/fault_injection") || p.starts_with("/readyz/"))
+    );
+}
+
+#[test]
+fn the_order_list_takes_optional_query_parameters() {
+    let doc = serde_json::to_value(demo_app::routes::ApiDoc::openapi()).unwrap();
+    let parameters = doc["paths"]["/api/orders"]["get"]["parameters"].as_array().unwrap().clone();
+    let names: Vec<_> = parameters.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["limit", "after", "order"]);
+    for parameter in &parameters {
+        assert_eq!(parameter["in"], "query", "{parameter}");
+        assert_ne!(parameter["required"], true, "{parameter}");
+    }
+}
+
+#[test]
+fn every_operation_that_takes_a_body_documents_its_refusals() {
+    let doc = demo_app::routes::ApiDoc::openapi();
+    let mut checked = 0;
+    for (path, item) in &doc.paths.paths {
+        for operation in [&item.post, &item.put].into_iter().flatten() {
+            for code in ["413", "503"] {
+                assert!(operation.responses.responses.contains_key(code), "{path}: no {code}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations take a body");
+}

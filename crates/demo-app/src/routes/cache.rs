@@ -43,7 +43,7 @@ fn store_error(err: StoreError) -> PodinfoError {
 }
 
 #[utoipa::path(get, path = "/cache/{key}", operation_id = "cacheRead", tag = "podinfo", params(("key" = String, Path)),
-    responses((status = 200, description = "the stored value"), (status = 404), (status = 503, description = "database unavailable")))]
+    responses((status = 200, description = "the stored value"), (status = 400, description = "key empty, too long or with a NUL"), (status = 404), (status = 503, description = "database unavailable")))]
 pub async fn read(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, PodinfoError> {
     check_key(&key)?;
     match store(&state)?.cache_get(&key).await.map_err(store_error)? {
@@ -53,7 +53,7 @@ pub async fn read(State(state): State<AppState>, Path(key): Path<String>) -> Res
 }
 
 #[utoipa::path(post, path = "/cache/{key}", operation_id = "cacheWrite", tag = "podinfo", params(("key" = String, Path)),
-    request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 503)))]
+    request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 400, description = "key empty, too long or with a NUL"), (status = 503)))]
 pub async fn write(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -65,7 +65,7 @@ pub async fn write(
 }
 
 /// 202 whether or not the key existed, as podinfo does.
-#[utoipa::path(delete, path = "/cache/{key}", operation_id = "cacheDelete", tag = "podinfo", params(("key" = String, Path)), responses((status = 202), (status = 503)))]
+#[utoipa::path(delete, path = "/cache/{key}", operation_id = "cacheDelete", tag = "podinfo", params(("key" = String, Path)), responses((status = 202), (status = 400, description = "key empty, too long or with a NUL"), (status = 503)))]
 pub async fn delete(State(state): State<AppState>, Path(key): Path<String>) -> Result<StatusCode, PodinfoError> {
     check_key(&key)?;
     store(&state)?.cache_delete(&key).await.map_err(store_error)?;

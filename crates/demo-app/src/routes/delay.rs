@@ -19,7 +19,7 @@ pub fn parse_seconds(raw: &str) -> Result<u64, PodinfoError> {
 }
 
 #[utoipa::path(get, path = "/delay/{seconds}", operation_id = "delay", tag = "podinfo",
-    params(("seconds" = u64, Path)), responses((status = 200, description = "`{\"delay\": seconds}`")))]
+    params(("seconds" = u64, Path)), responses((status = 200, description = "`{\"delay\": seconds}`"), (status = 400, description = "not a number of seconds, or too many")))]
 pub async fn handler(Path(seconds): Path<String>) -> Result<Json<Value>, PodinfoError> {
     let seconds = parse_seconds(&seconds)?;
     tokio::time::sleep(Duration::from_secs(seconds)).await;

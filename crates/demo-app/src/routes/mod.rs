@@ -34,7 +34,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use openapi::ApiDoc;
+pub use openapi::{ApiDoc, document as openapi_document};
 
 /// The parsers of untrusted input, for the fuzz targets (fuzzing.rs).
 pub(crate) mod fuzzed {

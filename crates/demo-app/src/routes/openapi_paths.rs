@@ -53,7 +53,7 @@ fn post_api_echo_rest() {}
 #[utoipa::path(put, path = "/store", operation_id = "storePut", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202, description = "the SHA-256 of the stored bytes"), (status = 413, description = "body larger than 10 MiB"), (status = 503, description = "the data volume is read-only"), (status = 507, description = "no space left")))]
 fn put_store() {}
 
-#[utoipa::path(put, path = "/cache/{key}", operation_id = "cachePut", tag = "podinfo", params(("key" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 413, description = "body larger than 10 MiB"), (status = 503)))]
+#[utoipa::path(put, path = "/cache/{key}", operation_id = "cachePut", tag = "podinfo", params(("key" = String, Path)), request_body(content = Option<serde_json::Value>, content_type = "*/*"), responses((status = 202), (status = 400, description = "key empty, too long or with a NUL"), (status = 413, description = "body larger than 10 MiB"), (status = 503)))]
 fn put_cache() {}
 
 #[utoipa::path(get, path = "/ws/echo", operation_id = "wsEcho", tag = "podinfo", responses((status = 101, description = "WebSocket upgrade; every message is sent back"), (status = 400, description = "not a WebSocket upgrade")))]

@@ -172,6 +172,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1-100 (default 20).
     #[param(value_type = Option<u32>, nullable = false, minimum = 1, maximum = 100)]
@@ -193,7 +194,9 @@ pub struct OrderPage {
 }
 
 #[utoipa::path(get, path = "/api/orders", operation_id = "listOrders", tag = "orders", params(ListParams),
-    responses((status = 200, body = OrderPage), (status = 400, body = ApiError), (status = 503, body = ApiError)))]
+    responses((status = 200, body = OrderPage), (status = 400, body = ApiError), (status = 503, body = ApiError),
+        (status = 502, body = ApiError, description = "frontend role: the backend's answer was not a page of orders"),
+        (status = 504, body = ApiError, description = "frontend role: the backend did not answer in time")))]
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
