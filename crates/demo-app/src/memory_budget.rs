@@ -4,25 +4,17 @@
 //! bound the sum: 30 clients posting 10 MiB to /echo and never reading the
 //! answer held 452 MB, past any pod's memory limit. A request that would
 //! overdraw the budget is answered 503 with Retry-After at once, before a
-//! byte of its body is read; what it reserved is given back when its
-//! response has been sent (or the connection is gone).
+//! byte of its body is read (routes/body_budget.rs); what it reserved is
+//! given back when its response has been sent (or the connection is gone).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api_error::PodinfoError;
-use crate::routes::BODY_LIMIT;
-use crate::state::AppState;
 
 /// Reservations are counted in KiB: a semaphore holds at most u32 permits.
 const UNIT: usize = 1024;
@@ -76,54 +68,6 @@ pub fn exhausted(what: &str) -> Response {
     let mut response = PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
-}
-
-/// Middleware: reserves what a request's body may take before the handler
-/// reads it, and holds it until the response body is done.
-pub async fn reserve_for_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let hint = http_body::Body::size_hint(request.body());
-    // A declared length above the limit is refused by the handler's 413
-    // unread; one without a length (chunked, HTTP/2) may take up to it.
-    let declared = hint.exact().map(|exact| usize::try_from(exact).unwrap_or(usize::MAX));
-    let bytes = match declared {
-        Some(0) => return next.run(request).await,
-        Some(exact) if exact > BODY_LIMIT => return next.run(request).await,
-        Some(exact) => exact,
-        None => BODY_LIMIT,
-    };
-    let Some(reservation) = state.memory.try_reserve(bytes) else {
-        tracing::warn!(
-            bytes,
-            budget = state.memory.bytes(),
-            "answering 503: the memory budget for request bodies is spent"
-        );
-        return exhausted("request bodies");
-    };
-    next.run(request).await.map(|body| Body::new(Held { inner: body, _reservation: reservation }))
-}
-
-/// A response body that keeps its request's reservation until it is sent
-/// or dropped (the echo answers with the very bytes it reserved for).
-struct Held {
-    inner: Body,
-    _reservation: Reservation,
-}
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

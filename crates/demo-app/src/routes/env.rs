@@ -23,13 +23,72 @@ pub fn environment(
         let key = key.to_string_lossy();
         let upper = key.to_uppercase();
         let secret = redact.iter().any(|p| !p.is_empty() && upper.contains(&p.to_uppercase()));
-        if secret {
+        let value = value.to_string_lossy();
+        if secret || looks_like_a_credential(&value) {
             format!("{key}={REDACTED}")
         } else {
-            format!("{key}={}", without_url_passwords(&value.to_string_lossy()))
+            format!("{key}={}", without_query_secrets(&without_url_passwords(&value)))
         }
     })
     .collect()
+}
+
+/// Values that are credentials whatever the variable is called: tokens
+/// with a well-known prefix, JWTs, HTTP authorization values, PEM keys.
+fn looks_like_a_credential(value: &str) -> bool {
+    const PREFIXES: [&str; 14] = [
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "github_pat_",
+        "glpat-",
+        "xoxb-",
+        "xoxp-",
+        "xapp-",
+        "sk_live_",
+        "sk-",
+        "AKIA",
+        "hf_",
+    ];
+    if value.contains("-----BEGIN") {
+        return true;
+    }
+    let mut words = value.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '='));
+    let mut previous = "";
+    words.any(|word| {
+        let scheme = ["bearer", "basic", "token"].iter().any(|s| previous.eq_ignore_ascii_case(s));
+        previous = word;
+        let jwt = word.starts_with("eyJ") && word.split('.').filter(|p| !p.is_empty()).count() == 3;
+        let prefixed = PREFIXES.iter().any(|p| word.starts_with(p) && word.len() >= p.len() + 16);
+        (scheme && word.len() >= 8) || jwt || prefixed
+    })
+}
+
+/// `value` with the values of secret-looking query parameters
+/// (`?password=...`, `&token=...`) redacted.
+fn without_query_secrets(value: &str) -> String {
+    const SECRET_NAMES: [&str; 8] = ["pass", "pwd", "secret", "token", "key", "sig", "auth", "credential"];
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    // Each parameter starts after `?`, `&` or `;`.
+    while let Some(start) = rest.find(['?', '&', ';']) {
+        let (before, after) = rest.split_at(start + 1);
+        out.push_str(before);
+        let end = after.find(['&', '#', ';', ' ', ',']).unwrap_or(after.len());
+        match after[..end].split_once('=') {
+            Some((name, _)) if SECRET_NAMES.iter().any(|s| name.to_ascii_lowercase().contains(s)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(&after[..end]),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `value` with the password of every `scheme://user:password@host` in it
@@ -98,6 +157,32 @@ mod tests {
         assert_eq!(
             environment(vars.into_iter(), &redact),
             ["DEMO_APP_JWT_SECRET=[redacted]", "db_password=[redacted]", "PATH=/bin", "api_key=[redacted]"]
+        );
+    }
+
+    #[test]
+    fn credentials_are_redacted_whatever_the_variable_is_called() {
+        let vars = [
+            ("GH", "ghp_0123456789abcdefghijklmnopqrstuvwxyz"),
+            ("UPSTREAM", "Bearer abcdefgh12345678"),
+            ("CA", "-----BEGIN PRIVATE KEY-----\nMIIE..."),
+            ("SESSION", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"),
+            ("DSN", "https://db.example/app?user=app&password=hunter2&sslmode=require"),
+            ("PLAIN", "http://host:8080/path?page=2"),
+            ("PATH", "/usr/bin:/bin"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(
+            environment(vars.into_iter(), &[]),
+            [
+                "GH=[redacted]",
+                "UPSTREAM=[redacted]",
+                "CA=[redacted]",
+                "SESSION=[redacted]",
+                "DSN=https://db.example/app?user=app&password=[redacted]&sslmode=require",
+                "PLAIN=http://host:8080/path?page=2",
+                "PATH=/usr/bin:/bin",
+            ]
         );
     }
 }

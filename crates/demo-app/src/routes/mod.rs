@@ -5,6 +5,7 @@
 //! control switches) never are: a chaos experiment must not make Kubernetes
 //! kill the pod or lose its ability to switch the experiment off.
 
+mod body_budget;
 mod cache;
 mod checkout;
 mod chunked;
@@ -89,7 +90,7 @@ pub fn router(state: AppState) -> Router {
     }
     let app = app
         .layer(from_fn_with_state(state.clone(), faults::inject))
-        .layer(from_fn_with_state(state.clone(), crate::memory_budget::reserve_for_body));
+        .layer(from_fn_with_state(state.clone(), body_budget::reserve_for_body));
 
     let mut operational = Router::new()
         .route("/healthz", get(health::healthz))

@@ -1,6 +1,7 @@
 //! /status/{code}: answers with the status it is asked for.
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,9 +15,14 @@ use crate::api_error::PodinfoError;
 pub async fn handler(Path(code): Path<String>) -> Response {
     // podinfo drops the connection for codes it cannot send; we say why.
     match code.parse::<u16>().ok().filter(|c| (200..=599).contains(c)).and_then(|c| StatusCode::from_u16(c).ok()) {
-        // 204 and 304 have no body (RFC 9110): a body would be a length the
-        // client never gets.
-        Some(status) if matches!(status.as_u16(), 204 | 304) => status.into_response(),
+        // 204 and 304 have no body and no Content-Length (RFC 9110), not even
+        // the 0 axum derives from an empty body for HEAD: the body's length
+        // is left unknown, and hyper sends none for these statuses.
+        Some(status) if matches!(status.as_u16(), 204 | 304) => {
+            (status, Body::from_stream(futures::stream::empty::<Result<Bytes, std::io::Error>>())).into_response()
+        }
+        // 205 must not carry content either; Content-Length: 0 says so.
+        Some(StatusCode::RESET_CONTENT) => StatusCode::RESET_CONTENT.into_response(),
         Some(status) => (status, Json(json!({ "status": status.as_u16() }))).into_response(),
         None => PodinfoError::new(StatusCode::BAD_REQUEST, format!("invalid status code {code:?}: use 200-599"))
             .into_response(),

@@ -21,6 +21,17 @@ pub struct Claims {
     name: String,
     exp: i64,
     iss: String,
+    /// jsonwebtoken checks a numeric `nbf` and skips any other; a string or
+    /// null "not before" is refused here instead of being ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "numeric_date")]
+    nbf: Option<i64>,
+}
+
+/// A present claim must be a NumericDate (RFC 7519), never null.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(date: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(date)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("the nbf claim must be a NumericDate (seconds since the epoch)"))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -50,7 +61,7 @@ pub async fn issue(State(state): State<AppState>, body: Bytes) -> Result<Json<Is
         name => name.chars().take(256).collect(),
     };
     let exp = OffsetDateTime::now_utc().unix_timestamp() + LIFETIME_SECONDS;
-    let claims = Claims { name, exp, iss: ISSUER.into() };
+    let claims = Claims { name, exp, iss: ISSUER.into(), nbf: None };
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,

@@ -87,12 +87,14 @@ impl SqliteStore {
         let pool = pool
             .connect_with(options.clone())
             .await
-            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+            .with_context(|| format!("opening SQLite database {}", path.display()))
+            .map_err(|e| when_full(e, &path))?;
         super::migrations::migrator(super::migrations::SQLITE)
             .await
             .run(&pool)
             .await
-            .context("applying SQLite migrations")?;
+            .context("applying SQLite migrations")
+            .map_err(|e| when_full(e, &path))?;
         let anchor = sqlx::ConnectOptions::connect(&options).await.context("opening the SQLite database")?;
         let wal = wal_path(&path);
         let files = [
@@ -323,6 +325,20 @@ async fn insert_order(
     };
     tx.commit().await.map_err(map_err)?;
     Ok(created)
+}
+
+/// SQLite says "disk I/O error" when it cannot grow its files: on a full
+/// volume the error names the real cause and what to do.
+fn when_full(error: anyhow::Error, database: &std::path::Path) -> anyhow::Error {
+    let dir = database.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    match rustix::fs::statvfs(dir) {
+        Ok(stats) if stats.f_bavail.saturating_mul(stats.f_frsize) < 1024 * 1024 => error.context(format!(
+            "the volume of {} is full ({} bytes free): free space on it or grow it",
+            dir.display(),
+            stats.f_bavail.saturating_mul(stats.f_frsize)
+        )),
+        _ => error,
+    }
 }
 
 /// SQLite's write-ahead log: the database's path with `-wal`.

@@ -84,11 +84,17 @@ async fn status_answers_the_code_it_is_asked_for() {
     }
     let response = app.client.put(app.url("/status/202")).send().await.unwrap();
     assert_eq!(response.status(), 202);
-    for code in [204u16, 304] {
-        let response = app.get(&format!("/status/{code}")).await;
-        assert_eq!(response.status().as_u16(), code);
-        assert!(response.headers().get("content-length").is_none_or(|l| l == "0"), "{code}: {:?}", response.headers());
-        assert!(response.bytes().await.unwrap().is_empty());
+    // No content for 204, 205 and 304 (RFC 9110), on GET and HEAD alike; no
+    // Content-Length at all for 204 and 304, 0 for 205.
+    for (code, length) in [(204u16, None), (304, None), (205, Some("0"))] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let response =
+                app.client.request(method.clone(), app.url(&format!("/status/{code}"))).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), code);
+            let sent = response.headers().get("content-length").map(|l| l.to_str().unwrap().to_string());
+            assert_eq!(sent.as_deref(), length, "{method} {code}: {:?}", response.headers());
+            assert!(response.bytes().await.unwrap().is_empty());
+        }
     }
     for bad in ["/status/42", "/status/1000", "/status/abc"] {
         let response = app.get(bad).await;
@@ -178,7 +184,7 @@ async fn a_token_not_valid_yet_is_refused() {
     let secret = "test-secret";
     let app = spawn_app_with(|config| config.jwt_secret = Some(secret.into())).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let sign = |nbf: u64| {
+    let sign = |nbf: Value| {
         let claims = serde_json::json!({"name": "mallory", "iss": "demo-app", "exp": now + 600, "nbf": nbf});
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
@@ -188,10 +194,17 @@ async fn a_token_not_valid_yet_is_refused() {
         .unwrap()
     };
     let validate = |token: String| app.client.get(app.url("/token/validate")).bearer_auth(token).send();
-    assert_eq!(validate(sign(now - 10)).await.unwrap().status(), 200, "a token valid since 10 s ago");
-    let early = validate(sign(now + 300)).await.unwrap();
+    assert_eq!(validate(sign(json!(now - 10))).await.unwrap().status(), 200, "a token valid since 10 s ago");
+    let early = validate(sign(json!(now + 300))).await.unwrap();
     assert_eq!(early.status(), 401);
     assert_eq!(early.json::<Value>().await.unwrap()["message"], "ImmatureSignature");
+    // A "not before" that is not a date is no promise kept: refused, not ignored.
+    for nbf in [json!((now + 300).to_string()), Value::Null, json!({"at": now + 300})] {
+        let odd = validate(sign(nbf.clone())).await.unwrap();
+        assert_eq!(odd.status(), 401, "nbf {nbf}");
+        let message = odd.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_string();
+        assert!(message.contains("nbf"), "nbf {nbf}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ const WS_LIMIT: usize = 64 * 1024;
 
 pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
     let dir = tempfile::tempdir()?;
+    let budget = (programs.frontend_limit_mib * 1024 * 1024 / 2).to_string();
     let launch = Launch {
         env: &[],
         // A backend nobody listens on: this role's checkout is not under test.
@@ -42,6 +43,12 @@ pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
             "2s",
             "--ws-max-message-bytes",
             "65536",
+            "--http-write-timeout",
+            "2s",
+            // What a pod gets by default: half its memory limit (read from
+            // the cgroup, which this process is not confined to).
+            "--max-buffered-bytes",
+            &budget,
         ],
         open_files: Some(256),
         memory_limit_mib: programs.frontend_limit_mib,
@@ -50,8 +57,9 @@ pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
     let flood = flood(&app)?;
     let frame = oversized_frame(app.port)?;
     let fragments = fragmented_message(app.port)?;
+    let unread = answers_nobody_reads(&app)?;
     let peak = app.stop()?;
-    Ok(format!("{flood}; {frame}; {fragments}; peak RSS {peak} MiB"))
+    Ok(format!("{flood}; {frame}; {fragments}; {unread}; peak RSS {peak} MiB"))
 }
 
 fn flood(app: &App) -> Result<String> {
@@ -271,4 +279,50 @@ fn close_code(socket: &mut TcpStream) -> Result<u16> {
             Ok(n) => received.extend_from_slice(&buffer[..n]),
         }
     }
+}
+
+/// Clients that post 10 MiB to the echo and never read the answer: the
+/// memory budget refuses what would not fit (503), the write timeout closes
+/// the rest, and the budget is whole again afterwards.
+fn answers_nobody_reads(app: &App) -> Result<String> {
+    const CLIENTS: usize = 30;
+    const BODY: usize = 10 * 1024 * 1024 - 1;
+    let port = app.port;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || -> String {
+                let Ok(mut socket) = TcpStream::connect(("127.0.0.1", port)) else { return "refused".into() };
+                let head = format!("POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n");
+                let sent = socket.write_all(head.as_bytes()).and_then(|()| socket.write_all(&vec![b'e'; BODY]));
+                // Past the write timeout, then a look at what arrived.
+                std::thread::sleep(TIMEOUT + Duration::from_secs(1));
+                let mut start = [0u8; 12];
+                match socket.read_exact(&mut start) {
+                    Ok(()) => String::from_utf8_lossy(&start[9..12]).into_owned(),
+                    Err(_) if sent.is_err() => "cut while sending".into(),
+                    Err(_) => "closed unanswered".into(),
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for client in clients {
+        *seen.entry(client.join().unwrap_or_else(|_| "panicked".into())).or_default() += 1;
+    }
+    if !seen.contains_key("503") {
+        bail!("{CLIENTS} clients posting 10 MiB at once were all taken in: {seen:?} (the memory budget never refused)");
+    }
+    // Every reservation is given back once the unread answers are cut off.
+    let echoed = poll_until("the echo to take 10 MiB again", TIMEOUT * 5, Duration::from_millis(200), |last| {
+        let response = http::request("POST", port, "/api/echo", &[], Some(&vec![b'f'; BODY]))?;
+        *last = format!("/api/echo answered {}", response.status);
+        // 200: this frontend's echo calls its (absent) backend.
+        Ok(matches!(response.status, 200 | 202).then_some(()))
+    });
+    echoed?;
+    Ok(format!(
+        "{CLIENTS} clients posting 10 MiB to /api/echo and never reading: {seen:?} (first 12 bytes read after {:.0} s), \
+         then 10 MiB echoed again",
+        (TIMEOUT + Duration::from_secs(1)).as_secs_f64()
+    ))
 }

@@ -296,10 +296,18 @@ fn disk_full(programs: &Programs) -> Result<String> {
     if present != acknowledged.len() {
         bail!("after a restart {present} of {} acknowledged orders are there", acknowledged.len());
     }
+
+    // Started on a volume that is already full: the cause, not SQLite's
+    // "disk I/O error".
+    let full = dir.path().join("full");
+    let _full = Tmpfs::mount(&full, "1m")?;
+    let filler = full.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 2 << 20]);
+    let refused = refused_start(&programs.demo_app, &full, "full", "is full")?;
     Ok(format!(
         "{stored} blobs stored (256 KiB, then 4 KiB), then /store 507; orders while full {while_full:?}; readiness 503; \
          recovered {:.0} ms after space was freed, no restart; {present}/{} acknowledged orders after a restart; \
-         peak RSS {peak} MiB",
+         started on a full volume: {refused}; peak RSS {peak} MiB",
         recovery.as_secs_f64() * 1000.0,
         acknowledged.len()
     ))
@@ -318,7 +326,7 @@ fn read_only_volume(programs: &Programs) -> Result<String> {
     app.stop()?;
 
     volume.remount(true)?;
-    let refused = refused_start(binary, &data)?;
+    let refused = refused_start(binary, &data, "read-only", "read-only volume")?;
     volume.remount(false)?;
     let app = App::start(programs, &data)?;
     let (kept_status, after) = (app.status(&format!("/api/orders/{kept}")), app.order("after", None)?.status);
@@ -350,9 +358,10 @@ fn read_only_volume(programs: &Programs) -> Result<String> {
     ))
 }
 
-/// demo-app started on a read-only data volume must exit at once, saying so.
-fn refused_start(binary: &Path, data: &Path) -> Result<String> {
-    let log = data.with_extension("read-only.log");
+/// demo-app started on a data volume it cannot write (`volume`: read-only,
+/// full) must exit at once, its log containing `says`.
+fn refused_start(binary: &Path, data: &Path, volume: &str, says: &str) -> Result<String> {
+    let log = data.with_extension("refused.log");
     let mut command = Command::new(binary);
     super::clean_env(&mut command);
     command
@@ -363,16 +372,19 @@ fn refused_start(binary: &Path, data: &Path) -> Result<String> {
     let started = Instant::now();
     let child = supervisor.spawn("demo-app", command, &log, Duration::from_secs(5))?;
     let status = poll_until(
-        "demo-app to refuse a read-only volume",
+        &format!("demo-app to refuse a {volume} volume"),
         Duration::from_secs(10),
         Duration::from_millis(50),
         |_| Ok(child.exited()),
     )?;
     let said = std::fs::read_to_string(&log)?;
-    if status.success() || !said.contains("read-only volume") {
-        bail!("on a read-only volume demo-app exited with {status}, its log:\n{}", cmd::tail(&[], said.as_bytes(), 10));
+    if status.success() || !said.contains(says) {
+        bail!(
+            "on a {volume} volume demo-app exited with {status}, its log (without {says:?}):\n{}",
+            cmd::tail(&[], said.as_bytes(), 10)
+        );
     }
-    Ok(format!("{status} in {:.0} ms, naming the read-only volume", started.elapsed().as_secs_f64() * 1000.0))
+    Ok(format!("{status} in {:.0} ms, naming the {volume} volume", started.elapsed().as_secs_f64() * 1000.0))
 }
 
 fn database_deleted(programs: &Programs) -> Result<String> {
@@ -400,9 +412,42 @@ fn database_deleted(programs: &Programs) -> Result<String> {
             write.status
         );
     }
+    let wal_only = write_ahead_log_deleted(programs)?;
     Ok(format!(
         "{removed} database files deleted; order 503, readiness 503, liveness 503 on both ports (restart needed); \
-         peak RSS {peak} MiB"
+         {wal_only}; peak RSS {peak} MiB"
+    ))
+}
+
+/// Only the write-ahead log deleted, then a crash: the orders acknowledged
+/// before (still only in the deleted log) must be there after the restart.
+fn write_ahead_log_deleted(programs: &Programs) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let app = App::start(programs, &data)?;
+    let acknowledged: Vec<i64> =
+        (0..5).map(|i| created_id(&app.order(&format!("kept-{i}"), None)?)).collect::<Result<_>>()?;
+    std::fs::remove_file(data.join("demo-app.db-wal")).context("deleting the write-ahead log")?;
+    let (write, ready) = (app.order("after", None)?.status, app.status("/readyz"));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(app.pid as i32).context("a child has a pid")?,
+        rustix::process::Signal::KILL,
+    )?;
+    drop(app);
+    let app = App::start(programs, &data)?;
+    let present = acknowledged.iter().filter(|id| app.status(&format!("/api/orders/{id}")) == 200).count();
+    app.stop()?;
+    if write != 503 || ready != 503 || present != acknowledged.len() {
+        bail!(
+            "write-ahead log deleted: order {write} (want 503), readiness {ready} (want 503); after SIGKILL and a \
+             restart {present} of {} acknowledged orders there",
+            acknowledged.len()
+        );
+    }
+    Ok(format!(
+        "the write-ahead log alone deleted: order 503, readiness 503; SIGKILL, restart: {present}/{} acknowledged \
+         orders there",
+        acknowledged.len()
     ))
 }
 

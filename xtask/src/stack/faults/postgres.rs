@@ -233,7 +233,11 @@ impl Server {
 
     /// One of PostgreSQL's programs, as its service user when we are root.
     fn run(&self, program: &str, args: &[&str]) -> Result<()> {
-        let program = self.bin.join(program);
+        // The tools folder links to the installed programs from under the
+        // user's home, which the service user may not enter (/root is 700):
+        // the link is followed here.
+        let program = std::fs::canonicalize(self.bin.join(program))
+            .with_context(|| format!("{program} is not in {}: run `make tools`", self.bin.display()))?;
         let mut command = if is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", SERVICE_USER, "--"]).arg(&program);
