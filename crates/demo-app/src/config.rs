@@ -19,6 +19,13 @@ pub struct Config {
     /// logged at start-up).
     #[arg(long, env = "DEMO_APP_PORT_METRICS", default_value_t = 9797)]
     pub port_metrics: u16,
+    /// Port of podinfo's gRPC API (its services, health and reflection);
+    /// 0 turns it off.
+    #[arg(long, env = "DEMO_APP_GRPC_PORT", default_value_t = 0)]
+    pub grpc_port: u16,
+    /// Name the gRPC health service reports SERVING for (besides "").
+    #[arg(long, env = "DEMO_APP_GRPC_SERVICE_NAME", default_value = "demo-app")]
+    pub grpc_service_name: String,
     /// Address to bind.
     #[arg(long, env = "DEMO_APP_HOST", default_value = "0.0.0.0")]
     pub host: String,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grpc;
 pub mod memory_budget;
 pub mod metrics;
 pub mod process_metrics;

@@ -24,7 +24,12 @@ fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = demo_app::telemetry::init(&config.level)?;
     let app = Application::build(config).await?;
-    tracing::info!(port = app.port(), metrics_port = app.metrics_port(), "demo-app listening");
+    tracing::info!(
+        port = app.port(),
+        metrics_port = app.metrics_port(),
+        grpc_port = app.grpc_port(),
+        "demo-app listening"
+    );
     let result = app.run_until(shutdown_signal()).await;
     telemetry.shutdown(TELEMETRY_FLUSH_TIMEOUT).await;
     result

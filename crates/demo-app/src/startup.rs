@@ -20,11 +20,15 @@ use crate::store::Store;
 /// exporters and /store.
 const METRICS_CONNECTIONS: usize = 64;
 const RESERVED_FILES: usize = 64;
+/// Connections the gRPC port takes at once (HTTP/2 multiplexes calls).
+const GRPC_CONNECTIONS: usize = 256;
 const METRICS_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
+    /// podinfo's gRPC API, when --grpc-port is set.
+    grpc_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -52,6 +56,10 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let listener = bind(&config.host, config.port).await?;
         let metrics_listener = bind(&config.host, config.port_metrics).await?;
+        let grpc_listener = match config.grpc_port {
+            0 => None,
+            port => Some(bind(&config.host, port).await?),
+        };
         let state = AppState::new(Shared {
             hostname: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -70,7 +78,7 @@ impl Application {
             config: Arc::new(config),
             info_document: Default::default(),
         });
-        Ok(Self { listener, metrics_listener, state })
+        Ok(Self { listener, metrics_listener, grpc_listener, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -79,6 +87,18 @@ impl Application {
 
     pub fn metrics_port(&self) -> u16 {
         self.metrics_listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves the gRPC API on `listener` whatever --grpc-port says (tests
+    /// bind port 0: --grpc-port 0 means off, as in podinfo).
+    pub fn with_grpc_listener(mut self, listener: TcpListener) -> Self {
+        self.grpc_listener = Some(listener);
+        self
+    }
+
+    /// The gRPC port, when the gRPC API is served.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -90,13 +110,17 @@ impl Application {
     /// accepting, give in-flight requests --server-shutdown-timeout. The
     /// caller flushes telemetry afterwards (see main.rs).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, state } = self;
+        let Self { listener, metrics_listener, grpc_listener, state } = self;
         let config = state.config.clone();
         let app = routes::router(state.clone());
         let metrics_app = routes::metrics_router(state.clone());
         let wanted = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
         let limits = serve::Limits {
-            max_connections: serve::connection_budget(wanted, METRICS_CONNECTIONS, RESERVED_FILES),
+            max_connections: serve::connection_budget(
+                wanted,
+                METRICS_CONNECTIONS + if grpc_listener.is_some() { GRPC_CONNECTIONS } else { 0 },
+                RESERVED_FILES,
+            ),
             header_timeout: config.http_header_timeout,
             body_timeout: config.http_body_timeout,
             write_timeout: config.http_write_timeout,
@@ -118,7 +142,16 @@ impl Application {
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(serve::serve(listener, app, limits, stop_rx.clone()));
-        let mut metrics_server = tokio::spawn(serve::serve(metrics_listener, metrics_app, metrics_limits, stop_rx));
+        let mut metrics_server =
+            tokio::spawn(serve::serve(metrics_listener, metrics_app, metrics_limits, stop_rx.clone()));
+        let grpc = match grpc_listener {
+            Some(listener) => {
+                let (router, health) = crate::grpc::router(&state).await?;
+                let limits = serve::Limits { max_connections: GRPC_CONNECTIONS, ..limits };
+                Some((tokio::spawn(serve::serve(listener, router, limits, stop_rx)), health))
+            }
+            None => None,
+        };
 
         tokio::select! {
             result = &mut server => return result.context("HTTP server failed"),
@@ -127,12 +160,18 @@ impl Application {
         }
         tracing::info!(drain_delay = ?config.drain_delay, "shutdown requested: readiness off, draining");
         state.flags.begin_shutdown();
+        if let Some((_, health)) = &grpc {
+            crate::grpc::not_serving(health, &config.grpc_service_name).await;
+        }
         tokio::time::sleep(config.drain_delay).await;
         tracing::info!(timeout = ?config.server_shutdown_timeout, "closing listeners, finishing in-flight requests");
         let _ = stop_tx.send(true);
         match tokio::time::timeout(config.server_shutdown_timeout, async {
             let served = server.await;
             let _ = metrics_server.await;
+            if let Some((grpc_server, _)) = grpc {
+                let _ = grpc_server.await;
+            }
             served
         })
         .await

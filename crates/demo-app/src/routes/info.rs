@@ -16,17 +16,17 @@ use crate::version::{REVISION, VERSION};
 /// keys keep their names for compatibility and describe this Rust binary.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Info {
-    hostname: String,
-    version: String,
-    revision: String,
-    color: String,
-    logo: String,
-    message: String,
-    goos: String,
-    goarch: String,
-    runtime: String,
-    num_goroutine: String,
-    num_cpu: String,
+    pub hostname: String,
+    pub version: String,
+    pub revision: String,
+    pub color: String,
+    pub logo: String,
+    pub message: String,
+    pub goos: String,
+    pub goarch: String,
+    pub runtime: String,
+    pub num_goroutine: String,
+    pub num_cpu: String,
 }
 
 pub fn info(state: &AppState) -> Info {

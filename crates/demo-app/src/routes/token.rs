@@ -18,8 +18,8 @@ const LIFETIME_SECONDS: i64 = 60;
 
 #[derive(Serialize, Deserialize)]
 pub struct Claims {
-    name: String,
-    exp: i64,
+    pub name: String,
+    pub exp: i64,
     iss: String,
     /// jsonwebtoken checks a numeric `nbf` and skips any other; a string or
     /// null "not before" is refused here instead of being ignored.
@@ -46,7 +46,7 @@ pub struct Validated {
     expires_at: String,
 }
 
-fn rfc3339(unix: i64) -> String {
+pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -60,15 +60,17 @@ pub async fn issue(State(state): State<AppState>, body: Bytes) -> Result<Json<Is
         "" => "anonymous".to_string(),
         name => name.chars().take(256).collect(),
     };
+    let (token, exp) = sign(name, state.jwt_secret.as_bytes())
+        .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("signing failed: {e}")))?;
+    Ok(Json(Issued { token, expires_at: rfc3339(exp) }))
+}
+
+/// A one-minute token for `name`, and when it expires (Unix seconds).
+pub fn sign(name: String, secret: &[u8]) -> Result<(String, i64), jsonwebtoken::errors::Error> {
     let exp = OffsetDateTime::now_utc().unix_timestamp() + LIFETIME_SECONDS;
     let claims = Claims { name, exp, iss: ISSUER.into(), nbf: None };
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(state.jwt_secret.as_bytes()),
-    )
-    .map_err(|e| PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("signing failed: {e}")))?;
-    Ok(Json(Issued { token, expires_at: rfc3339(exp) }))
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?;
+    Ok((token, exp))
 }
 
 #[utoipa::path(get, path = "/token/validate", operation_id = "validateToken", tag = "podinfo", security(("bearer" = [])),

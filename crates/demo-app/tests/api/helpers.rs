@@ -4,6 +4,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:PORT` of the gRPC API (spawn_grpc_app only).
+    pub grpc_address: Option<String>,
     pub metrics_address: String,
     pub client: reqwest::Client,
     /// Keeps the data folder alive as long as the app.
@@ -43,10 +45,23 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app after `adjust` has changed the test configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(adjust, false).await
+}
+
+/// Starts the app with its gRPC API on a free port too.
+pub async fn spawn_grpc_app(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(adjust, true).await
+}
+
+async fn start(adjust: impl FnOnce(&mut Config), grpc: bool) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
     let mut config = Config::for_tests(data.path().to_path_buf());
     adjust(&mut config);
-    let app = Application::build(config).await.expect("app builds");
+    let mut app = Application::build(config).await.expect("app builds");
+    if grpc {
+        app = app.with_grpc_listener(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port"));
+    }
+    let grpc_address = app.grpc_port().map(|port| format!("http://127.0.0.1:{port}"));
     let address = format!("http://127.0.0.1:{}", app.port());
     let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
     let (tx, rx) = oneshot::channel();
@@ -55,6 +70,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }));
     TestApp {
         address,
+        grpc_address,
         metrics_address,
         client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         data,

@@ -1,6 +1,7 @@
 //! Black-box tests: the real application on port 0, spoken to over HTTP.
 
 mod control;
+mod grpc;
 mod helpers;
 mod limits;
 mod orders;
