@@ -45,7 +45,7 @@ pub struct Config {
     #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',', value_parser = http_url)]
     pub backend_urls: Vec<String>,
     /// Delay every app response by a random amount.
-    #[arg(long, env = "DEMO_APP_RANDOM_DELAY")]
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub random_delay: bool,
     /// Unit of the random delay bounds.
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY_UNIT", value_enum, default_value_t = DelayUnit::S)]
@@ -55,13 +55,13 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY_MAX", default_value_t = 5)]
     pub random_delay_max: u64,
     /// Fail a third of app responses with a random 5xx.
-    #[arg(long, env = "DEMO_APP_RANDOM_ERROR")]
+    #[arg(long, env = "DEMO_APP_RANDOM_ERROR", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub random_error: bool,
     /// Start with /healthz failing.
-    #[arg(long, env = "DEMO_APP_UNHEALTHY")]
+    #[arg(long, env = "DEMO_APP_UNHEALTHY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub unhealthy: bool,
     /// Start with /readyz failing.
-    #[arg(long, env = "DEMO_APP_UNREADY")]
+    #[arg(long, env = "DEMO_APP_UNREADY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub unready: bool,
     /// Time given to in-flight requests after the listener closes.
     #[arg(long, env = "DEMO_APP_SERVER_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = shutdown_duration)]
@@ -121,6 +121,23 @@ pub struct Config {
     /// nothing; the connection is then closed and what it held freed.
     #[arg(long, env = "DEMO_APP_HTTP_WRITE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_write_timeout: Duration,
+    /// podinfo's read and write timeout: sets --http-body-timeout and
+    /// --http-write-timeout when given.
+    #[arg(long, env = "DEMO_APP_HTTP_SERVER_TIMEOUT", value_parser = positive_duration)]
+    pub http_server_timeout: Option<Duration>,
+    /// CPU cores to keep busy from start-up (podinfo's load test aid).
+    #[arg(long, env = "DEMO_APP_STRESS_CPU", default_value_t = 0)]
+    pub stress_cpu: u16,
+    /// MiB of memory to fill and hold from start-up.
+    #[arg(long, env = "DEMO_APP_STRESS_MEMORY", default_value_t = 0)]
+    pub stress_memory: u32,
+    /// Accepted for podinfo's command lines; h2c is always on.
+    #[arg(long, env = "DEMO_APP_H2C", hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub h2c: bool,
+    /// podinfo flags accepted so its command lines start demo-app, each
+    /// named in a warning at start-up when set (README: differences).
+    #[command(flatten)]
+    pub podinfo_only: PodinfoOnly,
     /// Secret for HS256 tokens.
     #[arg(long, env = "DEMO_APP_JWT_SECRET", hide_env_values = true, conflicts_with = "jwt_secret_file")]
     pub jwt_secret: Option<String>,
@@ -128,7 +145,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
     /// Allow the built-in JWT secret without --level debug.
-    #[arg(long, env = "DEMO_APP_INSECURE_DEV")]
+    #[arg(long, env = "DEMO_APP_INSECURE_DEV", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub insecure_dev: bool,
     /// Serve /readyz/enable|disable, /fault_injection/* and /panic.
     #[arg(long, env = "DEMO_APP_CONTROL_ENDPOINTS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -143,6 +160,72 @@ pub struct Config {
         default_value = "SECRET,TOKEN,PASS,KEY,CREDENTIAL,AUTH,HEADERS,COOKIE"
     )]
     pub env_redact: Vec<String>,
+}
+
+/// podinfo's flags that demo-app does not act on.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PodinfoOnly {
+    /// (podinfo) HTTPS port: not served.
+    #[arg(long, env = "DEMO_APP_SECURE_PORT", hide = true)]
+    pub secure_port: Option<u16>,
+    /// (podinfo) certificate folder of the HTTPS port.
+    #[arg(long, env = "DEMO_APP_CERT_PATH", hide = true)]
+    pub cert_path: Option<String>,
+    /// (podinfo) folder of the configuration files /configs serves.
+    #[arg(long, env = "DEMO_APP_CONFIG_PATH", hide = true)]
+    pub config_path: Option<String>,
+    /// (podinfo) configuration file name.
+    #[arg(long, env = "DEMO_APP_CONFIG", hide = true)]
+    pub config: Option<String>,
+    /// (podinfo) UI folder: demo-app's UI is built in.
+    #[arg(long, env = "DEMO_APP_UI_PATH", hide = true)]
+    pub ui_path: Option<String>,
+    /// (podinfo) Redis for /cache: demo-app keeps the cache in its database.
+    #[arg(long, env = "DEMO_APP_CACHE_SERVER", hide = true)]
+    pub cache_server: Option<String>,
+    /// (podinfo) service name for tracing: demo-app reads OTEL_SERVICE_NAME.
+    #[arg(long, env = "DEMO_APP_OTEL_SERVICE_NAME", hide = true)]
+    pub otel_service_name: Option<String>,
+}
+
+impl PodinfoOnly {
+    /// One warning for each podinfo flag given that demo-app ignores.
+    pub fn warnings(&self) -> Vec<String> {
+        let given = [
+            (
+                "--secure-port",
+                self.secure_port.filter(|p| *p != 0).map(|_| "HTTPS is not served (TLS is the mesh's job here)"),
+            ),
+            ("--cert-path", self.cert_path.as_ref().map(|_| "HTTPS is not served")),
+            ("--config-path", self.config_path.as_ref().map(|_| "/configs is not served")),
+            ("--config", self.config.as_ref().map(|_| "/configs is not served")),
+            ("--ui-path", self.ui_path.as_ref().map(|_| "the UI is built into the binary")),
+            ("--cache-server", self.cache_server.as_ref().map(|_| "the cache is kept in the app's database")),
+            ("--otel-service-name", self.otel_service_name.as_ref().map(|_| "set OTEL_SERVICE_NAME instead")),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(flag, why)| why.map(|why| format!("podinfo's {flag} is ignored: {why}")))
+            .collect()
+    }
+}
+
+/// The configuration from the command line and the environment, where
+/// podinfo's `PODINFO_<FLAG>` stands in for an unset `DEMO_APP_<FLAG>` (so
+/// podinfo's manifests configure demo-app unchanged).
+pub fn parse() -> Config {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let command = with_podinfo_variables(Config::command(), |name| std::env::var_os(name).is_some());
+    Config::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+fn with_podinfo_variables(command: clap::Command, is_set: impl Fn(&str) -> bool) -> clap::Command {
+    command.mut_args(|arg| {
+        let Some(ours) = arg.get_env().and_then(|e| e.to_str()).map(str::to_owned) else { return arg };
+        let theirs = ours.replacen("DEMO_APP_", "PODINFO_", 1);
+        // Leaked: clap keeps names for the program's life (a few, once).
+        if !is_set(&ours) && is_set(&theirs) { arg.env(&*theirs.leak()) } else { arg }
+    })
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,5 +399,38 @@ mod tests {
         refused(&["--max-buffered-bytes", "10"], "1048576");
         let config = Config::parse_from(["demo-app", "--backend-url", "http://a:9898,https://b"]);
         assert_eq!(config.backend_urls, ["http://a:9898", "https://b"]);
+    }
+
+    #[test]
+    fn podinfos_command_lines_are_understood() {
+        let config = Config::parse_from([
+            "demo-app",
+            "--random-delay=false",
+            "--random-error=true",
+            "--unhealthy",
+            "--h2c",
+            "--grpc-port=9999",
+            "--grpc-service-name=podinfo",
+            "--config-path=/podinfo/config",
+            "--http-server-timeout=15s",
+        ]);
+        assert!(!config.random_delay && config.random_error && config.unhealthy && config.h2c);
+        assert_eq!((config.grpc_port, config.grpc_service_name.as_str()), (9999, "podinfo"));
+        assert_eq!(config.http_server_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(config.podinfo_only.warnings(), ["podinfo's --config-path is ignored: /configs is not served"]);
+        assert!(Config::parse_from(["demo-app"]).podinfo_only.warnings().is_empty());
+    }
+
+    #[test]
+    fn podinfo_variables_stand_in_for_unset_ones() {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let set = ["PODINFO_UI_MESSAGE", "PODINFO_UI_COLOR", "DEMO_APP_UI_COLOR"];
+        let command = with_podinfo_variables(Config::command(), |name| set.contains(&name));
+        let envs: Vec<_> =
+            command.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        assert!(envs.contains(&"PODINFO_UI_MESSAGE".into()), "podinfo's variable is read when ours is unset");
+        assert!(envs.contains(&"DEMO_APP_UI_COLOR".into()), "ours wins when both are set");
+        assert!(envs.contains(&"DEMO_APP_PORT".into()));
+        let _ = Config::from_arg_matches(&command.get_matches_from(["demo-app"])).unwrap();
     }
 }

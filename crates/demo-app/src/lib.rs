@@ -19,6 +19,7 @@ pub mod serve;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod stress;
 pub mod telemetry;
 pub mod version;
 pub mod write_deadline;

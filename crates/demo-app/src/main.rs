@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use clap::Parser;
 use demo_app::config::Config;
 use demo_app::startup::{Application, shutdown_signal};
 
@@ -14,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = demo_app::config::parse();
     // Two workers at least, whatever the CPU quota: OTLP export must never
     // compete with requests for a single worker thread.
     let workers = std::thread::available_parallelism().map_or(2, usize::from).max(2);
@@ -23,6 +22,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = demo_app::telemetry::init(&config.level)?;
+    for warning in config.podinfo_only.warnings() {
+        tracing::warn!("{warning}");
+    }
+    demo_app::stress::start(config.stress_cpu, config.stress_memory);
     let app = Application::build(config).await?;
     tracing::info!(
         port = app.port(),

@@ -122,8 +122,9 @@ impl Application {
                 RESERVED_FILES,
             ),
             header_timeout: config.http_header_timeout,
-            body_timeout: config.http_body_timeout,
-            write_timeout: config.http_write_timeout,
+            // podinfo's one server timeout, when given, bounds both.
+            body_timeout: config.http_server_timeout.unwrap_or(config.http_body_timeout),
+            write_timeout: config.http_server_timeout.unwrap_or(config.http_write_timeout),
         };
         if limits.max_connections < wanted {
             tracing::warn!(

@@ -27,7 +27,9 @@ pub async fn reserve_for_body(State(state): State<AppState>, request: Request, n
         Some(exact) => exact,
         None => BODY_LIMIT,
     };
-    let Some(reservation) = state.memory.try_reserve(bytes) else {
+    // Twice the body: axum receives it in pieces and joins them into one
+    // buffer, and for a moment both are held.
+    let Some(reservation) = state.memory.try_reserve(2 * bytes) else {
         tracing::warn!(
             bytes,
             budget = state.memory.bytes(),
