@@ -3,53 +3,24 @@
 //! on every shared endpoint. Deliberate differences are listed in the README
 //! ("Differences from podinfo") and asserted here as such.
 
+#[allow(dead_code)]
+mod support;
+
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::podinfo::{self, Podinfo};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
 use helpers::spawn_app;
 
-struct Podinfo {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Podinfo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn podinfo_binary() -> std::path::PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
-    let bin = cache.join("demo-platform/tools/bin/podinfo");
-    assert!(bin.exists(), "podinfo not found at {}; run `make tools` first", bin.display());
-    bin
-}
-
 async fn start_podinfo() -> Podinfo {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let data = tempfile::tempdir().unwrap();
-    let child = Command::new(podinfo_binary())
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--level", "error"])
-        .arg("--data-path")
-        .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("podinfo starts");
-    let podinfo = Podinfo { child, base: format!("http://127.0.0.1:{port}"), _data: data };
+    let podinfo = podinfo::spawn(port, &["--port", &port.to_string()]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while reqwest::get(format!("{}/readyz", podinfo.base)).await.map(|r| r.status().is_success()).ok() != Some(true) {
         assert!(Instant::now() < deadline, "podinfo did not become ready");
