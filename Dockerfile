@@ -19,7 +19,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p demo-app \
-    && install -D -m 0755 target/release/demo-app /out/demo-app \
+    && install -D -m 0755 target/release/demo-app /out/root/usr/local/bin/demo-app \
+    && ln -s demo-app /out/root/usr/local/bin/podcli \
+    && install -d /out/root/home/app \
+    && ln -s /usr/local/bin/demo-app /out/root/home/app/podinfo \
     && install -d -m 0750 /out/data
 
 FROM gcr.io/distroless/cc-debian12:nonroot
@@ -27,7 +30,10 @@ LABEL org.opencontainers.image.source="https://github.com/example/demo-platform"
       org.opencontainers.image.title="demo-app" \
       org.opencontainers.image.description="podinfo-compatible workload with an orders API on SQLite or PostgreSQL" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=builder /out/demo-app /usr/local/bin/demo-app
+# podinfo's chart runs `./podinfo` from /home/app and probes with `podcli`:
+# both names are this binary (it answers as podcli under that name).
+COPY --from=builder /out/root/ /
+WORKDIR /home/app
 # Default --data-path, writable by the runtime user when no volume is mounted
 # (Kubernetes mounts an emptyDir or a PVC there).
 COPY --from=builder --chown=65532:65532 /out/data /data

@@ -341,12 +341,26 @@ impl Config {
         if self.level == "debug" || self.insecure_dev {
             return Ok(INSECURE_JWT_SECRET.to_string());
         }
-        anyhow::bail!(
-            "no JWT secret: set --jwt-secret-file (or DEMO_APP_JWT_SECRET); \
-             the built-in secret is allowed only with --level debug or --insecure-dev"
-        )
+        // podinfo's chart passes no secret: start anyway, with a key nobody
+        // knows (tokens then hold for this process only), never a known one.
+        tracing::warn!(
+            "no JWT secret: tokens are signed with a random key of this process (they fail on other replicas \
+             and after a restart); set --jwt-secret-file (or DEMO_APP_JWT_SECRET)"
+        );
+        Ok(random_secret())
     }
+}
 
+/// 256 random bits, hex-encoded.
+fn random_secret() -> String {
+    use std::fmt::Write as _;
+    rand::random::<[u8; 32]>().iter().fold(String::with_capacity(64), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
+}
+
+impl Config {
     /// A configuration for tests: ephemeral ports, data in `data_path`.
     pub fn for_tests(data_path: PathBuf) -> Self {
         let mut config = Config::parse_from(["demo-app", "--port", "0", "--port-metrics", "0", "--insecure-dev"]);

@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod memory_budget;
 pub mod metrics;
+pub mod podcli;
 pub mod process_metrics;
 pub mod routes;
 pub mod serve;

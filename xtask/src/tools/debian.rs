@@ -30,6 +30,9 @@ pub const DEBIAN_TOOLS: &[DebianTool] = &[
     // (`git http-backend`).
     DebianTool { binary: "openssl", package: "openssl" },
     DebianTool { binary: "git", package: "git" },
+    // What podinfo's Helm test pods run (templates/tests/*.yaml).
+    DebianTool { binary: "curl", package: "curl" },
+    DebianTool { binary: "jq", package: "jq" },
 ];
 
 /// Where the program is on PATH (or in PostgreSQL's versioned folder), or

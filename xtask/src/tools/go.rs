@@ -133,6 +133,16 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/stefanprodan/podinfo/cmd/podinfo",
         ldflags: "-X github.com/stefanprodan/podinfo/pkg/version.REVISION=e86405a8674e",
     },
+    // The gRPC check of podinfo's Helm tests (templates/tests/grpc.yaml),
+    // run against demo-app by `cargo xtask podinfo-chart`.
+    GoTool {
+        name: "grpc_health_probe",
+        dir: "grpc-health-probe",
+        module: "github.com/grpc-ecosystem/grpc-health-probe",
+        version: "v0.4.63",
+        package: "github.com/grpc-ecosystem/grpc-health-probe",
+        ldflags: "",
+    },
     // The loopback cluster of `cargo xtask reconcile`: the control plane of the
     // Kubernetes minor that infra/ provisions (EKS and kind: 1.33), simulated
     // nodes, and the controllers the clusters run, at the versions their
