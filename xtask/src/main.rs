@@ -81,6 +81,9 @@ enum Command {
     ApiTest,
     /// demo-app under faults: a full data volume, its database deleted, SIGKILL mid-write.
     Faults,
+    /// podinfo's own Helm chart runs demo-app: its container command, env and
+    /// probes, then its Helm tests (curl, jq, grpc_health_probe).
+    PodinfoChart,
     /// Every fuzz target of crates/demo-app/fuzz for FUZZ_SECONDS (15) each.
     Fuzz,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
@@ -172,6 +175,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Canary => stack::canary::run(&project),
         Command::ApiTest => stack::api_test::run(&project),
         Command::Faults => stack::faults::run(&project),
+        Command::PodinfoChart => stack::podinfo_chart::run(&project),
         Command::Fuzz => fuzz::run(&project),
         Command::Reconcile { env } => reconcile::run(&project, &environments(&env)?),
         Command::Bench {

@@ -37,6 +37,7 @@ fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
     steps.run("e2e", || crate::stack::e2e::run(project))?;
     steps.run("api test", || crate::stack::api_test::run(project))?;
     steps.run("faults", || crate::stack::faults::run(project))?;
+    steps.run("podinfo chart", || crate::stack::podinfo_chart::run(project))?;
     steps.run("fuzz", || crate::fuzz::run(project))?;
     steps.run("bench smoke", || crate::bench::run(project, crate::bench::Options::smoke()))?;
     steps.run("canary analysis", || crate::stack::canary::run(project))?;

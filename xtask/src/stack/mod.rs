@@ -14,6 +14,7 @@ pub mod e2e;
 pub mod faults;
 pub(crate) mod http;
 mod jaeger;
+pub mod podinfo_chart;
 pub(crate) mod ports;
 pub(crate) mod process;
 mod prometheus;

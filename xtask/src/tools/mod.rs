@@ -6,7 +6,7 @@
 //! new folder and a rebuild, and an unchanged one is reused.
 
 mod debian;
-mod go;
+pub mod go;
 mod install;
 mod opentofu;
 mod otelcol;
