@@ -26,6 +26,13 @@ pub struct Config {
     /// Name the gRPC health service reports SERVING for (besides "").
     #[arg(long, env = "DEMO_APP_GRPC_SERVICE_NAME", default_value = "demo-app")]
     pub grpc_service_name: String,
+    /// HTTPS port serving the same API (podinfo's); 0 turns it off.
+    #[arg(long, env = "DEMO_APP_SECURE_PORT", default_value_t = 0)]
+    pub secure_port: u16,
+    /// Folder of the HTTPS port's tls.crt and tls.key (a mounted
+    /// kubernetes.io/tls Secret).
+    #[arg(long, env = "DEMO_APP_CERT_PATH", default_value = "/data/cert")]
+    pub cert_path: PathBuf,
     /// Address to bind.
     #[arg(long, env = "DEMO_APP_HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -165,12 +172,6 @@ pub struct Config {
 /// podinfo's flags that demo-app does not act on.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct PodinfoOnly {
-    /// (podinfo) HTTPS port: not served.
-    #[arg(long, env = "DEMO_APP_SECURE_PORT", hide = true)]
-    pub secure_port: Option<u16>,
-    /// (podinfo) certificate folder of the HTTPS port.
-    #[arg(long, env = "DEMO_APP_CERT_PATH", hide = true)]
-    pub cert_path: Option<String>,
     /// (podinfo) folder of the configuration files /configs serves.
     #[arg(long, env = "DEMO_APP_CONFIG_PATH", hide = true)]
     pub config_path: Option<String>,
@@ -192,11 +193,6 @@ impl PodinfoOnly {
     /// One warning for each podinfo flag given that demo-app ignores.
     pub fn warnings(&self) -> Vec<String> {
         let given = [
-            (
-                "--secure-port",
-                self.secure_port.filter(|p| *p != 0).map(|_| "HTTPS is not served (TLS is the mesh's job here)"),
-            ),
-            ("--cert-path", self.cert_path.as_ref().map(|_| "HTTPS is not served")),
             ("--config-path", self.config_path.as_ref().map(|_| "/configs is not served")),
             ("--config", self.config.as_ref().map(|_| "/configs is not served")),
             ("--ui-path", self.ui_path.as_ref().map(|_| "the UI is built into the binary")),

@@ -13,7 +13,8 @@
 //!   that trickles a byte a second, are cut off);
 //! - `write_timeout` for a response write that makes no progress (a client
 //!   that never reads);
-//! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port.
+//! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port; with
+//!   `tls`, HTTPS (ALPN h2 and http/1.1), as podinfo's --secure-port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
+
+use tokio_rustls::TlsAcceptor;
 
 use crate::body_deadline::DeadlineBody;
 use crate::write_deadline::WriteDeadline;
@@ -42,7 +45,13 @@ pub struct Limits {
 /// Serves `router` until `stop` turns true, then stops accepting and waits
 /// for the open connections to finish their requests (the caller bounds
 /// that wait).
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -73,25 +82,58 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
             request.extensions_mut().insert(ConnectInfo::<std::net::SocketAddr>(peer));
             request
         });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // Telling HTTP/1.1 from HTTP/2 reads the first bytes before
             // hyper's header timeout starts: a socket that never sends one
-            // is closed here.
+            // is closed here (and so is a TLS handshake that never ends).
             let mut first = [0u8; 1];
             match tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(read)) if read > 0 => {}
                 _ => return drop(permit),
             }
-            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
-            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            let service = TowerToHyperService::new(service);
             // Errors here are the client's (reset, timeout): nothing to do.
-            let _ = watcher.watch(connection.into_owned()).await;
+            match tls {
+                None => {
+                    let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+                    let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
+                }
+                Some(tls) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+                        let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The TLS acceptor of --secure-port from `dir`/tls.crt and tls.key (the
+/// layout of a mounted kubernetes.io/tls Secret, as podinfo reads it).
+pub fn tls_acceptor(dir: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading the certificate {} (--cert-path)", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .with_context(|| format!("reading the private key {} (--cert-path)", key.display()))?;
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .with_context(|| format!("the certificate and key in {} do not make a TLS identity", dir.display()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Resolves once `stop` is true (the watch guard is not held across awaits:

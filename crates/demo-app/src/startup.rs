@@ -20,7 +20,7 @@ use crate::store::Store;
 /// exporters and /store.
 const METRICS_CONNECTIONS: usize = 64;
 const RESERVED_FILES: usize = 64;
-/// Connections the gRPC port takes at once (HTTP/2 multiplexes calls).
+/// Connections the gRPC port and the HTTPS port each take at once.
 const GRPC_CONNECTIONS: usize = 256;
 const METRICS_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -29,6 +29,8 @@ pub struct Application {
     metrics_listener: TcpListener,
     /// podinfo's gRPC API, when --grpc-port is set.
     grpc_listener: Option<TcpListener>,
+    /// The API over HTTPS, when --secure-port is set.
+    secure: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     state: AppState,
 }
 
@@ -56,6 +58,14 @@ impl Application {
             .context("cannot build the HTTP client")?;
         let listener = bind(&config.host, config.port).await?;
         let metrics_listener = bind(&config.host, config.port_metrics).await?;
+        let secure = match config.secure_port {
+            0 => None,
+            // The certificate first: a missing one is the error to report.
+            port => {
+                let tls = serve::tls_acceptor(&config.cert_path)?;
+                Some((bind(&config.host, port).await?, tls))
+            }
+        };
         let grpc_listener = match config.grpc_port {
             0 => None,
             port => Some(bind(&config.host, port).await?),
@@ -78,7 +88,7 @@ impl Application {
             config: Arc::new(config),
             info_document: Default::default(),
         });
-        Ok(Self { listener, metrics_listener, grpc_listener, state })
+        Ok(Self { listener, metrics_listener, grpc_listener, secure, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -101,6 +111,18 @@ impl Application {
         self.grpc_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
     }
 
+    /// Serves HTTPS on `listener` with the certificate of --cert-path,
+    /// whatever --secure-port says (tests bind port 0: 0 means off).
+    pub fn with_secure_listener(mut self, listener: TcpListener) -> anyhow::Result<Self> {
+        self.secure = Some((listener, serve::tls_acceptor(&self.state.config.cert_path)?));
+        Ok(self)
+    }
+
+    /// The HTTPS port, when --secure-port is set.
+    pub fn secure_port(&self) -> Option<u16> {
+        self.secure.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port())
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -110,7 +132,7 @@ impl Application {
     /// accepting, give in-flight requests --server-shutdown-timeout. The
     /// caller flushes telemetry afterwards (see main.rs).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, metrics_listener, grpc_listener, state } = self;
+        let Self { listener, metrics_listener, grpc_listener, secure, state } = self;
         let config = state.config.clone();
         let app = routes::router(state.clone());
         let metrics_app = routes::metrics_router(state.clone());
@@ -118,7 +140,9 @@ impl Application {
         let limits = serve::Limits {
             max_connections: serve::connection_budget(
                 wanted,
-                METRICS_CONNECTIONS + if grpc_listener.is_some() { GRPC_CONNECTIONS } else { 0 },
+                METRICS_CONNECTIONS
+                    + if grpc_listener.is_some() { GRPC_CONNECTIONS } else { 0 }
+                    + if secure.is_some() { GRPC_CONNECTIONS } else { 0 },
                 RESERVED_FILES,
             ),
             header_timeout: config.http_header_timeout,
@@ -142,14 +166,18 @@ impl Application {
         };
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server = tokio::spawn(serve::serve(listener, app, limits, stop_rx.clone()));
+        let secure_server = secure.map(|(listener, tls)| {
+            let limits = serve::Limits { max_connections: GRPC_CONNECTIONS, ..limits };
+            tokio::spawn(serve::serve(listener, app.clone(), limits, Some(tls), stop_rx.clone()))
+        });
+        let mut server = tokio::spawn(serve::serve(listener, app, limits, None, stop_rx.clone()));
         let mut metrics_server =
-            tokio::spawn(serve::serve(metrics_listener, metrics_app, metrics_limits, stop_rx.clone()));
+            tokio::spawn(serve::serve(metrics_listener, metrics_app, metrics_limits, None, stop_rx.clone()));
         let grpc = match grpc_listener {
             Some(listener) => {
                 let (router, health) = crate::grpc::router(&state).await?;
                 let limits = serve::Limits { max_connections: GRPC_CONNECTIONS, ..limits };
-                Some((tokio::spawn(serve::serve(listener, router, limits, stop_rx)), health))
+                Some((tokio::spawn(serve::serve(listener, router, limits, None, stop_rx)), health))
             }
             None => None,
         };
@@ -172,6 +200,9 @@ impl Application {
             let _ = metrics_server.await;
             if let Some((grpc_server, _)) = grpc {
                 let _ = grpc_server.await;
+            }
+            if let Some(secure_server) = secure_server {
+                let _ = secure_server.await;
             }
             served
         })

@@ -5,8 +5,10 @@
 //! args from /home/app, its environment, the /data volume), its exec probes
 //! run as written (`podcli check http ...`: demo-app answers to that name,
 //! as the image links it), then every Helm test pod's command, with the
-//! Service's DNS name pointing at loopback. Tools are the real ones:
-//! curl and jq (Debian), grpc_health_probe (Go module).
+//! Service's DNS name pointing at loopback; once with the chart's defaults
+//! and once with its HTTPS port on (tls.enabled, a self-signed Secret).
+//! Tools are the real ones: curl and jq (Debian), grpc_health_probe (Go
+//! module), openssl for the certificate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,14 +26,13 @@ use crate::tools::{self, go};
 const RELEASE: &str = "podinfo";
 const NAMESPACE: &str = "default";
 /// The ports the chart's container listens on (values: service.*Port).
-const PORTS: [u16; 3] = [9898, 9797, 9999];
+const PORTS: [u16; 4] = [9898, 9797, 9899, 9999];
 
 pub fn run(project: &Project) -> Result<()> {
     process::install_signal_flag()?;
     let helm = tools::locate(project, "helm")?;
+    let openssl = tools::locate(project, "openssl")?;
     let chart = chart_dir(project)?;
-    let rendered = render(&helm, &chart)?;
-    let container = &rendered.deployment["spec"]["template"]["spec"]["containers"][0];
     let binary = app::build(project)?;
 
     // The image's layout (Dockerfile): /home/app/podinfo and podcli are demo-app.
@@ -43,24 +44,44 @@ pub fn run(project: &Project) -> Result<()> {
     std::os::unix::fs::symlink(&binary, workdir.join("podinfo"))?;
     std::os::unix::fs::symlink(&binary, bin.join("podcli"))?;
     let path = search_path(project, &bin)?;
-
     for port in PORTS {
         if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
-            bail!("port {port} is taken: podinfo's chart listens on 9898, 9797 and 9999; stop what holds it");
+            bail!("port {port} is taken: podinfo's chart listens on 9898, 9797, 9899 and 9999; stop what holds it");
         }
     }
+
+    // The chart's defaults, then with its HTTPS port (and its tls test).
+    for (variant, sets) in [("defaults", &[][..]), ("tls.enabled=true", &["tls.enabled=true"][..])] {
+        let rendered = render(&helm, &chart, sets)?;
+        let data = root.path().join(format!("data-{}", variant.replace('=', "-")));
+        // The TLS Secret the chart mounts at tls.certPath (under /data).
+        std::fs::create_dir_all(data.join("cert"))?;
+        self_signed(&openssl, &data.join("cert"))?;
+        let summary = start_and_check(&rendered, &workdir, &data, &path, root.path())?;
+        println!("podinfo chart {} ({variant}): {summary}", rendered.version);
+    }
+    Ok(())
+}
+
+/// demo-app started as the chart's container (the pod's /data volume is
+/// `data`), its probes and the chart's Helm tests run; what passed.
+fn start_and_check(rendered: &Rendered, workdir: &Path, data: &Path, path: &str, logs: &Path) -> Result<String> {
+    let container = &rendered.deployment["spec"]["template"]["spec"]["containers"][0];
     let (command, env) = (strings(&container["command"])?, env_of(container));
     let (program, args) = command.split_first().context("the container has no command")?;
-    let data = root.path().join("data");
+    let on_volume = |arg: &String| arg.replace("=/data", &format!("={}", data.display()));
     let mut start = Command::new(workdir.join(program.trim_start_matches("./")));
     super::clean_env(&mut start);
-    // The chart mounts its data volume at /data, the binary's default path.
-    start.current_dir(&workdir).args(args).envs(env.iter().cloned()).env("DEMO_APP_DATA_PATH", &data);
+    start
+        .current_dir(workdir)
+        .args(args.iter().map(on_volume))
+        .envs(env.iter().cloned())
+        // The chart mounts its data volume at /data, the binary's default path.
+        .env("DEMO_APP_DATA_PATH", data);
     let mut supervisor = Supervisor::default();
-    let log = root.path().join("demo-app.log");
+    let log = logs.join(format!("{}.log", data.file_name().unwrap_or_default().to_string_lossy()));
     supervisor.spawn("demo-app", start, &log, Duration::from_secs(5))?;
-
-    let outcome = probes_and_tests(container, &rendered.tests, &path);
+    let outcome = probes_and_tests(container, &rendered.tests, path);
     let status = supervisor.stop("demo-app")?;
     let summary = outcome.map_err(|e| {
         let tail = supervisor.log_tails(15).into_iter().map(|(_, tail)| tail).collect::<String>();
@@ -69,13 +90,20 @@ pub fn run(project: &Project) -> Result<()> {
     if !status.success() {
         bail!("demo-app exited with {status} on SIGTERM");
     }
-    println!(
-        "podinfo chart {}: demo-app started with its {} args and {} variables; {summary}",
-        rendered.version,
-        args.len(),
-        env.len()
-    );
-    Ok(())
+    Ok(format!("demo-app started with its {} args and {} variables; {summary}", args.len(), env.len()))
+}
+
+/// A key and self-signed certificate in `dir`, named as a kubernetes.io/tls
+/// Secret's keys.
+fn self_signed(openssl: &Path, dir: &Path) -> Result<()> {
+    let mut req = Command::new(openssl);
+    req.args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=podinfo", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"));
+    cmd::run(&mut req).map(drop)
 }
 
 struct Rendered {
@@ -102,11 +130,14 @@ fn chart_dir(project: &Project) -> Result<PathBuf> {
     Ok(dir.join("charts/podinfo"))
 }
 
-/// `helm template` with only the image changed.
-fn render(helm: &Path, chart: &Path) -> Result<Rendered> {
+/// `helm template` with the image changed, and `sets`.
+fn render(helm: &Path, chart: &Path, sets: &[&str]) -> Result<Rendered> {
     let mut template = Command::new(helm);
     template.args(["template", RELEASE]).arg(chart).args(["--namespace", NAMESPACE]);
     template.args(["--set", "image.repository=demo-app", "--set", "image.tag=local"]);
+    for set in sets {
+        template.args(["--set", set]);
+    }
     let out = cmd::capture(&mut template)?;
     if !out.status.success() {
         bail!("helm template failed: {}", cmd::tail(&out.stderr, &out.stdout, 20));
@@ -134,7 +165,9 @@ fn probes_and_tests(container: &Value, tests: &[(String, Value)], path: &str) ->
     let probes: Vec<(&str, Vec<String>)> = ["startupProbe", "livenessProbe", "readinessProbe"]
         .into_iter()
         .filter(|kind| !container[*kind].is_null())
-        .map(|kind| Ok((kind, strings(&container[kind]["exec"]["command"]).with_context(|| format!("the chart's {kind}"))?)))
+        .map(|kind| {
+            Ok((kind, strings(&container[kind]["exec"]["command"]).with_context(|| format!("the chart's {kind}"))?))
+        })
         .collect::<Result<_>>()?;
     let (first, _) = probes.first().context("the chart renders no probe")?;
     let started = Instant::now();

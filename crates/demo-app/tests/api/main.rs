@@ -7,4 +7,5 @@ mod limits;
 mod orders;
 mod podinfo_api;
 mod security;
+mod tls;
 mod websocket;
