@@ -35,7 +35,10 @@ pub struct Instructions {
 
 /// Whether callgrind can measure this case (see the module comment).
 pub fn supports(server: &Server, scenario: Scenario) -> bool {
-    matches!(server.kind, Kind::DemoApp | Kind::Hyper) && scenario != Scenario::Checkout && !scenario.http2()
+    matches!(server.kind, Kind::DemoApp | Kind::Hyper)
+        && scenario != Scenario::Checkout
+        && !scenario.http2()
+        && !scenario.grpc()
 }
 
 pub fn measure(

@@ -21,6 +21,7 @@
 mod build;
 mod callgrind;
 mod chart;
+mod ghz;
 mod machine;
 mod oha;
 pub(crate) mod procfs;
@@ -127,6 +128,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     let bins = find_binaries(project, &options, &selected)?;
     // The open-loop generator is a ~10 min build: only the full run needs it.
     let oha = if options.smoke { None } else { Some(oha::ensure(project)?) };
+    let ghz = if selected.iter().any(|(_, s)| s.grpc()) { Some(tools::locate(project, "ghz")?) } else { None };
 
     let (stamp, date) = machine::utc_now();
     let out = project.root.join("target/bench").join(&stamp);
@@ -140,6 +142,9 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     }
     if let Some(oha) = &oha {
         programs.push(("oha", oha));
+    }
+    if let Some(ghz) = &ghz {
+        programs.push(("ghz", ghz));
     }
     let otelcol = if selected.iter().any(|(s, _)| s.telemetry == Telemetry::Collector) {
         Some(tools::locate(project, "otelcol")?)
@@ -190,7 +195,8 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         }
         let dir = out.join("cases").join(format!("{}-{}", server.id, scenario.id()));
         fs::create_dir_all(&dir)?;
-        let case = measure(server, *scenario, &bins, &endpoints, &wrk, oha.as_deref(), &options, &dir)
+        let loaders = Loaders { wrk: &wrk, oha: oha.as_deref(), ghz: ghz.as_deref() };
+        let case = measure(server, *scenario, &bins, &endpoints, &loaders, &options, &dir)
             .with_context(|| format!("case {} {}", server.id, scenario.title()))?;
         println!("  {}", report::one_line(&case));
         cases.push(case);
@@ -258,7 +264,7 @@ fn select(options: &Options) -> Result<Vec<(&'static Server, Scenario)>> {
     let mut pairs = Vec::new();
     for scenario in Scenario::ALL {
         // The smoke runs without oha, the only HTTP/2 load generator here.
-        if !wanted(&options.scenarios, scenario.id()) || (options.smoke && scenario.http2()) {
+        if !wanted(&options.scenarios, scenario.id()) || (options.smoke && (scenario.http2() || scenario.grpc())) {
             continue;
         }
         for server in SERVERS {
@@ -380,23 +386,33 @@ fn on_load_core(command: std::process::Command) -> std::process::Command {
     pinned
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The load generators: wrk (HTTP/1.1), oha (HTTP/2 and the fixed-rate
+/// runs; not in --smoke), ghz (gRPC).
+struct Loaders<'a> {
+    wrk: &'a Path,
+    oha: Option<&'a Path>,
+    ghz: Option<&'a Path>,
+}
+
 fn measure(
     server: &Server,
     scenario: Scenario,
     bins: &Binaries,
     endpoints: &Endpoints,
-    wrk_bin: &Path,
-    oha_bin: Option<&Path>,
+    loaders: &Loaders,
     options: &Options,
     dir: &Path,
 ) -> Result<Case> {
+    let (wrk_bin, oha_bin) = (loaders.wrk, loaders.oha);
     let mut running = servers::start(server, scenario, bins, endpoints, dir)?;
     let url = format!("http://127.0.0.1:{}{}", running.port, scenario.path());
     let script = wrk::write_script(dir, scenario)?;
     // wrk speaks HTTP/1.1 only: oha (closed loop) loads the HTTP/2 scenarios.
     let closed_loop = |duration: Duration| -> Result<wrk::WrkSummary> {
-        if scenario.http2() {
+        if scenario.grpc() {
+            let ghz_bin = loaders.ghz.context("the gRPC scenario needs ghz (`make tools`)")?;
+            ghz::run_closed_loop(ghz_bin, running.port, &options.load, duration)
+        } else if scenario.http2() {
             let oha_bin = oha_bin.context("the HTTP/2 scenarios need oha (not in --smoke)")?;
             let summary = oha::run_closed_loop(oha_bin, scenario, &url, &options.load, duration)?;
             Ok(wrk::WrkSummary::from_oha(&summary, duration))
@@ -416,7 +432,8 @@ fn measure(
         throughput.push((summary, cpu));
     }
     let mut fixed = Vec::new();
-    if let Some(oha_bin) = oha_bin {
+    // oha speaks no gRPC: the gRPC case has no fixed-rate runs.
+    if let Some(oha_bin) = oha_bin.filter(|_| !scenario.grpc()) {
         for _ in 0..options.runs {
             process::check_interrupted()?;
             fixed.push(oha::run(oha_bin, scenario, &url, &options.load, options.duration)?);
@@ -546,6 +563,7 @@ mod tests {
                 "hyper:info",
                 "demo-app:info-h2",
                 "hyper:info-h2",
+                "demo-app:grpc-info",
                 "demo-app:healthz",
                 "hyper:healthz",
                 "demo-app:echo",

@@ -159,6 +159,8 @@ pub fn markdown(results: &Results) -> String {
     for case in &results.cases {
         let mine = rps(Some(case));
         let latency = match &case.fixed_rate {
+            // ghz has no open loop with latency correction.
+            None if case.scenario.grpc() => "closed loop only (ghz)".to_string(),
             None => "not measured (smoke)".to_string(),
             Some(f) => {
                 let med = |x: Option<Spread>| x.map_or("-".into(), |v| format!("{:.2}", v.median));

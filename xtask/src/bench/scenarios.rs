@@ -13,14 +13,23 @@ pub enum Scenario {
     Echo,
     Orders,
     Checkout,
+    /// podinfo's gRPC `info.InfoService/Info` (ghz, h2c).
+    GrpcInfo,
 }
 
 /// The order every POST of `orders` and `checkout` sends (a new order each time).
 pub const ORDER_JSON: &str = r#"{"sku":"bench-1","quantity":2,"unit_price_cents":1250}"#;
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] =
-        [Scenario::Info, Scenario::InfoH2, Scenario::Healthz, Scenario::Echo, Scenario::Orders, Scenario::Checkout];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Info,
+        Scenario::InfoH2,
+        Scenario::GrpcInfo,
+        Scenario::Healthz,
+        Scenario::Echo,
+        Scenario::Orders,
+        Scenario::Checkout,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -30,6 +39,7 @@ impl Scenario {
             Scenario::Echo => "echo",
             Scenario::Orders => "orders",
             Scenario::Checkout => "checkout",
+            Scenario::GrpcInfo => "grpc-info",
         }
     }
 
@@ -42,12 +52,14 @@ impl Scenario {
             Scenario::Echo => "POST /api/echo 1 KiB",
             Scenario::Orders => "POST /api/orders",
             Scenario::Checkout => "POST /api/checkout",
+            Scenario::GrpcInfo => "gRPC info.InfoService/Info",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
             Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => "GET",
+            // Every gRPC call is a POST (its body is ghz's to write).
             _ => "POST",
         }
     }
@@ -59,13 +71,14 @@ impl Scenario {
             Scenario::Echo => "/api/echo",
             Scenario::Orders => "/api/orders",
             Scenario::Checkout => "/api/checkout",
+            Scenario::GrpcInfo => "/info.InfoService/Info",
         }
     }
 
     /// (content type, body) of a POST.
     pub fn body(self) -> Option<(&'static str, String)> {
         match self {
-            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => None,
+            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz | Scenario::GrpcInfo => None,
             Scenario::Echo => Some(("application/octet-stream", echo_body())),
             Scenario::Orders | Scenario::Checkout => Some(("application/json", ORDER_JSON.to_string())),
         }
@@ -76,6 +89,11 @@ impl Scenario {
         self == Scenario::InfoH2
     }
 
+    /// A gRPC call, loaded by ghz on the server's --grpc-port.
+    pub fn grpc(self) -> bool {
+        self == Scenario::GrpcInfo
+    }
+
     /// Whether each request stores an order (SQLite, fsync per commit).
     pub fn writes(self) -> bool {
         matches!(self, Scenario::Orders | Scenario::Checkout)
@@ -84,7 +102,7 @@ impl Scenario {
     /// The status a correct answer has; anything else counts as an error.
     pub fn expected_status(self) -> u16 {
         match self {
-            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz => 200,
+            Scenario::Info | Scenario::InfoH2 | Scenario::Healthz | Scenario::GrpcInfo => 200,
             Scenario::Echo => 202,
             Scenario::Orders | Scenario::Checkout => 201,
         }
@@ -108,7 +126,7 @@ mod tests {
     #[test]
     fn only_posts_have_bodies() {
         for scenario in Scenario::ALL {
-            assert_eq!(scenario.body().is_some(), scenario.method() == "POST", "{scenario:?}");
+            assert_eq!(scenario.body().is_some(), scenario.method() == "POST" && !scenario.grpc(), "{scenario:?}");
         }
     }
 }

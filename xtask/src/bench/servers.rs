@@ -69,6 +69,7 @@ impl Server {
             Scenario::InfoH2 => self.kind != Kind::Python,
             Scenario::Orders => matches!(self.kind, Kind::DemoApp | Kind::Python),
             Scenario::Checkout => self.kind == Kind::DemoApp,
+            Scenario::GrpcInfo => matches!(self.kind, Kind::DemoApp | Kind::Podinfo),
         }
     }
 
@@ -152,7 +153,8 @@ pub fn start_wrapped(
         }
         _ => {
             let port = free_port()?;
-            let command = match server.kind {
+            let grpc_port = if scenario.grpc() { Some(free_port()?) } else { None };
+            let mut command = match server.kind {
                 Kind::DemoApp => demo_app(server, bins, endpoints, dir, "all", port, None)?,
                 Kind::Podinfo => podinfo(bins, dir, port, scenario.http2())?,
                 Kind::Python => python(server, bins, endpoints, dir, port)?,
@@ -160,9 +162,13 @@ pub fn start_wrapped(
                     pinned(bins.hyper.as_deref().context("hyper-baseline was not built")?, [port.to_string()])
                 }
             };
+            // demo-app and podinfo take the same flag.
+            if let Some(grpc_port) = grpc_port {
+                command.args(["--grpc-port", &grpc_port.to_string()]);
+            }
             pids.push(spawn(&mut supervisor, server.id, wrap(command), dir, grace)?);
             wait_healthy(&mut supervisor, server.id, port)?;
-            port
+            grpc_port.unwrap_or(port)
         }
     };
     Ok(Running { supervisor, port, pids })

@@ -143,6 +143,15 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/grpc-ecosystem/grpc-health-probe",
         ldflags: "",
     },
+    // gRPC load for `make bench` (podinfo's Info call, demo-app against podinfo).
+    GoTool {
+        name: "ghz",
+        dir: "ghz",
+        module: "github.com/bojand/ghz",
+        version: "v0.93.0",
+        package: "github.com/bojand/ghz/cmd/ghz",
+        ldflags: "-X main.version=0.93.0",
+    },
     // The loopback cluster of `cargo xtask reconcile`: the control plane of the
     // Kubernetes minor that infra/ provisions (EKS and kind: 1.33), simulated
     // nodes, and the controllers the clusters run, at the versions their
