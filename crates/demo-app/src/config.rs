@@ -33,6 +33,10 @@ pub struct Config {
     /// kubernetes.io/tls Secret).
     #[arg(long, env = "DEMO_APP_CERT_PATH", default_value = "/data/cert")]
     pub cert_path: PathBuf,
+    /// Folder whose files GET /configs lists (a mounted ConfigMap), read
+    /// on each request, so an update shows without a restart.
+    #[arg(long, env = "DEMO_APP_CONFIG_PATH")]
+    pub config_path: Option<PathBuf>,
     /// Address to bind.
     #[arg(long, env = "DEMO_APP_HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -172,10 +176,8 @@ pub struct Config {
 /// podinfo's flags that demo-app does not act on.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct PodinfoOnly {
-    /// (podinfo) folder of the configuration files /configs serves.
-    #[arg(long, env = "DEMO_APP_CONFIG_PATH", hide = true)]
-    pub config_path: Option<String>,
-    /// (podinfo) configuration file name.
+    /// (podinfo) configuration file name: podinfo reads its settings from
+    /// it; demo-app takes flags and variables only.
     #[arg(long, env = "DEMO_APP_CONFIG", hide = true)]
     pub config: Option<String>,
     /// (podinfo) UI folder: demo-app's UI is built in.
@@ -193,8 +195,7 @@ impl PodinfoOnly {
     /// One warning for each podinfo flag given that demo-app ignores.
     pub fn warnings(&self) -> Vec<String> {
         let given = [
-            ("--config-path", self.config_path.as_ref().map(|_| "/configs is not served")),
-            ("--config", self.config.as_ref().map(|_| "/configs is not served")),
+            ("--config", self.config.as_ref().map(|_| "settings come from flags and DEMO_APP_*/PODINFO_* variables")),
             ("--ui-path", self.ui_path.as_ref().map(|_| "the UI is built into the binary")),
             ("--cache-server", self.cache_server.as_ref().map(|_| "the cache is kept in the app's database")),
             ("--otel-service-name", self.otel_service_name.as_ref().map(|_| "set OTEL_SERVICE_NAME instead")),
@@ -422,12 +423,17 @@ mod tests {
             "--grpc-port=9999",
             "--grpc-service-name=podinfo",
             "--config-path=/podinfo/config",
+            "--config=config.yaml",
             "--http-server-timeout=15s",
         ]);
         assert!(!config.random_delay && config.random_error && config.unhealthy && config.h2c);
         assert_eq!((config.grpc_port, config.grpc_service_name.as_str()), (9999, "podinfo"));
         assert_eq!(config.http_server_timeout, Some(Duration::from_secs(15)));
-        assert_eq!(config.podinfo_only.warnings(), ["podinfo's --config-path is ignored: /configs is not served"]);
+        assert_eq!(config.config_path.as_deref(), Some(std::path::Path::new("/podinfo/config")));
+        assert_eq!(
+            config.podinfo_only.warnings(),
+            ["podinfo's --config is ignored: settings come from flags and DEMO_APP_*/PODINFO_* variables"]
+        );
         assert!(Config::parse_from(["demo-app"]).podinfo_only.warnings().is_empty());
     }
 

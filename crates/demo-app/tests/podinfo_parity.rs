@@ -75,6 +75,7 @@ async fn shared_endpoints_answer_like_podinfo() {
         (Method::GET, "/chunked/0", ""),
         (Method::GET, "/env", ""),
         (Method::POST, "/env", ""),
+        (Method::GET, "/configs", ""),
         (Method::POST, "/echo", "hello"),
         (Method::PUT, "/api/echo", "hello"),
         (Method::POST, "/api/echo/sub/path", "hello"),

@@ -46,6 +46,9 @@ pub fn binary_path(tool: &DebianTool) -> PathBuf {
         .chain(postgres_dirs)
         .map(|dir| dir.join(tool.binary))
         .find(|p| p.is_file())
+        // The program itself, not a link to it (tools/bin links to these):
+        // valgrind's launcher runs `$0.bin`, which exists only beside it.
+        .map(|p| p.canonicalize().unwrap_or(p))
         .unwrap_or_else(|| PathBuf::from("/usr/bin").join(tool.binary))
 }
 

@@ -9,6 +9,7 @@ mod body_budget;
 mod cache;
 mod checkout;
 mod chunked;
+mod configs;
 mod control;
 pub(crate) mod delay;
 mod echo;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/chunked", get(chunked::random).post(chunked::random))
         .route("/chunked/{seconds}", get(chunked::handler).post(chunked::handler))
         .route("/env", get(env::handler).post(env::handler))
+        .route("/configs", get(configs::handler))
         .route("/headers", get(headers::handler).post(headers::handler))
         .route("/echo", get(echo::handler).post(echo::handler).put(echo::handler))
         .route("/echo/{*rest}", get(echo::handler).post(echo::handler).put(echo::handler))
@@ -90,7 +92,7 @@ pub fn router(state: AppState) -> Router {
     }
     let app = app
         .layer(from_fn_with_state(state.clone(), faults::inject))
-        .layer(from_fn_with_state(state.clone(), body_budget::reserve_for_body));
+        .layer(body_budget::BodyBudgetLayer(state.memory.clone()));
 
     let mut operational = Router::new()
         .route("/healthz", get(health::healthz))

@@ -9,13 +9,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use crate::config::Config;
 use crate::state::AppState;
 
-use super::{cache, checkout, delay, echo, env, headers, info, openapi_paths, orders, status, store_files, token};
+use super::{
+    cache, checkout, configs, delay, echo, env, headers, info, openapi_paths, orders, status, store_files, token,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "demo-app", description = "podinfo-compatible API plus an orders service"),
     paths(
-        info::handler, info::version, status::handler, delay::handler, env::handler, headers::handler,
+        info::handler, info::version, configs::handler, status::handler, delay::handler, env::handler, headers::handler,
         echo::handler, token::issue, token::validate, store_files::write, store_files::read,
         cache::read, cache::write, cache::delete, orders::create, orders::get, orders::list, checkout::handler,
         openapi_paths::index, openapi_paths::ui_asset, openapi_paths::post_status, openapi_paths::put_status, openapi_paths::chunked_random, openapi_paths::chunked, openapi_paths::post_env, openapi_paths::post_headers, openapi_paths::get_echo, openapi_paths::post_echo, openapi_paths::get_echo_rest, openapi_paths::post_echo_rest, openapi_paths::get_api_echo, openapi_paths::get_api_echo_rest, openapi_paths::post_api_echo_rest, openapi_paths::put_store, openapi_paths::put_cache, openapi_paths::ws_echo, openapi_paths::post_chunked_random, openapi_paths::post_chunked, openapi_paths::put_echo, openapi_paths::put_echo_rest,

@@ -266,3 +266,21 @@ async fn response_type(app: &crate::helpers::TestApp, path: &str) -> String {
     let response = app.get(path).await;
     response.headers()["content-type"].to_str().unwrap().to_string()
 }
+
+#[tokio::test]
+async fn configs_lists_the_config_folder_as_it_is_now() {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("app.yaml"), "color: blue\n").unwrap();
+    let path = folder.path().to_path_buf();
+    let app = spawn_app_with(move |config| config.config_path = Some(path)).await;
+    let listed: Value = app.get("/configs").await.json().await.unwrap();
+    assert_eq!(listed, json!({ "app.yaml": "color: blue\n" }));
+    // An update (a ConfigMap edit) shows without a restart.
+    std::fs::write(folder.path().join("app.yaml"), "color: green\n").unwrap();
+    std::fs::write(folder.path().join("extra.json"), "{}").unwrap();
+    let listed: Value = app.get("/configs").await.json().await.unwrap();
+    assert_eq!(listed, json!({ "app.yaml": "color: green\n", "extra.json": "{}" }));
+    // Without --config-path: an empty object, as podinfo.
+    let bare = spawn_app().await;
+    assert_eq!(bare.get("/configs").await.json::<Value>().await.unwrap(), json!({}));
+}
