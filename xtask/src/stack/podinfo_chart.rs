@@ -80,7 +80,9 @@ fn start_and_check(rendered: &Rendered, workdir: &Path, data: &Path, path: &str,
         .env("DEMO_APP_DATA_PATH", data);
     let mut supervisor = Supervisor::default();
     let log = logs.join(format!("{}.log", data.file_name().unwrap_or_default().to_string_lossy()));
-    supervisor.spawn("demo-app", start, &log, Duration::from_secs(5))?;
+    // SIGTERM's grace: the chart sets no --drain-delay (5 s by default),
+    // then in-flight requests get --server-shutdown-timeout (5 s).
+    supervisor.spawn("demo-app", start, &log, Duration::from_secs(15))?;
     let outcome = probes_and_tests(container, &rendered.tests, path);
     let status = supervisor.stop("demo-app")?;
     let summary = outcome.map_err(|e| {
