@@ -56,7 +56,7 @@ pub struct Config {
     #[arg(long = "backend-url", env = "DEMO_APP_BACKEND_URL", value_delimiter = ',', value_parser = http_url)]
     pub backend_urls: Vec<String>,
     /// Delay every app response by a random amount.
-    #[arg(long, env = "DEMO_APP_RANDOM_DELAY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_RANDOM_DELAY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub random_delay: bool,
     /// Unit of the random delay bounds.
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY_UNIT", value_enum, default_value_t = DelayUnit::S)]
@@ -66,13 +66,13 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_RANDOM_DELAY_MAX", default_value_t = 5)]
     pub random_delay_max: u64,
     /// Fail a third of app responses with a random 5xx.
-    #[arg(long, env = "DEMO_APP_RANDOM_ERROR", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_RANDOM_ERROR", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub random_error: bool,
     /// Start with /healthz failing.
-    #[arg(long, env = "DEMO_APP_UNHEALTHY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_UNHEALTHY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub unhealthy: bool,
     /// Start with /readyz failing.
-    #[arg(long, env = "DEMO_APP_UNREADY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_UNREADY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub unready: bool,
     /// Time given to in-flight requests after the listener closes.
     #[arg(long, env = "DEMO_APP_SERVER_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = shutdown_duration)]
@@ -143,7 +143,7 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_STRESS_MEMORY", default_value_t = 0)]
     pub stress_memory: u32,
     /// Accepted for podinfo's command lines; h2c is always on.
-    #[arg(long, env = "DEMO_APP_H2C", hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_H2C", hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub h2c: bool,
     /// podinfo flags accepted so its command lines start demo-app, each
     /// named in a warning at start-up when set (README: differences).
@@ -156,10 +156,10 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
     /// Allow the built-in JWT secret without --level debug.
-    #[arg(long, env = "DEMO_APP_INSECURE_DEV", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_INSECURE_DEV", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub insecure_dev: bool,
     /// Serve /readyz/enable|disable, /fault_injection/* and /panic.
-    #[arg(long, env = "DEMO_APP_CONTROL_ENDPOINTS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_APP_CONTROL_ENDPOINTS", default_value_t = true, value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub control_endpoints: bool,
     /// Substrings (case-insensitive) of variable names whose values /env
     /// redacts (PASS covers PASSWORD and PGPASS; HEADERS covers
@@ -336,6 +336,11 @@ impl Config {
             return refuse_blank(secret.trim_end().to_string(), &format!("--jwt-secret-file {}", path.display()));
         }
         if self.level == "debug" || self.insecure_dev {
+            tracing::warn!(
+                "no JWT secret: tokens are signed with the built-in development key, which anyone can read in the \
+                 source and forge tokens with (allowed by --level debug or --insecure-dev only); set \
+                 --jwt-secret-file for anything others can reach"
+            );
             return Ok(INSECURE_JWT_SECRET.to_string());
         }
         // podinfo's chart passes no secret: start anyway, with a key nobody
@@ -435,6 +440,9 @@ mod tests {
             ["podinfo's --config is ignored: settings come from flags and DEMO_APP_*/PODINFO_* variables"]
         );
         assert!(Config::parse_from(["demo-app"]).podinfo_only.warnings().is_empty());
+        // Go's ParseBool spellings, as podinfo's viper reads them.
+        let config = Config::parse_from(["demo-app", "--unhealthy=1", "--unready=True", "--random-error=0"]);
+        assert!(config.unhealthy && config.unready && !config.random_error);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod api_error;
 pub mod body_deadline;
 pub mod config;
+pub mod connection_watch;
 pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;

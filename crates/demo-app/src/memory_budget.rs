@@ -3,9 +3,10 @@
 //! buffers and a message being assembled). Per-request limits alone do not
 //! bound the sum: 30 clients posting 10 MiB to /echo and never reading the
 //! answer held 452 MB, past any pod's memory limit. A request that would
-//! overdraw the budget is answered 503 with Retry-After at once, before a
-//! byte of its body is read (routes/body_budget.rs); what it reserved is
-//! given back when its response has been sent (or the connection is gone).
+//! overdraw the budget is answered 503 with Retry-After (routes/body_budget.rs:
+//! at once when its declared length cannot fit, else when the bytes it sent
+//! no longer do); what it reserved is given back when its response has been
+//! sent (or the connection is gone).
 
 use std::sync::Arc;
 
@@ -27,7 +28,14 @@ pub struct MemoryBudget {
 
 /// Memory taken from the budget until dropped.
 #[derive(Debug)]
-pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Reservation(OwnedSemaphorePermit);
+
+impl Reservation {
+    /// One reservation holding both.
+    pub fn merge(&mut self, other: Reservation) {
+        self.0.merge(other.0);
+    }
+}
 
 impl MemoryBudget {
     pub fn new(bytes: usize) -> Self {
@@ -45,6 +53,11 @@ impl MemoryBudget {
     pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
         let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
         self.units.clone().try_acquire_many_owned(units).ok().map(Reservation)
+    }
+
+    /// Bytes that can be reserved right now.
+    pub fn available(&self) -> usize {
+        self.units.available_permits() * UNIT
     }
 
     /// Bytes reserved right now.
@@ -68,6 +81,14 @@ pub fn exhausted(what: &str) -> Response {
     let mut response = PodinfoError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+/// `exhausted` for a gRPC call: RESOURCE_EXHAUSTED, which clients may retry.
+pub fn exhausted_grpc() -> Response {
+    let status = tonic::Status::resource_exhausted(
+        "the server is holding its memory budget for request messages (--max-buffered-bytes): retry shortly",
+    );
+    status.into_http::<axum::body::Body>()
 }
 
 #[cfg(test)]

@@ -113,13 +113,50 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
     let method = method_label(request.method());
     let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
     let response = next.run(request).await;
-    let status = response.status().as_u16();
+    observe(&metrics, method, path, response.status().as_u16(), started);
+    response
+}
+
+/// `record` for the gRPC port. A gRPC error travels as HTTP 200 with a
+/// `grpc-status` header: counted as that, every failed call looked like a
+/// success to the error-rate alerts. The code is counted as the HTTP
+/// status Google's API design maps it to (INVALID_ARGUMENT 400, NOT_FOUND
+/// 404, INTERNAL 500, UNAVAILABLE 503...).
+pub async fn record_grpc(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
+    let response = next.run(request).await;
+    let code = response.headers().get("grpc-status").and_then(|code| code.to_str().ok()?.parse().ok());
+    let status = code.map_or(response.status().as_u16(), grpc_code_as_http);
+    observe(&metrics, method, path, status, started);
+    response
+}
+
+/// The HTTP status of a gRPC status code (google.rpc.Code's mapping).
+pub fn grpc_code_as_http(code: u8) -> u16 {
+    match code {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+fn observe(metrics: &Metrics, method: &'static str, path: &'static str, status: u16, started: Instant) {
     metrics
         .request_duration
         .get_or_create(&RequestLabels { method, path, status })
         .observe(started.elapsed().as_secs_f64());
     metrics.requests.get_or_create(&StatusLabels { status }).inc();
-    response
 }
 
 /// `podinfo_path_label` of a route template, computed once per template.

@@ -105,7 +105,7 @@ async fn http(address: &str, method: &str, body: &str, timeout: Duration) -> Res
         format!("http://{address}")
     };
     let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| format!("invalid --method: {e}"))?;
-    let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(|e| e.to_string())?;
     let response = client
         .request(method, &url)
         .body(body.to_string())

@@ -7,12 +7,16 @@
 //!   the kernel's accept queue (no file descriptor), so the process never
 //!   runs out of them, and the metrics port, with its own small budget,
 //!   keeps answering probes;
-//! - `header_timeout` for a request's headers, which hyper also applies to
-//!   an idle keep-alive connection waiting for its next request;
+//! - `header_timeout` for a request's headers, and for a connection with no
+//!   request in flight (before its first one too, whatever the protocol:
+//!   connection_watch.rs);
 //! - `body_timeout` for a request's whole body (slow uploads, even one
 //!   that trickles a byte a second, are cut off);
 //! - `write_timeout` for a response write that makes no progress (a client
-//!   that never reads);
+//!   that never reads), and for an HTTP/2 response whose stream the client
+//!   keeps shut (connection_watch.rs);
+//! - at most `MAX_STREAMS` concurrent HTTP/2 streams a connection, each
+//!   buffering at most `STREAM_SEND_BUFFER` of its answer;
 //! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port; with
 //!   `tls`, HTTPS (ALPN h2 and http/1.1), as podinfo's --secure-port.
 
@@ -32,7 +36,16 @@ use tower::ServiceExt as _;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body_deadline::DeadlineBody;
+use crate::connection_watch::{Activity, Tracked};
 use crate::write_deadline::WriteDeadline;
+
+/// HTTP/2 streams one connection may have open at once (hyper's default is
+/// 200): each can hold a request body and an answer.
+const MAX_STREAMS: u32 = 100;
+/// What one HTTP/2 stream may queue of its answer (hyper's default is
+/// 400 KiB): the rest waits in the response body, counted by the memory
+/// budget, until the client's window lets it go.
+const STREAM_SEND_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -56,7 +69,12 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(limits.header_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_send_buf_size(STREAM_SEND_BUFFER);
     let builder = Arc::new(builder);
     loop {
         let permit = tokio::select! {
@@ -84,26 +102,28 @@ pub async fn serve(
         });
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            // Telling HTTP/1.1 from HTTP/2 reads the first bytes before
-            // hyper's header timeout starts: a socket that never sends one
-            // is closed here (and so is a TLS handshake that never ends).
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(read)) if read > 0 => {}
-                _ => return drop(permit),
-            }
-            let service = TowerToHyperService::new(service);
+            let activity = Arc::new(Activity::default());
+            let service = TowerToHyperService::new(Tracked::new(service, activity.clone()));
             // Errors here are the client's (reset, timeout): nothing to do.
-            match tls {
-                None => {
-                    let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
-                    let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
-                }
-                Some(tls) => {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+            let connection = async {
+                match tls {
+                    None => {
                         let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
                         let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
                     }
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+                            let _ =
+                                watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = connection => {}
+                verdict = activity.watch(limits.header_timeout, limits.write_timeout) => {
+                    tracing::debug!(%peer, ?verdict, "closing a connection");
                 }
             }
             drop(permit);

@@ -40,7 +40,9 @@ pub async fn router(state: &AppState) -> anyhow::Result<(axum::Router, HealthRep
         .add_service(version::version_service_server::VersionServiceServer::new(podinfo));
     let router = routes
         .into_axum_router()
-        .layer(from_fn_with_state(state.metrics.clone(), crate::metrics::record))
+        // Messages count against the memory budget as HTTP bodies do.
+        .layer(crate::routes::BodyBudgetLayer::grpc(state.memory.clone()))
+        .layer(from_fn_with_state(state.metrics.clone(), crate::metrics::record_grpc))
         .layer(from_fn(crate::telemetry::http::trace_requests));
     Ok((router, health))
 }

@@ -66,33 +66,35 @@ fn looks_like_a_credential(value: &str) -> bool {
     })
 }
 
-/// `value` with the values of secret-looking query parameters
-/// (`?password=...`, `&token=...`) redacted.
+/// `value` with the values of secret-looking parameters redacted: in a
+/// query (`?password=...&token=...`) or a key-value DSN
+/// (`host=db user=app password=...`).
 fn without_query_secrets(value: &str) -> String {
     const SECRET_NAMES: [&str; 8] = ["pass", "pwd", "secret", "token", "key", "sig", "auth", "credential"];
+    const SEPARATORS: [char; 8] = ['?', '&', ';', '#', ',', ' ', '\t', '\n'];
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
-    // Each parameter starts after `?`, `&` or `;`.
-    while let Some(start) = rest.find(['?', '&', ';']) {
-        let (before, after) = rest.split_at(start + 1);
-        out.push_str(before);
-        let end = after.find(['&', '#', ';', ' ', ',']).unwrap_or(after.len());
-        match after[..end].split_once('=') {
+    loop {
+        let end = rest.find(SEPARATORS).unwrap_or(rest.len());
+        match rest[..end].split_once('=') {
             Some((name, _)) if SECRET_NAMES.iter().any(|s| name.to_ascii_lowercase().contains(s)) => {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(REDACTED);
             }
-            _ => out.push_str(&after[..end]),
+            _ => out.push_str(&rest[..end]),
         }
-        rest = &after[end..];
+        let Some(separator) = rest[end..].chars().next() else { break };
+        out.push(separator);
+        rest = &rest[end + separator.len_utf8()..];
     }
-    out.push_str(rest);
     out
 }
 
-/// `value` with the password of every `scheme://user:password@host` in it
-/// redacted.
+/// `value` with the credentials of every URL in it redacted: the password
+/// of `scheme://user:password@host`, a user that is a key
+/// (`https://<key>@sentry.example/1`), and path segments that are tokens
+/// (`https://hooks.slack.com/services/T00/B00/<token>`).
 fn without_url_passwords(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -102,21 +104,43 @@ fn without_url_passwords(value: &str) -> String {
         // The authority ends at the first of `/?#` or whitespace.
         let end = after.find(['/', '?', '#', ' ', ',', ';']).unwrap_or(after.len());
         let authority = &after[..end];
-        match authority
-            .rfind('@')
-            .and_then(|userinfo_end| authority[..userinfo_end].find(':').map(|colon| (colon, userinfo_end)))
-        {
-            Some((colon, userinfo_end)) => {
-                out.push_str(&authority[..=colon]);
-                out.push_str(REDACTED);
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                let userinfo = &authority[..userinfo_end];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&authority[..=colon]);
+                        out.push_str(REDACTED);
+                    }
+                    None if userinfo.len() >= 16 => out.push_str(REDACTED),
+                    None => out.push_str(userinfo),
+                }
                 out.push_str(&authority[userinfo_end..]);
             }
             None => out.push_str(authority),
         }
-        rest = &after[end..];
+        // The path, segment by segment.
+        let after = &after[end..];
+        let path_end = after.find(['?', '#', ' ', ',', ';', '\n']).unwrap_or(after.len());
+        for (i, segment) in after[..path_end].split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(if is_token(segment) { REDACTED } else { segment });
+        }
+        rest = &after[path_end..];
     }
     out.push_str(rest);
     out
+}
+
+/// A path segment that is a random credential rather than a name: long,
+/// with letters and digits, nothing but `[A-Za-z0-9_-]`.
+fn is_token(segment: &str) -> bool {
+    segment.len() >= 20
+        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && segment.bytes().any(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -169,6 +193,9 @@ mod tests {
             ("SESSION", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"),
             ("DSN", "https://db.example/app?user=app&password=hunter2&sslmode=require"),
             ("PLAIN", "http://host:8080/path?page=2"),
+            ("PG", "host=db user=app password=hunter2 dbname=app"),
+            ("SENTRY_DSN", "https://0123456789abcdef0123456789abcdef@o1.ingest.example/42"),
+            ("SLACK", "https://hooks.slack.com/services/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"),
             ("PATH", "/usr/bin:/bin"),
         ]
         .map(|(k, v)| (k.into(), v.into()));
@@ -181,6 +208,9 @@ mod tests {
                 "SESSION=[redacted]",
                 "DSN=https://db.example/app?user=app&password=[redacted]&sslmode=require",
                 "PLAIN=http://host:8080/path?page=2",
+                "PG=host=db user=app password=[redacted] dbname=app",
+                "SENTRY_DSN=https://[redacted]@o1.ingest.example/42",
+                "SLACK=https://hooks.slack.com/services/T0AB12CD3/B0CD34EF5/[redacted]",
                 "PATH=/usr/bin:/bin",
             ]
         );

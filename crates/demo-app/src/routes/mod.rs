@@ -36,6 +36,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub use body_budget::BodyBudgetLayer;
 pub use openapi::{ApiDoc, document as openapi_document};
 
 /// The parsers of untrusted input, for the fuzz targets (fuzzing.rs).
@@ -92,7 +93,7 @@ pub fn router(state: AppState) -> Router {
     }
     let app = app
         .layer(from_fn_with_state(state.clone(), faults::inject))
-        .layer(body_budget::BodyBudgetLayer(state.memory.clone()));
+        .layer(body_budget::BodyBudgetLayer::http(state.memory.clone()));
 
     let mut operational = Router::new()
         .route("/healthz", get(health::healthz))

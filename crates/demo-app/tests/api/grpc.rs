@@ -156,3 +156,26 @@ async fn grpc_calls_are_counted_like_http_requests() {
     let series = metrics.lines().filter(|l| l.contains("versionservice") && !l.starts_with('#')).count();
     assert!(series > 0, "no series for the gRPC call:\n{metrics}");
 }
+
+#[tokio::test]
+async fn a_failed_call_is_counted_by_its_code_not_as_http_200() {
+    let app = spawn_grpc_app(|_| {}).await;
+    let mut client = pb::status::status_service_client::StatusServiceClient::new(channel(&app).await);
+    let error = client.status(pb::status::StatusRequest { code: "NotFound".into() }).await.unwrap_err();
+    assert_eq!(error.code(), Code::NotFound);
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_address)).await.unwrap().text().await.unwrap();
+    let counted: Vec<_> = metrics.lines().filter(|l| l.contains("statusservice") && l.contains("_count")).collect();
+    assert!(counted.iter().any(|l| l.contains("status=\"404\"")), "NotFound not counted as 404: {counted:?}");
+    assert!(!counted.iter().any(|l| l.contains("status=\"200\"")), "a failed call counted as 200: {counted:?}");
+}
+
+#[tokio::test]
+async fn messages_count_against_the_memory_budget() {
+    let app = spawn_grpc_app(|config| config.max_buffered_bytes = Some(2 << 20)).await;
+    let mut client = pb::echo::echo_service_client::EchoServiceClient::new(channel(&app).await);
+    let small = client.echo(pb::echo::Message { body: "x".repeat(256 << 10) }).await;
+    assert!(small.is_ok(), "256 KiB fits a 2 MiB budget: {small:?}");
+    let large = client.echo(pb::echo::Message { body: "x".repeat(3 << 20) }).await.unwrap_err();
+    assert_eq!(large.code(), Code::ResourceExhausted, "{large:?}");
+    assert!(large.message().contains("--max-buffered-bytes"), "{large:?}");
+}

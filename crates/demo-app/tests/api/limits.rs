@@ -38,10 +38,57 @@ async fn silent_and_half_sent_requests_are_closed_after_the_header_timeout() {
     let silent = TcpStream::connect(&address).await.unwrap();
     let mut slowloris = TcpStream::connect(&address).await.unwrap();
     slowloris.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-    for socket in [silent, slowloris] {
+    // One byte, and half the HTTP/2 preface: hyper cannot tell the protocol
+    // yet, so its own header timeout has not started.
+    let mut one_byte = TcpStream::connect(&address).await.unwrap();
+    one_byte.write_all(b"P").await.unwrap();
+    let mut half_preface = TcpStream::connect(&address).await.unwrap();
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for (what, socket) in
+        [("silent", silent), ("slowloris", slowloris), ("one byte", one_byte), ("half a preface", half_preface)]
+    {
         let closed = closed_after(socket, Duration::from_secs(5)).await;
-        assert!(closed.is_some(), "a socket that never finished its headers was still open after 5 s");
+        assert!(closed.is_some(), "a {what} socket was still open after 5 s");
     }
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_though_it_answers_pings() {
+    let app = spawn_app_with(limited).await;
+    let socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    // The connection task answers the server's pings for as long as it runs.
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("{}/healthz", app.address)).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(closed.is_ok(), "an HTTP/2 connection with nothing in flight was still open after 5 s");
+}
+
+#[tokio::test]
+async fn an_http2_stream_the_client_keeps_shut_is_closed_and_its_budget_returned() {
+    let app = spawn_app_with(|config| {
+        config.http_write_timeout = Duration::from_millis(500);
+        config.max_buffered_bytes = Some(8 << 20);
+    })
+    .await;
+    let socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    // A window of 0: the server may send the answer's headers, never its body.
+    let (client, connection) =
+        h2::client::Builder::new().initial_window_size(0).handshake::<_, axum::body::Bytes>(socket).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::post(format!("{}/echo", app.address)).body(()).unwrap();
+    let (response, mut upload) = client.send_request(request, false).unwrap();
+    upload.send_data(vec![b'w'; 3 << 20].into(), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 202, "the echo answers; its 3 MiB wait for the window");
+    // 6 MiB of 8 are held by the shut stream.
+    assert_eq!(app.post("/echo", vec![b'y'; 2 << 20]).await.status(), 503);
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(closed.is_ok(), "a stream the client kept shut held its connection past 5 s (write timeout 0.5 s)");
+    assert_eq!(app.post("/echo", vec![b'y'; 2 << 20]).await.status(), 202, "the budget was not given back");
 }
 
 #[tokio::test]
@@ -171,12 +218,13 @@ async fn a_client_that_never_reads_its_answer_is_closed_after_the_write_timeout(
 #[tokio::test]
 async fn bodies_past_the_memory_budget_get_503_until_the_budget_is_back() {
     let app = spawn_app_with(|config| config.max_buffered_bytes = Some(8 << 20)).await;
-    // One client declares 3 MiB and sends it slowly: its reservation holds.
+    // One client sends all but the last byte of 3 MiB: what it sent is held.
     let mut slow = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
-    slow.write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\nxx", 3 << 20).as_bytes())
+    slow.write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 3 << 20).as_bytes())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    slow.write_all(&vec![b'x'; (3 << 20) - 1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = app.post("/echo", vec![b'y'; 2 << 20]).await;
     assert_eq!(refused.status(), 503, "bodies count twice: 6 + 4 MiB of an 8 MiB budget");
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -185,10 +233,46 @@ async fn bodies_past_the_memory_budget_get_503_until_the_budget_is_back() {
     // Small bodies still fit, and bodiless requests never count.
     assert_eq!(app.post("/echo", vec![b'z'; 512 << 10]).await.status(), 202);
     assert_eq!(app.get("/api/info").await.status(), 200);
+    // A declared length the handler never reads costs nothing.
+    let mut unread = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    unread
+        .write_all(format!("POST /chunked/10 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 1 << 20).as_bytes())
+        .await
+        .unwrap();
+    unread.write_all(&vec![b'u'; 1 << 20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.post("/echo", vec![b'z'; 512 << 10]).await.status(), 202, "an unread body took from the budget");
     drop(slow);
     let deadline = Instant::now() + Duration::from_secs(5);
     while app.post("/echo", vec![b'y'; 2 << 20]).await.status() != 202 {
         assert!(Instant::now() < deadline, "the budget was not given back when the slow client left");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn an_answer_waiting_in_the_socket_keeps_its_budget_until_it_is_sent() {
+    let app = spawn_app_with(|config| {
+        config.http_write_timeout = Duration::from_secs(1);
+        config.max_buffered_bytes = Some(24 << 20);
+    })
+    .await;
+    let mut socket = reluctant_reader(app.address.trim_start_matches("http://")).await;
+    // 9 MiB: more than the kernel's send buffer (tcp_wmem's 4 MiB) absorbs.
+    let body = vec![b'x'; 9 << 20];
+    socket
+        .write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .await
+        .unwrap();
+    socket.write_all(&body).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its answer is stuck behind a socket nobody reads: it is still the
+    // process's memory (18 MiB reserved + 8 > 24).
+    assert_eq!(app.post("/echo", vec![b'y'; 4 << 20]).await.status(), 503, "the stuck answer's budget was given back");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.post("/echo", vec![b'y'; 4 << 20]).await.status() != 202 {
+        assert!(Instant::now() < deadline, "the budget was not given back after the write timeout");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(socket);
 }
