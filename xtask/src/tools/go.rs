@@ -63,6 +63,25 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno",
         ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
     },
+    // The offline proof of the image-signature policy (verify/image_signatures.rs):
+    // a loopback registry and the signer, at the versions Kyverno's own module
+    // requires, so they build in its build list and share its compiled packages.
+    GoTool {
+        name: "crane",
+        dir: "kyverno",
+        module: "github.com/google/go-containerregistry",
+        version: "v0.21.8",
+        package: "github.com/google/go-containerregistry/cmd/crane",
+        ldflags: "",
+    },
+    GoTool {
+        name: "cosign",
+        dir: "kyverno",
+        module: "github.com/sigstore/cosign/v3",
+        version: "v3.1.2",
+        package: "github.com/sigstore/cosign/v3/cmd/cosign",
+        ldflags: "-X sigs.k8s.io/release-utils/version.gitVersion=v3.1.2",
+    },
     GoTool {
         name: "istioctl",
         dir: "istioctl",

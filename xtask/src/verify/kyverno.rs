@@ -119,7 +119,7 @@ pub fn apply(
 
 /// One row of `kyverno test --output-format json`, with the test it came from.
 #[derive(Debug, Deserialize)]
-struct TestRow {
+pub(super) struct TestRow {
     #[serde(skip)]
     test: String,
     #[serde(rename = "POLICY")]
@@ -127,13 +127,13 @@ struct TestRow {
     #[serde(rename = "RULE", default)]
     rule: String,
     #[serde(rename = "RESOURCE")]
-    resource: String,
+    pub(super) resource: String,
     #[serde(rename = "RESULT")]
-    result: String,
+    pub(super) result: String,
     #[serde(rename = "REASON", default)]
     reason: String,
     #[serde(rename = "Message", default)]
-    message: String,
+    pub(super) message: String,
 }
 
 impl TestRow {
@@ -157,7 +157,7 @@ impl TestRow {
 
 /// The CLI prints, per test file, `Loading test ( <file> ) ...`, progress
 /// lines and a JSON array of rows (its first and last lines unindented).
-fn parse_test_output(stdout: &str) -> Result<Vec<TestRow>> {
+pub(super) fn parse_test_output(stdout: &str) -> Result<Vec<TestRow>> {
     let mut rows = Vec::new();
     let mut test = String::new();
     let mut array: Option<String> = None;

@@ -12,6 +12,7 @@ pub(crate) mod dashboards;
 mod files;
 mod fixtures;
 mod helm;
+mod image_signatures;
 mod images;
 mod infrastructure;
 mod istio;
@@ -199,6 +200,7 @@ pub fn run(project: &Project, only_fixtures: bool) -> Result<()> {
     let kyverno_cli = tools::locate(project, "kyverno")?;
     let policies = project.root.join("deploy/policies");
     report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
+    report.line("image signatures", "images", image_signatures::check(project, &kyverno_cli));
     let (applied, reports) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
     report.line("kyverno apply", "results", applied);
     report.line("admission", "environments", admission_summary(&environments, &reports));
