@@ -29,6 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
@@ -46,6 +47,10 @@ const MAX_STREAMS: u32 = 100;
 /// 400 KiB): the rest waits in the response body, counted by the memory
 /// budget, until the client's window lets it go.
 const STREAM_SEND_BUFFER: usize = 64 * 1024;
+
+/// The answer to plain HTTP on the HTTPS port (Go's, so podinfo's).
+const PLAIN_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -112,6 +117,12 @@ pub async fn serve(
                         let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
                     }
                     Some(tls) => {
+                        // A TLS session starts with a handshake record (0x16):
+                        // anything else is plain HTTP, answered as Go does.
+                        let mut first = [0u8; 1];
+                        if matches!(stream.peek(&mut first).await, Ok(1) if first[0] != 0x16) {
+                            return refuse_plain_http(stream).await;
+                        }
                         if let Ok(stream) = tls.accept(stream).await {
                             let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
                             let _ =
@@ -131,6 +142,20 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Answers plain HTTP on the HTTPS port, then reads what the client sent
+/// until it closes (closing on unread bytes would reset the connection
+/// before the answer is read).
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt as _;
+    if stream.write_all(PLAIN_ON_TLS).await.is_ok() && stream.shutdown().await.is_ok() {
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
 }
 
 /// The TLS acceptor of --secure-port from `dir`/tls.crt and tls.key (the
