@@ -176,8 +176,8 @@ pub struct Config {
 /// podinfo's flags that demo-app does not act on.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct PodinfoOnly {
-    /// (podinfo) configuration file name: podinfo reads its settings from
-    /// it; demo-app takes flags and variables only.
+    /// (podinfo) settings file in --config-path (config.yaml when not
+    /// given): flag names to values, under flags and variables.
     #[arg(long, env = "DEMO_APP_CONFIG", hide = true)]
     pub config: Option<String>,
     /// (podinfo) UI folder: demo-app's UI is built in.
@@ -189,13 +189,16 @@ pub struct PodinfoOnly {
     /// (podinfo) service name for tracing: demo-app reads OTEL_SERVICE_NAME.
     #[arg(long, env = "DEMO_APP_OTEL_SERVICE_NAME", hide = true)]
     pub otel_service_name: Option<String>,
+    /// What reading the settings file found (src/config_file.rs).
+    #[arg(skip)]
+    pub notes: Vec<String>,
 }
 
 impl PodinfoOnly {
-    /// One warning for each podinfo flag given that demo-app ignores.
+    /// One warning for each podinfo flag given that demo-app ignores, and what
+    /// the settings file set or could not.
     pub fn warnings(&self) -> Vec<String> {
         let given = [
-            ("--config", self.config.as_ref().map(|_| "settings come from flags and DEMO_APP_*/PODINFO_* variables")),
             ("--ui-path", self.ui_path.as_ref().map(|_| "the UI is built into the binary")),
             ("--cache-server", self.cache_server.as_ref().map(|_| "the cache is kept in the app's database")),
             ("--otel-service-name", self.otel_service_name.as_ref().map(|_| "set OTEL_SERVICE_NAME instead")),
@@ -203,6 +206,7 @@ impl PodinfoOnly {
         given
             .into_iter()
             .filter_map(|(flag, why)| why.map(|why| format!("podinfo's {flag} is ignored: {why}")))
+            .chain(self.notes.iter().cloned())
             .collect()
     }
 }
@@ -213,7 +217,12 @@ impl PodinfoOnly {
 pub fn parse() -> Config {
     use clap::{CommandFactory as _, FromArgMatches as _};
     let command = with_podinfo_variables(Config::command(), |name| std::env::var_os(name).is_some());
-    Config::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    // Twice: the first parse finds podinfo's settings file, whose values
+    // become defaults for the second.
+    let (command, notes) = crate::config_file::apply(command.clone(), &command.get_matches());
+    let mut config = Config::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    config.podinfo_only.notes = notes;
+    config
 }
 
 fn with_podinfo_variables(command: clap::Command, is_set: impl Fn(&str) -> bool) -> clap::Command {
@@ -435,10 +444,7 @@ mod tests {
         assert_eq!((config.grpc_port, config.grpc_service_name.as_str()), (9999, "podinfo"));
         assert_eq!(config.http_server_timeout, Some(Duration::from_secs(15)));
         assert_eq!(config.config_path.as_deref(), Some(std::path::Path::new("/podinfo/config")));
-        assert_eq!(
-            config.podinfo_only.warnings(),
-            ["podinfo's --config is ignored: settings come from flags and DEMO_APP_*/PODINFO_* variables"]
-        );
+        assert_eq!(config.podinfo_only.config.as_deref(), Some("config.yaml"));
         assert!(Config::parse_from(["demo-app"]).podinfo_only.warnings().is_empty());
         // Go's ParseBool spellings, as podinfo's viper reads them.
         let config = Config::parse_from(["demo-app", "--unhealthy=1", "--unready=True", "--random-error=0"]);

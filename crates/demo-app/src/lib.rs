@@ -7,6 +7,7 @@
 pub mod api_error;
 pub mod body_deadline;
 pub mod config;
+pub mod config_file;
 pub mod connection_watch;
 pub mod faults;
 #[doc(hidden)]
