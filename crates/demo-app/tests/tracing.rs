@@ -87,4 +87,43 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let failed = named("GET /status/{code}", SpanKind::Server);
     assert_eq!(failed.status, opentelemetry::trace::Status::error(""), "5xx marks the span as an error");
     assert!(failed.events.iter().any(|e| e.name == "exception"), "an exception event on 5xx");
+
+    // gRPC calls: RPC spans, the code from the trailers or the headers.
+    use demo_app::grpc::pb;
+    let grpc = helpers::spawn_grpc_app(|_| {}).await;
+    let address = grpc.grpc_address.clone().unwrap();
+    let channel = tonic::transport::Channel::from_shared(address).unwrap().connect().await.unwrap();
+    pb::info::info_service_client::InfoServiceClient::new(channel.clone())
+        .info(pb::info::InfoRequest {})
+        .await
+        .unwrap();
+    let unavailable = pb::status::status_service_client::StatusServiceClient::new(channel)
+        .status(pb::status::StatusRequest { code: "Unavailable".into() })
+        .await;
+    assert!(unavailable.is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let spans = loop {
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        let done = ["info.InfoService/Info", "status.StatusService/Status"]
+            .iter()
+            .all(|name| spans.iter().any(|s| s.name == *name));
+        if done || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let call = |name: &str| {
+        spans.iter().find(|s| s.name == name && s.span_kind == SpanKind::Server).unwrap_or_else(|| {
+            panic!("no server span {name:?} in {:?}", spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>())
+        })
+    };
+    let info = call("info.InfoService/Info");
+    assert_eq!(attribute(info, "rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(attribute(info, "rpc.service").as_deref(), Some("info.InfoService"));
+    assert_eq!(attribute(info, "rpc.method").as_deref(), Some("Info"));
+    assert_eq!(attribute(info, "rpc.grpc.status_code").as_deref(), Some("0"), "the code of the trailers");
+    let status = call("status.StatusService/Status");
+    assert_eq!(attribute(status, "rpc.grpc.status_code").as_deref(), Some("14"), "the code of the headers");
+    assert_eq!(status.status, opentelemetry::trace::Status::error(""), "UNAVAILABLE is the server's error");
 }

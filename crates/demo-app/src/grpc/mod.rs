@@ -43,7 +43,7 @@ pub async fn router(state: &AppState) -> anyhow::Result<(axum::Router, HealthRep
         // Messages count against the memory budget as HTTP bodies do.
         .layer(crate::routes::BodyBudgetLayer::grpc(state.memory.clone()))
         .layer(from_fn_with_state(state.metrics.clone(), crate::metrics::record_grpc))
-        .layer(from_fn(crate::telemetry::http::trace_requests));
+        .layer(from_fn(crate::telemetry::grpc::trace_calls));
     Ok((router, health))
 }
 

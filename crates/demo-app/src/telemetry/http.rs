@@ -18,7 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::instruments::INSTRUMENTS;
 
-struct HeaderExtractor<'a>(&'a HeaderMap);
+pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {

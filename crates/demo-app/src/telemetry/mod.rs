@@ -11,6 +11,7 @@
 
 mod admission;
 pub mod dropped;
+pub mod grpc;
 pub mod http;
 pub mod instruments;
 mod json_lines;
