@@ -10,8 +10,16 @@ use clap::{Parser, ValueEnum};
 pub const INSECURE_JWT_SECRET: &str = "demo-app-insecure-default-secret";
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "demo-app", version, about = "podinfo-compatible workload with an orders API")]
+#[command(
+    name = "demo-app",
+    version,
+    disable_version_flag = true,
+    about = "podinfo-compatible workload with an orders API"
+)]
 pub struct Config {
+    /// Print the version and exit (`-v` as podinfo's, `-V` as clap's).
+    #[arg(short = 'v', long, visible_short_alias = 'V', action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// HTTP port of the API and UI.
     #[arg(long, env = "DEMO_APP_PORT", default_value_t = 9898)]
     pub port: u16,
