@@ -100,9 +100,7 @@ where
                 // The answer may be the body itself (the echo): it keeps the
                 // reservation until it is sent.
                 Ok(match ledger.reservation {
-                    Some(reservation) => {
-                        response.map(|body| Body::new(Held { inner: body, _reservation: reservation }))
-                    }
+                    Some(reservation) => hold(response, reservation),
                     None => response,
                 })
             }
@@ -192,6 +190,11 @@ impl http_body::Body for Metered {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// `response` with `reservation` kept until its body is sent or dropped.
+pub fn hold(response: Response, reservation: Reservation) -> Response {
+    response.map(|body| Body::new(Held { inner: body, _reservation: reservation }))
 }
 
 /// A response body that keeps its request's reservation until it is sent

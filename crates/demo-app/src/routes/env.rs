@@ -3,8 +3,11 @@
 //! and the password of any URL with credentials (`postgres://app:pw@db`)
 //! whatever the variable is called.
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::extract::State;
+use regex::Regex;
 
 use crate::state::AppState;
 
@@ -27,7 +30,7 @@ pub fn environment(
         if secret || looks_like_a_credential(&value) {
             format!("{key}={REDACTED}")
         } else {
-            format!("{key}={}", without_query_secrets(&without_url_passwords(&value)))
+            format!("{key}={}", redacted(&value))
         }
     })
     .collect()
@@ -66,24 +69,51 @@ fn looks_like_a_credential(value: &str) -> bool {
     })
 }
 
-/// `value` with the values of secret-looking parameters redacted: in a
-/// query (`?password=...&token=...`) or a key-value DSN
-/// (`host=db user=app password=...`).
-fn without_query_secrets(value: &str) -> String {
-    const SECRET_NAMES: [&str; 8] = ["pass", "pwd", "secret", "token", "key", "sig", "auth", "credential"];
-    const SEPARATORS: [char; 8] = ['?', '&', ';', '#', ',', ' ', '\t', '\n'];
+/// `value` with the credentials in it redacted: URL passwords, then
+/// secret-looking parameters.
+fn redacted(value: &str) -> String {
+    without_secret_parameters(&without_userinfo_passwords(value))
+}
+
+/// `value` with the values of secret-looking parameters redacted, whatever
+/// the notation: a query (`?password=...&token=...`), a key-value DSN
+/// (`host=db password=...`), spaces around `=`, quoted values, YAML or JSON
+/// (`password: ...`, `"password":"..."`).
+fn without_secret_parameters(value: &str) -> String {
+    static PARAMETER: LazyLock<Regex> = LazyLock::new(|| {
+        let name = r"[a-z0-9_.-]*(?:pass|pwd|secret|token|key|sig|auth|credential)[a-z0-9_.-]*";
+        let value = r#""(?:[^"\\]|\\.)*"|'[^']*'|[^\s&;,}"']+"#;
+        Regex::new(&format!(r#"(?i){name}(["']?\s*([:=])\s*)({value})"#)).expect("a valid expression")
+    });
+    PARAMETER
+        .replace_all(value, |found: &regex::Captures<'_>| {
+            let (whole, secret) = (&found[0], &found[3]);
+            // `//token-service:8080`: a host and its port, not a parameter.
+            let start = found.get(0).map_or(0, |m| m.start());
+            let after_host = value[..start].ends_with(['/', '@']) && &found[2] == ":";
+            if after_host || secret == REDACTED {
+                return whole.to_owned();
+            }
+            let kept = &whole[..whole.len() - secret.len()];
+            match secret.chars().next() {
+                Some(quote @ ('"' | '\'')) => format!("{kept}{quote}{REDACTED}{quote}"),
+                _ => format!("{kept}{REDACTED}"),
+            }
+        })
+        .into_owned()
+}
+
+/// `value` with the credentials in each of its words redacted: the password
+/// of `scheme://user:password@host` (everything up to the last `@`, which
+/// clients accept: `redis://:pw#x@h`), of a Go DSN (`app:pw@tcp(db)/app`),
+/// a user that is a key (`https://<key>@sentry.example/1`), and URL path
+/// segments that are tokens (`https://hooks.slack.com/services/T00/B00/<token>`).
+fn without_userinfo_passwords(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     loop {
-        let end = rest.find(SEPARATORS).unwrap_or(rest.len());
-        match rest[..end].split_once('=') {
-            Some((name, _)) if SECRET_NAMES.iter().any(|s| name.to_ascii_lowercase().contains(s)) => {
-                out.push_str(name);
-                out.push('=');
-                out.push_str(REDACTED);
-            }
-            _ => out.push_str(&rest[..end]),
-        }
+        let end = rest.find(|c: char| c.is_whitespace() || matches!(c, ',' | ';')).unwrap_or(rest.len());
+        redact_word(&rest[..end], &mut out);
         let Some(separator) = rest[end..].chars().next() else { break };
         out.push(separator);
         rest = &rest[end + separator.len_utf8()..];
@@ -91,56 +121,54 @@ fn without_query_secrets(value: &str) -> String {
     out
 }
 
-/// `value` with the credentials of every URL in it redacted: the password
-/// of `scheme://user:password@host`, a user that is a key
-/// (`https://<key>@sentry.example/1`), and path segments that are tokens
-/// (`https://hooks.slack.com/services/T00/B00/<token>`).
-fn without_url_passwords(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
-        out.push_str(before);
-        // The authority ends at the first of `/?#` or whitespace.
-        let end = after.find(['/', '?', '#', ' ', ',', ';']).unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
-            Some(userinfo_end) => {
-                let userinfo = &authority[..userinfo_end];
-                match userinfo.find(':') {
-                    Some(colon) => {
-                        out.push_str(&authority[..=colon]);
-                        out.push_str(REDACTED);
-                    }
-                    None if userinfo.len() >= 16 => out.push_str(REDACTED),
-                    None => out.push_str(userinfo),
+fn redact_word(word: &str, out: &mut String) {
+    let (scheme, rest) = word.find("://").map_or(("", word), |i| word.split_at(i + 3));
+    out.push_str(scheme);
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            // A colon after a `/` or `?` is in a path or query, not userinfo.
+            let colon = userinfo.find(':').filter(|&c| !userinfo[..c].contains(['/', '?', '#']));
+            match colon {
+                Some(colon) => {
+                    out.push_str(&userinfo[..=colon]);
+                    out.push_str(REDACTED);
                 }
-                out.push_str(&authority[userinfo_end..]);
+                None if !scheme.is_empty() && userinfo.len() >= 16 && !userinfo.contains(['/', '?', '#', '=']) => {
+                    out.push_str(REDACTED)
+                }
+                None => out.push_str(userinfo),
             }
-            None => out.push_str(authority),
+            &rest[at..]
         }
-        // The path, segment by segment.
-        let after = &after[end..];
-        let path_end = after.find(['?', '#', ' ', ',', ';', '\n']).unwrap_or(after.len());
-        for (i, segment) in after[..path_end].split('/').enumerate() {
-            if i > 0 {
-                out.push('/');
-            }
-            out.push_str(if is_token(segment) { REDACTED } else { segment });
-        }
-        rest = &after[path_end..];
+        None => rest,
+    };
+    if scheme.is_empty() {
+        out.push_str(after);
+        return;
     }
-    out.push_str(rest);
-    out
+    // The path, segment by segment.
+    let path_start = after.find('/').unwrap_or(after.len());
+    let path_end = after[path_start..].find(['?', '#']).map_or(after.len(), |i| path_start + i);
+    out.push_str(&after[..path_start]);
+    for (i, segment) in after[path_start..path_end].split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if is_token(segment) { REDACTED } else { segment });
+    }
+    out.push_str(&after[path_end..]);
 }
 
 /// A path segment that is a random credential rather than a name: long,
-/// with letters and digits, nothing but `[A-Za-z0-9_-]`.
+/// nothing but `[A-Za-z0-9_-]`, mixing two of lower case, upper case and
+/// digits.
 fn is_token(segment: &str) -> bool {
+    let has = |class: fn(&u8) -> bool| segment.bytes().any(|b| class(&b));
+    let classes = [has(u8::is_ascii_lowercase), has(u8::is_ascii_uppercase), has(u8::is_ascii_digit)];
     segment.len() >= 20
         && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && segment.bytes().any(|b| b.is_ascii_digit())
-        && segment.bytes().any(|b| b.is_ascii_alphabetic())
+        && classes.iter().filter(|&&c| c).count() >= 2
 }
 
 #[cfg(test)]
@@ -160,17 +188,41 @@ mod tests {
     #[test]
     fn passwords_in_urls_are_redacted_whatever_the_name() {
         assert_eq!(
-            without_url_passwords("postgres://app:S3cretPw@db.demo:5432/app?sslmode=require"),
+            redacted("postgres://app:S3cretPw@db.demo:5432/app?sslmode=require"),
             "postgres://app:[redacted]@db.demo:5432/app?sslmode=require"
         );
         assert_eq!(
-            without_url_passwords("redis://:pw@cache:6379,http://user@host/x https://a:b@c"),
+            redacted("redis://:pw@cache:6379,http://user@host/x https://a:b@c"),
             "redis://:[redacted]@cache:6379,http://user@host/x https://a:[redacted]@c"
         );
-        assert_eq!(without_url_passwords("http://host:8080/path"), "http://host:8080/path");
-        assert_eq!(without_url_passwords("no url here"), "no url here");
+        assert_eq!(redacted("http://host:8080/path"), "http://host:8080/path");
+        assert_eq!(redacted("no url here"), "no url here");
         let vars = [("REDIS_URL", "redis://u:hunter2@r:6379")].map(|(k, v)| (k.into(), v.into()));
         assert_eq!(environment(vars.into_iter(), &[]), ["REDIS_URL=redis://u:[redacted]@r:6379"]);
+    }
+
+    /// What a review still read in clear after the first redaction.
+    #[test]
+    fn secrets_in_every_notation_are_redacted() {
+        for (value, expected) in [
+            ("password = hunter2 dbname=app", "password = [redacted] dbname=app"),
+            ("password='a b' host=db", "password='[redacted]' host=db"),
+            (r#"{"user":"app","password":"a \" b"}"#, r#"{"user":"app","password":"[redacted]"}"#),
+            ("password: hunter2", "password: [redacted]"),
+            ("app:pw@tcp(db:3306)/app?parseTime=true", "app:[redacted]@tcp(db:3306)/app?parseTime=true"),
+            ("redis://:pw#x@cache:6379/0", "redis://:[redacted]@cache:6379/0"),
+            ("mysql://u:pw/x@db/app", "mysql://u:[redacted]@db/app"),
+            (
+                "https://hooks.slack.com/services/TABCDEFGH/BABCDEFGH/abcdEFGHijklMNOPqrstUVWX",
+                "https://hooks.slack.com/services/TABCDEFGH/BABCDEFGH/[redacted]",
+            ),
+            // Hosts, ports, mail addresses and plain paths stay readable.
+            ("http://token-service:8080/v1", "http://token-service:8080/v1"),
+            ("git@example.com:org/repo.git", "git@example.com:org/repo.git"),
+            ("https://example.com/a-long-lowercase-path-name/x", "https://example.com/a-long-lowercase-path-name/x"),
+        ] {
+            assert_eq!(redacted(value), expected, "{value}");
+        }
     }
 
     #[test]

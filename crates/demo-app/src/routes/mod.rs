@@ -5,7 +5,7 @@
 //! control switches) never are: a chaos experiment must not make Kubernetes
 //! kill the pod or lose its ability to switch the experiment off.
 
-mod body_budget;
+pub(crate) mod body_budget;
 mod cache;
 mod checkout;
 mod chunked;

@@ -188,16 +188,19 @@ async fn reluctant_reader(address: &str) -> TcpStream {
     socket.connect(address.parse().unwrap()).await.unwrap()
 }
 
+/// Sends `body` to /echo over `socket`, by hand.
+async fn post_echo(socket: &mut TcpStream, body: &[u8]) {
+    let head = format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_its_answer_is_closed_after_the_write_timeout() {
     let app = spawn_app_with(|config| config.http_write_timeout = Duration::from_millis(500)).await;
     let mut socket = reluctant_reader(app.address.trim_start_matches("http://")).await;
     let body = vec![b'x'; 9 << 20];
-    socket
-        .write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
-        .await
-        .unwrap();
-    socket.write_all(&body).await.unwrap();
+    post_echo(&mut socket, &body).await;
     // Nothing read for 2 s: the echo's write is blocked, then cut off.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut received = Vec::new();
@@ -260,11 +263,7 @@ async fn an_answer_waiting_in_the_socket_keeps_its_budget_until_it_is_sent() {
     let mut socket = reluctant_reader(app.address.trim_start_matches("http://")).await;
     // 9 MiB: more than the kernel's send buffer (tcp_wmem's 4 MiB) absorbs.
     let body = vec![b'x'; 9 << 20];
-    socket
-        .write_all(format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
-        .await
-        .unwrap();
-    socket.write_all(&body).await.unwrap();
+    post_echo(&mut socket, &body).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Its answer is stuck behind a socket nobody reads: it is still the
     // process's memory (18 MiB reserved + 8 > 24).
@@ -275,4 +274,40 @@ async fn an_answer_waiting_in_the_socket_keeps_its_budget_until_it_is_sent() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(socket);
+}
+
+/// A client reading a steady 1.3 MB/s gets the whole answer however short
+/// the write timeout: progress is seen as the kernel takes each piece, not
+/// only after a third of a 4 MiB send buffer has drained.
+#[tokio::test]
+async fn a_slow_steady_reader_gets_its_whole_answer() {
+    let app = spawn_app_with(|config| config.http_write_timeout = Duration::from_millis(700)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(128 << 10).unwrap();
+    let mut socket = socket.connect(app.address.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let body = vec![b'x'; 9 << 20];
+    post_echo(&mut socket, &body).await;
+    let (mut received, mut expected) = (0, usize::MAX);
+    let mut buffer = vec![0u8; 128 << 10];
+    let started = Instant::now();
+    while received < expected && started.elapsed() < Duration::from_secs(30) {
+        // 128 KiB each 100 ms.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut this_turn = 0;
+        while this_turn < buffer.len() {
+            match socket.read(&mut buffer[this_turn..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => this_turn += n,
+            }
+        }
+        if this_turn == 0 {
+            break;
+        }
+        if received == 0 {
+            let head = buffer.windows(4).position(|w| w == b"\r\n\r\n").expect("the answer's head in its first bytes");
+            expected = head + 4 + body.len();
+        }
+        received += this_turn;
+    }
+    assert_eq!(received, expected, "cut after {received} bytes of a {expected} byte answer");
 }

@@ -133,3 +133,44 @@ async fn a_client_that_pings_and_never_reads_is_disconnected() {
     assert!(outcome.is_ok(), "still connected after {} MiB of pings nobody answered could be sent", sent >> 20);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// A session keeps its connection's place in --max-connections: sessions
+/// cannot pile up past it after their HTTP connections have handed over.
+#[tokio::test]
+async fn sessions_count_as_connections() {
+    let app = crate::helpers::spawn_app_with(|config| config.max_connections = 2).await;
+    let url = app.url("/ws/echo").replacen("http://", "ws://", 1);
+    let (first, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    let (_second, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    let third = tokio::time::timeout(std::time::Duration::from_millis(800), app.get("/healthz")).await;
+    assert!(third.is_err(), "a third connection was served beside two sessions with --max-connections 2");
+    drop(first);
+    let served = tokio::time::timeout(std::time::Duration::from_secs(5), app.get("/healthz")).await;
+    assert_eq!(served.expect("served once a session ended").status(), 200);
+}
+
+/// A client that neither sends nor answers the heartbeat's ping (a
+/// vanished peer, or one holding a session for nothing) is closed with
+/// 1001 after --http-header-timeout (at least twice the heartbeat), not
+/// kept for ever.
+#[tokio::test]
+async fn a_session_whose_client_never_answers_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app =
+        crate::helpers::spawn_app_with(|config| config.http_header_timeout = std::time::Duration::from_secs(1)).await;
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(UPGRADE).await.unwrap();
+    // Reads what the server sends, answering nothing (no pong).
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = socket.read(&mut buffer).await {
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the silent session was still open after 20 s");
+    // The close frame: opcode 0x8, then code 1001 (0x03e9) first in its payload.
+    let close = received.windows(4).any(|w| w[0] == 0x88 && w[2..4] == [0x03, 0xe9]);
+    assert!(close, "no close frame with 1001 among {} bytes", received.len());
+}
