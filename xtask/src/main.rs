@@ -79,12 +79,14 @@ enum Command {
     /// schemathesis against demo-app's own OpenAPI document
     /// (tools/schemathesis/schemathesis.toml).
     ApiTest,
-    /// demo-app under faults: a full data volume, its database deleted, SIGKILL mid-write.
+    /// demo-app under faults and abuse: a full or read-only data volume, its
+    /// database deleted, SIGKILL mid-write, a Collector that never answers,
+    /// PostgreSQL killed under load, clients beyond the limits.
     Faults,
     /// podinfo's own Helm chart runs demo-app: its container command, env and
     /// probes, then its Helm tests (curl, jq, grpc_health_probe).
     PodinfoChart,
-    /// Every fuzz target of crates/demo-app/fuzz for FUZZ_SECONDS (15) each.
+    /// Every fuzz target of crates/demo-app/fuzz for FUZZ_SECONDS (10) each.
     Fuzz,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
     /// platform's controllers on loopback, bootstrapped from the working tree.

@@ -408,6 +408,22 @@ mod tests {
         assert_eq!(Config::parse_from(["demo-app", "--jwt-secret", "s3cret"]).jwt_secret().unwrap(), "s3cret");
     }
 
+    /// The defaults a review found unsafe: no drain (requests lost while
+    /// endpoints are removed) and a checkout waiting 2 minutes on a hung
+    /// backend; and every limit has a bound without a flag.
+    #[test]
+    fn defaults_are_safe_without_flags() {
+        let config = Config::parse_from(["demo-app"]);
+        assert_eq!(config.drain_delay, Duration::from_secs(5));
+        assert_eq!(config.checkout_timeout, Duration::from_secs(10));
+        assert_eq!(config.checkout_max_response_bytes, 64 * 1024);
+        assert_eq!(config.max_connections, 1024);
+        for timeout in [config.http_header_timeout, config.http_body_timeout, config.http_write_timeout] {
+            assert_eq!(timeout, Duration::from_secs(30));
+        }
+        assert_eq!(config.ws_max_message_bytes, 64 * 1024);
+    }
+
     #[test]
     fn warning_is_warn_and_nonsense_is_refused() {
         let config = Config::try_parse_from(["demo-app", "--level", "warning"]).unwrap();

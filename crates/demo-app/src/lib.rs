@@ -13,6 +13,7 @@ pub mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
+pub mod grpc_status;
 pub mod memory_budget;
 pub mod metrics;
 pub mod podcli;

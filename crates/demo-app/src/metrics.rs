@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::grpc_status;
 use crate::version::{REVISION, VERSION};
 
 /// Prometheus' default buckets (podinfo's) plus a 0.3 s edge: the latency
@@ -127,10 +128,11 @@ pub async fn record_grpc(State(metrics): State<Arc<Metrics>>, request: Request, 
     let method = method_label(request.method());
     let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
     let response = next.run(request).await;
-    let code = response.headers().get("grpc-status").and_then(|code| code.to_str().ok()?.parse().ok());
-    let status = code.map_or(response.status().as_u16(), grpc_code_as_http);
-    observe(&metrics, method, path, status, started);
-    response
+    // Counted when the call's code is known: a call that sent messages has
+    // it in its trailers; one the client abandons counts as CANCELLED (499).
+    grpc_status::when_done(response, move |code| {
+        observe(&metrics, method, path, grpc_code_as_http(code), started);
+    })
 }
 
 /// The HTTP status of a gRPC status code (google.rpc.Code's mapping).

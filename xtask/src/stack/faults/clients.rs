@@ -4,7 +4,8 @@
 //! the liveness probe (metrics port) slow, must all be closed by the server
 //! within a few header timeouts, and the app port must serve again by
 //! itself; a WebSocket frame and a fragmented message far over the limit
-//! are refused with close code 1009 before they are buffered.
+//! are refused with close code 1009 before they are buffered; answers and
+//! downloads nobody reads hold neither memory nor connections for long.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -54,12 +55,16 @@ pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
         memory_limit_mib: programs.frontend_limit_mib,
     };
     let app = App::launch(&programs.demo_app, &dir.path().join("data"), launch)?;
-    let flood = flood(&app)?;
-    let frame = oversized_frame(app.port)?;
-    let fragments = fragmented_message(app.port)?;
-    let unread = answers_nobody_reads(&app)?;
+    // The peak so far after each phase: which one takes the process near its limit.
+    let peak_after =
+        |measured: String| -> Result<String> { Ok(format!("{measured} (peak RSS {} MiB)", app.peak_rss_mib()?)) };
+    let flood = peak_after(flood(&app)?)?;
+    let frame = peak_after(oversized_frame(app.port)?)?;
+    let fragments = peak_after(fragmented_message(app.port)?)?;
+    let unread = peak_after(answers_nobody_reads(&app)?)?;
+    let downloads = peak_after(downloads_nobody_reads(&app)?)?;
     let peak = app.stop()?;
-    Ok(format!("{flood}; {frame}; {fragments}; {unread}; peak RSS {peak} MiB"))
+    Ok(format!("{flood}; {frame}; {fragments}; {unread}; {downloads}; peak RSS {peak} MiB"))
 }
 
 fn flood(app: &App) -> Result<String> {
@@ -324,5 +329,56 @@ fn answers_nobody_reads(app: &App) -> Result<String> {
         "{CLIENTS} clients posting 10 MiB to /api/echo and never reading: {seen:?} (first 12 bytes read after {:.0} s), \
          then 10 MiB echoed again",
         (TIMEOUT + Duration::from_secs(1)).as_secs_f64()
+    ))
+}
+
+/// A hundred clients that ask for a 10 MiB stored file and never read it:
+/// downloads stream from the file, so they hold a piece each, not the file
+/// (read whole, they held 1 GB), and the write timeout closes them.
+fn downloads_nobody_reads(app: &App) -> Result<String> {
+    const CLIENTS: usize = 100;
+    let port = app.port;
+    let stored = http::request("POST", port, "/store", &[], Some(&vec![b's'; 10 * 1024 * 1024 - 1]))?;
+    if stored.status != 202 {
+        bail!("storing 10 MiB answered {}: {}", stored.status, stored.text());
+    }
+    let hash = serde_json::from_slice::<serde_json::Value>(&stored.body)?["hash"]
+        .as_str()
+        .context("POST /store answered no hash")?
+        .to_owned();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let hash = hash.clone();
+            std::thread::spawn(move || -> String {
+                let Ok(mut socket) = TcpStream::connect(("127.0.0.1", port)) else { return "refused".into() };
+                let head = format!("GET /store/{hash} HTTP/1.1\r\nHost: x\r\n\r\n");
+                if socket.write_all(head.as_bytes()).is_err() {
+                    return "cut while asking".into();
+                }
+                std::thread::sleep(TIMEOUT + Duration::from_secs(1));
+                let mut start = [0u8; 12];
+                if socket.read_exact(&mut start).is_err() {
+                    return "closed unanswered".into();
+                }
+                // The rest, until the server gives up on this client.
+                let mut rest = [0u8; 64 * 1024];
+                let closed = (0..2000).any(|_| matches!(socket.read(&mut rest), Ok(0) | Err(_)));
+                let status = String::from_utf8_lossy(&start[9..12]).into_owned();
+                if closed { status } else { format!("{status} never closed") }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for client in clients {
+        *seen.entry(client.join().unwrap_or_else(|_| "panicked".into())).or_default() += 1;
+    }
+    if seen.get("202") != Some(&CLIENTS) {
+        bail!("{CLIENTS} stalled downloads of a 10 MiB file: {seen:?} (each should be served 202 and then cut)");
+    }
+    Ok(format!(
+        "{CLIENTS} downloads of a 10 MiB file read only after {:.0} s: {seen:?}, all ended in {:.1} s",
+        (TIMEOUT + Duration::from_secs(1)).as_secs_f64(),
+        started.elapsed().as_secs_f64()
     ))
 }
