@@ -17,7 +17,11 @@
 //!   writes, then restarted: no 500, service returns by itself, every
 //!   acknowledged order is there once (`postgres.rs`);
 //! - silent, slowloris and slow-body sockets far beyond the connection
-//!   budget, oversized WebSocket frames and messages (`clients.rs`).
+//!   budget, oversized WebSocket frames and messages, answers and
+//!   downloads nobody reads (`clients.rs`);
+//! - checkout against a backend that hangs, drips, sends 200 MB of garbage
+//!   or an odd status: 504 or 502 within the timeout, memory within the
+//!   frontend's limit (`checkout.rs`).
 //!
 //! The tmpfs needs root (mount(2)); CI and `make test` run as root here.
 
@@ -36,6 +40,7 @@ use super::{app, http};
 use crate::cmd;
 use crate::project::Project;
 
+mod checkout;
 mod clients;
 mod postgres;
 
@@ -62,7 +67,7 @@ pub fn run(project: &Project) -> Result<()> {
         backend_limit_mib: chart_memory_limit_mib(project, "backend")?,
         frontend_limit_mib: chart_memory_limit_mib(project, "frontend")?,
     };
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("data volume full", disk_full),
         ("data volume read-only", read_only_volume),
         ("database file deleted", database_deleted),
@@ -70,6 +75,7 @@ pub fn run(project: &Project) -> Result<()> {
         ("Collector that never answers", collector_black_hole),
         ("PostgreSQL killed under concurrent writes", postgres::killed_under_load),
         ("clients beyond the limits", clients::beyond_the_limits),
+        ("checkout against broken backends", checkout::broken_backends),
     ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
