@@ -112,7 +112,7 @@ pub struct Config {
     /// Memory clients may make the server hold at once, in bytes: request
     /// bodies being read and WebSocket sessions' buffers. Past it requests
     /// with a body and new WebSockets get 503 with Retry-After. Default:
-    /// half the container's memory limit (cgroup v2), else 256 MiB.
+    /// 40 % of the container's memory limit (cgroup v2), else 256 MiB.
     #[arg(long, env = "DEMO_APP_MAX_BUFFERED_BYTES", value_parser = clap::value_parser!(u64).range(1024 * 1024..))]
     pub max_buffered_bytes: Option<u64>,
     /// `sqlite://PATH` or `postgres://...`; default: SQLite under --data-path.

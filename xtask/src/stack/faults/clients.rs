@@ -29,7 +29,7 @@ const WS_LIMIT: usize = 64 * 1024;
 
 pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
     let dir = tempfile::tempdir()?;
-    let budget = (programs.frontend_limit_mib * 1024 * 1024 / 2).to_string();
+    let budget = (programs.frontend_limit_mib * 1024 * 1024 / 5 * 2).to_string();
     let launch = Launch {
         env: &[],
         // A backend nobody listens on: this role's checkout is not under test.
@@ -46,7 +46,7 @@ pub(super) fn beyond_the_limits(programs: &Programs) -> Result<String> {
             "65536",
             "--http-write-timeout",
             "2s",
-            // What a pod gets by default: half its memory limit (read from
+            // What a pod gets by default: 40 % of its memory limit (read from
             // the cgroup, which this process is not confined to).
             "--max-buffered-bytes",
             &budget,
