@@ -4,11 +4,10 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::go::{COMPILE_FLAGS, go_version};
+use super::go::{COMPILE_FLAGS, go_build, go_version};
 use super::{fingerprint, read};
 use crate::cmd;
 use crate::project::Project;
@@ -47,10 +46,8 @@ pub fn build(project: &Project) -> Result<()> {
     let staging = out_dir.with_extension("partial");
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging)?;
-    let mut build = Command::new("go");
+    let mut build = go_build(&module_dir(project));
     build
-        .current_dir(module_dir(project))
-        .env("CGO_ENABLED", "0")
         .env("GOWORK", "off")
         .args(["build", "-trimpath", "-mod=readonly", COMPILE_FLAGS, "-ldflags", LDFLAGS, "-o"])
         .arg(staging.join(NAME))

@@ -3,11 +3,10 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::go::{COMPILE_FLAGS, go_version};
+use super::go::{COMPILE_FLAGS, go_build, go_version};
 use super::{fingerprint, read};
 use crate::cmd;
 use crate::project::Project;
@@ -54,13 +53,12 @@ pub fn build(project: &Project) -> Result<()> {
     absolutize_replaces(&mut manifest, &module_dir(project));
     let config = staging.join("builder-config.yaml");
     fs::write(&config, serde_norway::to_string(&manifest)?)?;
-    let mut builder = Command::new("go");
+    let mut builder = go_build(&module_dir(project));
     builder
-        .current_dir(module_dir(project))
-        .env("CGO_ENABLED", "0")
         .env("GOWORK", "off")
-        // The builder's own `go build` takes the compiler flags from GOFLAGS.
-        .env("GOFLAGS", format!("{} {COMPILE_FLAGS}", std::env::var("GOFLAGS").unwrap_or_default()).trim())
+        // The builder's own `go build` takes the compiler flags from GOFLAGS,
+        // quoted because they hold a space.
+        .env("GOFLAGS", format!("{} '{COMPILE_FLAGS}'", std::env::var("GOFLAGS").unwrap_or_default()).trim())
         .args(["tool", "builder", "--ldflags", "-s -w", "--config"])
         .arg(&config);
     cmd::run(&mut builder)?;
