@@ -86,7 +86,9 @@ pub fn apply(
     for (env, file) in manifests {
         environments.entry(env.as_str()).or_default().push(file.as_path());
     }
-    let scratch = std::env::temp_dir().join(format!("xtask-kyverno-{}", std::process::id()));
+    // Its own folder: the fixtures apply policies at the same time.
+    let scratch_dir = tempfile::Builder::new().prefix("xtask-kyverno-").tempdir()?;
+    let scratch = scratch_dir.path();
     let results: Vec<Result<(Outcome, compliance::Environment)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = environments
             .iter()
@@ -102,7 +104,6 @@ pub fn apply(
             .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("kyverno apply panicked"))))
             .collect()
     });
-    let _ = fs::remove_dir_all(&scratch);
     let mut outcome = Outcome::default();
     let mut report = Vec::new();
     for result in results {

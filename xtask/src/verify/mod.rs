@@ -29,6 +29,7 @@ mod references;
 mod render_fixtures;
 mod rules;
 mod secrets;
+mod side_by_side;
 mod tofu;
 mod write_paths;
 mod yamllint;
@@ -37,8 +38,10 @@ mod zizmor;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
+use side_by_side::Check;
 
 use crate::cmd;
 use crate::flux;
@@ -188,49 +191,68 @@ pub fn run(project: &Project, only_fixtures: bool) -> Result<()> {
         manifests.len() - set.files.len()
     );
     let files: Vec<PathBuf> = manifests.iter().map(|(_, f)| f.clone()).collect();
-    let kubeconform = kubeconform::check(&v, &files);
-    let kubectl_validate = kubectl_validate::check(&v, &files);
-    let platform = rules::check(&files);
+    let (kubeconform, (kubectl_validate, platform)) = std::thread::scope(|scope| {
+        let kubeconform = scope.spawn(|| kubeconform::check(&v, &files));
+        let rest = (kubectl_validate::check(&v, &files), rules::check(&files));
+        (kubeconform.join().unwrap_or_else(|_| Err(anyhow::anyhow!("kubeconform's check panicked"))), rest)
+    });
     print_environments(&manifests, [&kubeconform, &kubectl_validate, &platform])?;
     report.line("kubeconform", "documents", kubeconform);
     report.line("kubectl-validate", "documents", kubectl_validate);
     report.line("platform rules", "documents", platform);
-    report.line("istioctl analyze", "environments", istio::check(project, &manifests));
-    report.line("mesh invariants", "environments", mesh::check(project, &manifests));
+    tofu::report(project, &mut report);
+
     let kyverno_cli = tools::locate(project, "kyverno")?;
     let policies = project.root.join("deploy/policies");
-    report.line("kyverno test", "results", kyverno::test_policies(&kyverno_cli, &policies));
-    report.line("image signatures", "images", image_signatures::check(project, &kyverno_cli));
-    let (applied, reports) = compliance::split(kyverno::apply(&kyverno_cli, &policies, &manifests));
-    report.line("kyverno apply", "results", applied);
+    let compliance_reports = Mutex::new(Vec::new());
+    let checkov_targets = checkov::targets(project, &out_dir);
+    let jaeger = || {
+        let configs = otelcol::jaeger_configs(&manifests)?;
+        otelcol::check_jaeger(&tools::locate(project, "jaeger")?, &configs, &project.cache.join("verify/jaeger"))
+    };
+    let renderer = &renderer;
+    let as_flux_applies = &as_flux_applies;
+    let (v, manifests, policies, kyverno_cli) = (&v, &manifests, &policies, &kyverno_cli);
+    // Longest first (times of a warm run), so that the last to start are short.
+    let checks = vec![
+        Check::new("kyverno apply", "results", || {
+            let (applied, reports) = compliance::split(kyverno::apply(kyverno_cli, policies, manifests));
+            *compliance_reports.lock().expect("reports lock") = reports;
+            applied
+        }),
+        Check::new("checkov", "checks", || checkov::check(project, &checkov_targets)),
+        Check::new("fixtures (render)", "rejected for their reason", || {
+            render_fixtures::check(project, renderer, as_flux_applies, &project.cache.join("verify/render-fixtures"))
+        }),
+        Check::new("fixtures (invalid)", "files rejected", || fixtures::check_invalid(project, v)),
+        Check::new("fixtures (valid)", "files accepted", || fixtures::check_valid(project, v)),
+        Check::new("istioctl analyze", "environments", || istio::check(project, manifests)),
+        Check::new("promtool (rendered)", "PrometheusRules", || {
+            promtool::check_rendered(v, manifests, &project.cache.join("verify/prometheusrules"))
+        }),
+        Check::new("promtool", "rule files, tests", || promtool::check(v, &project.root)),
+        Check::new("jaeger validate", "configurations", jaeger),
+        Check::new("mesh invariants", "environments", || mesh::check(project, manifests)),
+        Check::new("kyverno test", "results", || kyverno::test_policies(kyverno_cli, policies)),
+        Check::new("image signatures", "images", || image_signatures::check(project, kyverno_cli)),
+        Check::new("grafana dashboards", "dashboards", || {
+            dashboards::check(v, &project.root, &project.cache.join("verify/dashboards"))
+        }),
+        Check::new("otelcol validate", "configurations", || otelcol::check(v, &otelcol::variants(&project.root))),
+        Check::new("actionlint", "workflows", || actionlint::check(v, &workflows)),
+        Check::new("zizmor", "workflows", || zizmor::check(&tools::locate(project, "zizmor")?, &workflows)),
+    ];
+    // Three at once on two cores: each spends part of its time starting an
+    // interpreter or waiting on a child process.
+    side_by_side::run(3, checks, |name, unit, outcome, took| report.timed_line(name, unit, outcome, took));
+    let reports = compliance_reports.into_inner().expect("reports lock");
     report.line("admission", "environments", admission_summary(&environments, &reports));
-    let environments = reports;
     let compliance_dir = project.cache.join("verify/report");
-    let written = compliance::write(&compliance_dir, "Compliance report", &environments).map(|mut outcome| {
-        outcome.failures.extend(compliance::below_target(&environments));
+    let written = compliance::write(&compliance_dir, "Compliance report", &reports).map(|mut outcome| {
+        outcome.failures.extend(compliance::below_target(&reports));
         outcome
     });
     report.line("compliance report", "environments", written);
-    report.line("actionlint", "workflows", actionlint::check(&v, &workflows));
-    let zizmor = tools::locate(project, "zizmor").and_then(|z| zizmor::check(&z, &workflows));
-    report.line("zizmor", "workflows", zizmor);
-    tofu::report(project, &mut report);
-    report.line("checkov", "checks", checkov::check(project, &checkov::targets(project, &out_dir)));
-    report.line("otelcol validate", "configurations", otelcol::check(&v, &otelcol::variants(&project.root)));
-    let jaeger = otelcol::jaeger_configs(&manifests).and_then(|configs| {
-        otelcol::check_jaeger(&tools::locate(project, "jaeger")?, &configs, &project.cache.join("verify/jaeger"))
-    });
-    report.line("jaeger validate", "configurations", jaeger);
-    report.line("promtool", "rule files, tests", promtool::check(&v, &project.root));
-    let rendered_rules = promtool::check_rendered(&v, &manifests, &project.cache.join("verify/prometheusrules"));
-    report.line("promtool (rendered)", "PrometheusRules", rendered_rules);
-    let scratch = project.cache.join("verify/dashboards");
-    report.line("grafana dashboards", "dashboards", dashboards::check(&v, &project.root, &scratch));
-    report.line("fixtures (valid)", "files accepted", fixtures::check_valid(project, &v));
-    report.line("fixtures (invalid)", "files rejected", fixtures::check_invalid(project, &v));
-    let scratch = project.cache.join("verify/render-fixtures");
-    let planted = render_fixtures::check(project, &renderer, &as_flux_applies, &scratch);
-    report.line("fixtures (render)", "rejected for their reason", planted);
 
     if report.failed > 0 {
         bail!("verify: {} failure(s) above", report.failed);
@@ -428,15 +450,26 @@ struct Report {
 
 impl Report {
     fn line(&mut self, name: &str, unit: &str, outcome: Result<Outcome>) {
+        let now = std::time::Instant::now();
+        let took = self.last.map(|last| now - last);
+        self.last = Some(now);
+        self.print(name, unit, outcome, took);
+    }
+
+    /// A line of a check that ran beside others: its time is its own.
+    fn timed_line(&mut self, name: &str, unit: &str, outcome: Result<Outcome>, took: std::time::Duration) {
+        self.print(name, unit, outcome, self.last.map(|_| took));
+        self.last = Some(std::time::Instant::now());
+    }
+
+    fn print(&mut self, name: &str, unit: &str, outcome: Result<Outcome>, took: Option<std::time::Duration>) {
         let mut outcome = outcome.unwrap_or_else(|err| Outcome { checked: 0, failures: vec![format!("{err:#}")] });
         // Every step has work in this repository: zero means it looked nowhere.
         if outcome.checked == 0 && outcome.failures.is_empty() {
             outcome.failures.push(format!("{name} checked no {unit}: it found nothing to check"));
         }
         let state = if outcome.failures.is_empty() { "ok" } else { "FAIL" };
-        let now = std::time::Instant::now();
-        let took = self.last.map(|last| format!("{:>7.1} s", (now - last).as_secs_f64())).unwrap_or_default();
-        self.last = Some(now);
+        let took = took.map(|t| format!("{:>7.1} s", t.as_secs_f64())).unwrap_or_default();
         println!("{name:<24} {state:<4} {:>5} {unit:<28}{took}", outcome.checked);
         for failure in &outcome.failures {
             println!("    {failure}");
