@@ -138,19 +138,51 @@ fn the_order_list_takes_optional_query_parameters() {
         assert_eq!(parameter["in"], "query", "{parameter}");
         assert_ne!(parameter["required"], true, "{parameter}");
     }
+    // Typed and bounded as the handler enforces them, so a generator (and a
+    // client) knows that `limit=0` or `after=-1` is refused.
+    let schema = |i: usize| parameters[i]["schema"].clone();
+    assert_eq!(schema(0)["type"], "integer");
+    assert_eq!((schema(0)["minimum"].as_i64(), schema(0)["maximum"].as_i64()), (Some(1), Some(100)));
+    assert_eq!(schema(1)["type"], "integer");
+    assert_eq!(schema(1)["minimum"].as_i64(), Some(0));
+    assert_eq!(schema(2)["pattern"], "^(asc|desc)$");
+}
+
+#[test]
+fn order_creation_and_checkout_document_their_idempotency_key() {
+    let doc = serde_json::to_value(demo_app::routes::ApiDoc::openapi()).unwrap();
+    for (path, method) in [("/api/orders", "post"), ("/api/checkout", "post")] {
+        let parameters = doc["paths"][path][method]["parameters"].as_array().cloned().unwrap_or_default();
+        let key = parameters
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap_or_else(|| panic!("{method} {path} does not document Idempotency-Key"));
+        assert_eq!(key["in"], "header", "{path}");
+        assert_ne!(key["required"], true, "{path}: the key is optional");
+        assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$", "{path}: printable ASCII, 1 to 255");
+    }
 }
 
 #[test]
 fn every_operation_that_takes_a_body_documents_its_refusals() {
     let doc = demo_app::routes::ApiDoc::openapi();
-    let mut checked = 0;
+    let (mut checked, mut json) = (0, 0);
     for (path, item) in &doc.paths.paths {
         for operation in [&item.post, &item.put].into_iter().flatten() {
-            for code in ["413", "503"] {
-                assert!(operation.responses.responses.contains_key(code), "{path}: no {code}");
+            let takes_json = operation
+                .request_body
+                .as_ref()
+                .is_some_and(|body| body.content.keys().any(|c| c == "application/json"));
+            // Any body can be too large or meet a full memory budget; a JSON
+            // one can also be malformed, of another type, or invalid.
+            let refusals: &[&str] = if takes_json { &["400", "413", "415", "422", "503"] } else { &["413", "503"] };
+            for code in refusals {
+                assert!(operation.responses.responses.contains_key(*code), "{path}: no {code}");
             }
             checked += 1;
+            json += usize::from(takes_json);
         }
     }
     assert!(checked >= 20, "only {checked} operations take a body");
+    assert!(json >= 2, "only {json} operations take JSON: createOrder and checkout do");
 }
