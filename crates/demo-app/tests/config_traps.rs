@@ -122,3 +122,27 @@ fn the_cause_of_a_503_is_logged() {
     let cause = field(&warning, "error").and_then(|e| e.as_str()).unwrap_or_default();
     assert!(cause.contains("removed or replaced"), "the log names no cause: {warning}");
 }
+
+/// podinfo's `--stress-cpu` keeps cores busy from start-up, and says so.
+#[test]
+fn stress_cpu_keeps_a_core_busy() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let mut app = Running::start(&["--port", "0", "--port-metrics", "0", "--stress-cpu", "1", "--data-path", data]);
+    let warning = app.line("stress test on");
+    assert_eq!(field(&warning, "cores").and_then(|c| c.as_u64()), Some(1), "{warning}");
+    // utime + stime of /proc/<pid>/stat, in clock ticks (100 a second).
+    let pid = app.child.id();
+    let busy_seconds = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<u64> = after_name.split(' ').skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        (fields[0] + fields[1]) as f64 / 100.0
+    };
+    // An idle server uses a few milliseconds; a spinning thread a second a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while busy_seconds() < 0.5 {
+        assert!(std::time::Instant::now() < deadline, "{:.2} CPU-s after 10 s: no core kept busy", busy_seconds());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

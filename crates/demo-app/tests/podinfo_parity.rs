@@ -171,3 +171,50 @@ async fn deliberate_differences_are_what_the_readme_says() {
     let (mine, _) = observe(&client, Method::POST, &ours.url("/cache/k"), "v").await;
     assert_eq!(mine.status, StatusCode::ACCEPTED);
 }
+
+/// Every flag podinfo's own `--help` lists starts demo-app, with a value of
+/// the type podinfo gives it, and each boolean in both `--flag` and
+/// `--flag=false` forms (podinfo's manifests use both).
+#[test]
+#[ignore = "needs podinfo from `make tools`; `make test` runs it"]
+fn every_flag_podinfo_lists_is_accepted() {
+    use clap::Parser as _;
+    let help = std::process::Command::new(podinfo::binary()).arg("--help").output().expect("podinfo runs");
+    let usage = String::from_utf8_lossy(&help.stderr).into_owned() + &String::from_utf8_lossy(&help.stdout);
+    // pflag's usage: `  -v, --version` or `      --port int   HTTP port (default 9898)`.
+    let flag = regex::Regex::new(r"^\s+(?:-\w, )?--([a-z0-9-]+)(?: (\w+))?").unwrap();
+    let mut checked = Vec::new();
+    for line in usage.lines() {
+        let Some(found) = flag.captures(line) else { continue };
+        let name = &found[1];
+        if name == "help" || name == "version" {
+            continue; // both exit; `-v` is covered by the config's unit tests
+        }
+        let value = match (name, found.get(2).map(|t| t.as_str())) {
+            (_, None) => None,
+            ("level", _) => Some("info"),
+            ("random-delay-unit", _) => Some("ms"),
+            ("backend-url", _) => Some("http://127.0.0.1:1"),
+            ("cache-server", _) => Some("tcp://127.0.0.1:6379"),
+            ("host", _) => Some("127.0.0.1"),
+            (_, Some("int" | "float64" | "uint")) => Some("1"),
+            (_, Some("duration")) => Some("1s"),
+            (_, Some(_)) => Some("/tmp"),
+        };
+        let forms = match value {
+            Some(value) => vec![format!("--{name}={value}")],
+            None => vec![format!("--{name}"), format!("--{name}=false")],
+        };
+        for form in forms {
+            if let Err(err) = demo_app::config::Config::try_parse_from(["demo-app", &form]) {
+                panic!("podinfo's `{form}` is refused: {err}");
+            }
+        }
+        checked.push(name.to_string());
+    }
+    // podinfo 6.9 lists some forty flags: far fewer means the usage was not read.
+    assert!(checked.len() >= 30, "only {} flags read from podinfo's usage:\n{usage}", checked.len());
+    for known in ["port", "port-metrics", "grpc-port", "random-delay", "h2c", "secure-port", "stress-cpu"] {
+        assert!(checked.iter().any(|c| c == known), "{known} missing from podinfo's usage:\n{usage}");
+    }
+}

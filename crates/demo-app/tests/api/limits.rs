@@ -311,3 +311,17 @@ async fn a_slow_steady_reader_gets_its_whole_answer() {
     }
     assert_eq!(received, expected, "cut after {received} bytes of a {expected} byte answer");
 }
+
+/// podinfo's `--http-server-timeout` (its read and write timeout) bounds a
+/// request body that never ends, in place of the 30 s default.
+#[tokio::test]
+async fn podinfos_server_timeout_cuts_off_a_body_that_never_ends() {
+    let app = spawn_app_with(|config| config.http_server_timeout = Some(Duration::from_millis(800))).await;
+    let mut socket = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly this").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a body that never ends still held the connection after 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "answered {answer}");
+}
