@@ -23,9 +23,7 @@ fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
     steps.run("tools", || tools::install_all(project))?;
     steps.run("cargo fmt --check", || run_cargo(project, Command::new(cargo), &["fmt", "--all", "--check"]))?;
     // One compile for lints and tests (see cargo.rs).
-    steps.run("clippy + test build", || {
-        run_cargo(project, crate::cargo::linted(), &["test", "--workspace", "--all-targets", "--locked", "--no-run"])
-    })?;
+    steps.run("clippy + test build", || run_cargo(project, crate::cargo::linted(), crate::cargo::TEST_BUILD))?;
     // Tests that need the tools above are `#[ignore]`d with the reason, so a
     // plain `cargo test` on a fresh clone runs (and lists them as ignored);
     // here the tools are installed, and they run too.

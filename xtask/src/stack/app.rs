@@ -2,20 +2,18 @@
 //! `backend` (SQLite in the run folder) and `frontend` (checkout through the
 //! backend), exporting OTLP to the Collector through the standard variables.
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::http;
 use super::ports::Ports;
 use super::process::poll_until;
-use crate::cmd;
 use crate::project::Project;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,37 +53,11 @@ impl Role {
     }
 }
 
-/// `cargo build -p demo-app` (debug: `cargo test` has built it already in
-/// `make test`, so this is a no-op there, and a release build with LTO would
-/// add minutes for a test that compares latencies only with each other).
-/// The binary's path comes from cargo's own report, so CARGO_TARGET_DIR and
-/// any `build.target-dir` are respected.
+/// demo-app as `make test` builds it (debug, linted, see cargo.rs): a no-op
+/// after its compile step; a release build with LTO would add minutes for
+/// tests that compare latencies only with each other.
 pub fn build(project: &Project) -> Result<PathBuf> {
-    // Linted like `make test` builds it, so that build is reused (cargo.rs).
-    let mut build = crate::cargo::linted();
-    build
-        .current_dir(&project.root)
-        .args(["build", "--package", "demo-app", "--bin", "demo-app", "--message-format=json-render-diagnostics"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    println!("building demo-app: {}", cmd::display(&build));
-    let mut child = build.spawn().with_context(|| format!("cannot start `{}`", cmd::display(&build)))?;
-    let mut executable = None;
-    for line in std::io::BufReader::new(child.stdout.take().context("no stdout")?).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line?) else { continue };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "demo-app"
-            && let Some(path) = message["executable"].as_str()
-        {
-            executable = Some(PathBuf::from(path));
-        }
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", cmd::display(&build));
-    }
-    executable.context("cargo reported no demo-app executable")
+    crate::cargo::binary(project, "demo-app")
 }
 
 pub fn command(binary: &Path, role: Role, ports: &Ports, dir: &Path, extra_env: &[(&str, &str)]) -> Command {
