@@ -62,7 +62,8 @@ fn run_steps(project: &Project, cargo: &str, steps: &mut Steps) -> Result<()> {
             Ok(child.exited())
         })?;
         print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-        println!("reconcile dev ran beside the steps above for {:.1} s", began.elapsed().as_secs_f64());
+        // Its own table above says when it ended; this is when it was joined.
+        println!("reconcile dev, started beside the steps above {:.1} s ago, is done", began.elapsed().as_secs_f64());
         if !status.success() {
             bail!("`cargo xtask reconcile --env dev` exited with {status} (log: {})", log.display());
         }
