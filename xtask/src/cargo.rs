@@ -46,14 +46,19 @@ pub fn linted() -> Command {
 /// this compiles nothing, and the stack runs the binaries the tests ran.
 pub fn workspace_binaries(project: &Project) -> Result<BTreeMap<String, PathBuf>> {
     let mut build = linted();
+    build.current_dir(&project.root).args(TEST_BUILD);
+    binaries_of(build)
+}
+
+/// Runs a cargo build and returns the binaries it reports (name →
+/// executable), from its JSON messages.
+pub fn binaries_of(mut build: Command) -> Result<BTreeMap<String, PathBuf>> {
     build
-        .current_dir(&project.root)
-        .args(TEST_BUILD)
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    println!("building the workspace: {}", cmd::display(&build));
+    println!("building: {}", cmd::display(&build));
     let mut child = build.spawn().with_context(|| format!("cannot start `{}`", cmd::display(&build)))?;
     let mut found = BTreeMap::new();
     for line in std::io::BufReader::new(child.stdout.take().context("no stdout")?).lines() {
