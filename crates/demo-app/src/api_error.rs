@@ -41,13 +41,17 @@ impl IntoResponse for PodinfoError {
 /// axum's own rejections (a body over the limit on a route that reads raw
 /// bytes, a method the route does not take, an unknown path) answer plain
 /// text or nothing; every error this server sends is JSON, so these become
-/// podinfo's shape with the same status and headers (`Allow` stays).
-pub async fn plain_errors_as_json(response: Response) -> Response {
+/// podinfo's shape (`as_json`) with the same status and headers (`Allow`
+/// stays).
+pub fn is_plain_error(response: &Response) -> bool {
     let status = response.status();
-    let plain = response.headers().get(CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
-    if !(status.is_client_error() || status.is_server_error()) || !plain {
-        return response;
-    }
+    (status.is_client_error() || status.is_server_error())
+        && response.headers().get(CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"))
+}
+
+/// A plain-text error answer in podinfo's JSON shape (see `is_plain_error`).
+pub async fn as_json(response: Response) -> Response {
+    let status = response.status();
     let (parts, body) = response.into_parts();
     // Rejection texts are one line; a longer body is not buffered (the
     // status's reason phrase stands in for it).

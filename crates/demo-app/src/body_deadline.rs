@@ -23,15 +23,20 @@ impl std::fmt::Display for BodyDeadlineExceeded {
 impl std::error::Error for BodyDeadlineExceeded {}
 
 /// `inner`, failing once `limit` has passed since the request's headers.
+/// The timer is armed only when the body makes the handler wait: a request
+/// without a body, or one whose body is already in, sets none.
 pub struct DeadlineBody<B> {
     inner: B,
     limit: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the body must be in; None for a request without one.
+    deadline: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl<B> DeadlineBody<B> {
+impl<B: Body> DeadlineBody<B> {
     pub fn new(inner: B, limit: Duration) -> Self {
-        Self { inner, limit, deadline: Box::pin(tokio::time::sleep_until(Instant::now() + limit)) }
+        let deadline = (!inner.is_end_stream()).then(|| Instant::now() + limit);
+        Self { inner, limit, deadline, timer: None }
     }
 }
 
@@ -48,7 +53,11 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let Some(deadline) = self.deadline else {
+            return Poll::Pending;
+        };
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(BodyDeadlineExceeded(self.limit)))));
         }
         Poll::Pending

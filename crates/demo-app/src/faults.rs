@@ -1,29 +1,85 @@
 //! Fault injection for app routes: the switchable "everything fails" mode,
 //! and podinfo's --random-delay / --random-error.
 
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either, FutureExt as _};
 use rand::Rng;
 
 use crate::api_error::PodinfoError;
 use crate::config::{Config, DelayUnit};
 use crate::state::AppState;
 
-pub async fn inject(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Fault injection as a tower layer rather than `from_fn`: with every fault
+/// off (nearly always) a request pays two flag reads, not a boxed future and
+/// a clone of the routes behind it.
+#[derive(Clone)]
+pub struct FaultsLayer(AppState);
+
+impl FaultsLayer {
+    pub fn new(state: AppState) -> Self {
+        Self(state)
+    }
+}
+
+impl<S> tower::Layer<S> for FaultsLayer {
+    type Service = Faults<S>;
+
+    fn layer(&self, inner: S) -> Faults<S> {
+        Faults { inner, state: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Faults<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Faults<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let config = &self.state.config;
+        if !(self.state.flags.fault_injection() || config.random_delay || config.random_error) {
+            return Either::Left(self.inner.call(request));
+        }
+        // The service polled ready is the one to call; its clone stays here.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        Either::Right(inject(self.state.clone(), ready, request).boxed())
+    }
+}
+
+async fn inject<S>(state: AppState, mut inner: S, request: Request) -> Result<Response, Infallible>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     if state.flags.fault_injection() {
-        return PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "fault injection is enabled").into_response();
+        return Ok(PodinfoError::new(StatusCode::INTERNAL_SERVER_ERROR, "fault injection is enabled").into_response());
     }
     if let Some(delay) = random_delay(&state.config) {
         tokio::time::sleep(delay).await;
     }
     if let Some(status) = random_error(&state.config) {
-        return status.into_response();
+        return Ok(status.into_response());
     }
-    next.run(request).await
+    inner.call(request).await
 }
 
 /// A delay in [min, max] units, when --random-delay is on.

@@ -18,6 +18,7 @@ pub mod memory_budget;
 pub mod metrics;
 pub mod podcli;
 pub mod process_metrics;
+pub mod route_names;
 pub mod routes;
 pub mod serve;
 pub mod startup;

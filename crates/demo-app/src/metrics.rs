@@ -2,7 +2,6 @@
 //! /metrics of the main port, as podinfo does). Labels use route templates
 //! only, never raw paths or ids, so cardinality stays bounded.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::grpc_status;
+use crate::route_names;
 use crate::version::{REVISION, VERSION};
 
 /// Prometheus' default buckets (podinfo's) plus a 0.3 s edge: the latency
@@ -106,18 +106,6 @@ pub async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
     ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode()).into_response()
 }
 
-/// Records every routed request. Unmatched paths (404) carry no template and
-/// are counted under `path="unmatched"` so an attacker's random URLs cannot
-/// grow the label set.
-pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
-    let response = next.run(request).await;
-    observe(&metrics, method, path, response.status().as_u16(), started);
-    response
-}
-
 /// `record` for the gRPC port. A gRPC error travels as HTTP 200 with a
 /// `grpc-status` header: counted as that, every failed call looked like a
 /// success to the error-rate alerts. The code is counted as the HTTP
@@ -126,7 +114,7 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
 pub async fn record_grpc(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let path = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| path_label(p.as_str()));
+    let path = request.extensions().get::<MatchedPath>().map_or(UNMATCHED, |p| route_names::of(p.as_str()).label);
     let response = next.run(request).await;
     // Counted when the call's code is known: a call that sent messages has
     // it in its trailers; one the client abandons counts as CANCELLED (499).
@@ -153,24 +141,17 @@ pub fn grpc_code_as_http(code: u8) -> u16 {
     }
 }
 
-fn observe(metrics: &Metrics, method: &'static str, path: &'static str, status: u16, started: Instant) {
+/// The `path` label of a request no route matched (404): an attacker's
+/// random URLs cannot grow the label set.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Counts a request: its duration by method, route label and status.
+pub fn observe(metrics: &Metrics, method: &'static str, path: &'static str, status: u16, started: Instant) {
     metrics
         .request_duration
         .get_or_create(&RequestLabels { method, path, status })
         .observe(started.elapsed().as_secs_f64());
     metrics.requests.get_or_create(&StatusLabels { status }).inc();
-}
-
-/// `podinfo_path_label` of a route template, computed once per template.
-/// Templates come from the router only (unmatched paths never get here), so
-/// the strings kept for the process are as many as its routes.
-fn path_label(template: &str) -> &'static str {
-    static LABELS: std::sync::RwLock<BTreeMap<String, &'static str>> = std::sync::RwLock::new(BTreeMap::new());
-    if let Some(label) = LABELS.read().unwrap_or_else(|e| e.into_inner()).get(template) {
-        return label;
-    }
-    let mut labels = LABELS.write().unwrap_or_else(|e| e.into_inner());
-    labels.entry(template.to_string()).or_insert_with(|| podinfo_path_label(template).leak())
 }
 
 /// The method as a label value: the methods HTTP defines, anything else
@@ -192,21 +173,6 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// podinfo's label for a route: runs of non-alphanumerics become `_`,
-/// trimmed and lowercased; `/` is `root`.
-pub fn podinfo_path_label(template: &str) -> String {
-    let mut label = String::with_capacity(template.len());
-    for c in template.chars() {
-        if c.is_ascii_alphanumeric() {
-            label.push(c.to_ascii_lowercase());
-        } else if !label.ends_with('_') {
-            label.push('_');
-        }
-    }
-    let label = label.trim_matches('_');
-    if label.is_empty() { "root".into() } else { label.into() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,14 +185,6 @@ mod tests {
         for random in ["FOO", "XYZZY1", "get"] {
             assert_eq!(method_label(&Method::from_bytes(random.as_bytes()).unwrap()), "_OTHER", "{random}");
         }
-    }
-
-    #[test]
-    fn path_labels_follow_podinfo() {
-        assert_eq!(podinfo_path_label("/"), "root");
-        assert_eq!(podinfo_path_label("/api/info"), "api_info");
-        assert_eq!(podinfo_path_label("/cache/{key}"), "cache_key");
-        assert_eq!(podinfo_path_label("/api/orders/{id}"), "api_orders_id");
     }
 
     #[test]

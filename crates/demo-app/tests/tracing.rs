@@ -26,6 +26,7 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
+    demo_app::telemetry::http::trace_with(provider.tracer("demo-app"));
     let subscriber =
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).unwrap();

@@ -18,6 +18,7 @@ mod headers;
 mod health;
 mod index;
 pub(crate) mod info;
+mod observe;
 mod openapi;
 mod openapi_paths;
 mod orders;
@@ -30,11 +31,8 @@ mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderValue;
-use axum::http::header::X_CONTENT_TYPE_OPTIONS;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::ServiceBuilder;
 
 pub use body_budget::BodyBudgetLayer;
 pub use openapi::{ApiDoc, document as openapi_document};
@@ -91,9 +89,13 @@ pub fn router(state: AppState) -> Router {
             app = app.route("/api/orders", get(orders_proxy::handler));
         }
     }
-    let app = app
-        .layer(from_fn_with_state(state.clone(), faults::inject))
-        .layer(body_budget::BodyBudgetLayer::http(state.memory.clone()));
+    // One `layer` call per group: axum boxes each route again for every
+    // call, and clones each box for every request.
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(faults::FaultsLayer::new(state.clone()))
+            .layer(body_budget::BodyBudgetLayer::http(state.memory.clone())),
+    );
 
     let mut operational = Router::new()
         .route("/healthz", get(health::healthz))
@@ -110,11 +112,11 @@ pub fn router(state: AppState) -> Router {
     }
 
     app.merge(operational)
-        .layer(axum::middleware::map_response(crate::api_error::plain_errors_as_json))
-        .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
-        .layer(axum::middleware::from_fn(crate::telemetry::http::trace_requests))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::if_not_present(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(
+            ServiceBuilder::new()
+                .layer(observe::ObserveLayer::new(state.metrics.clone()))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
         .with_state(state)
 }
 

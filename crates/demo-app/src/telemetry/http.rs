@@ -1,22 +1,25 @@
 //! HTTP spans and metrics: one server span per request named `METHOD
-//! /route`, W3C context extracted from the request; client spans with the
-//! context injected into every outgoing call.
+//! /route`, W3C context extracted from the request (routes/observe.rs
+//! starts and ends it); client spans with the context injected into every
+//! outgoing call.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request};
-use axum::http::{HeaderMap, Version};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, StatusCode, Version};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry_sdk::trace::{SdkTracer, Span as SdkSpan};
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::instruments::INSTRUMENTS;
+use crate::route_names::RouteNames;
 
 pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
 
@@ -52,59 +55,89 @@ fn protocol_version(version: Version) -> &'static str {
     }
 }
 
-/// Server span and `http.server.*` metrics for every routed request.
-pub async fn trace_requests(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Bounded like the Prometheus label (crate::metrics::method_label).
-    let method = crate::metrics::method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
-    let name = route.as_ref().map_or_else(|| method.to_string(), |r| format!("{method} {r}"));
-    let headers = request.headers();
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
-    let (address, port) = host.rsplit_once(':').map_or((host, ""), |(a, p)| (a, p));
-    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    // Values as &str and integers, never `%`: the tracing layer would format
-    // each Display value into a new String.
-    let span = tracing::info_span!(
-        "http_server_request",
-        otel.name = name.as_str(),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method,
-        http.route = route.as_deref(),
-        http.response.status_code = Empty,
-        url.path = request.uri().path(),
-        url.scheme = "http",
-        server.address = address,
-        server.port = port.parse::<u16>().ok(),
-        client.address = client.as_deref(),
-        user_agent.original = headers.get("user-agent").and_then(|v| v.to_str().ok()),
-        network.protocol.version = protocol_version(request.version()),
-        error.r#type = Empty,
-    );
-    let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
-    let _ = span.set_parent(parent);
+/// The tracer of server spans; unset, requests make none (telemetry off).
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
-    let response = next.run(request).instrument(span.clone()).await;
+/// Server spans (and the OpenTelemetry request metric) from now on, made by
+/// `tracer`: `telemetry::init` with OTLP export on, or a test's provider.
+pub fn trace_with(tracer: SdkTracer) {
+    let _ = TRACER.set(tracer);
+}
 
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-        span.record("error.type", status.as_str());
-        span.in_scope(|| tracing::error!(exception.message = %format!("{name} answered {status}"), "exception"));
+/// Whether requests are traced and measured over OpenTelemetry.
+pub fn exporting() -> bool {
+    TRACER.get().is_some()
+}
+
+/// A request's server span, made with the OpenTelemetry SDK directly: the
+/// tracing bridge cost about 17k instructions a request (a registry entry,
+/// each field visited and copied, enter and exit at every poll). Spans the
+/// handler opens through `tracing` (client calls, database operations) find
+/// it as their parent in `context`, which is current while the handler runs,
+/// and so do log lines (json_lines.rs) and OTLP log records.
+pub struct ServerSpan {
+    span: SdkSpan,
+    /// The caller's context (baggage included) with this span in it.
+    pub context: opentelemetry::Context,
+}
+
+impl ServerSpan {
+    /// Starts the span of `request` (named `{method} {route}`), child of the
+    /// W3C context its headers carry; None when telemetry is off.
+    pub fn start(request: &Request, method: &'static str, route: Option<&'static RouteNames>) -> Option<Self> {
+        let tracer = TRACER.get()?;
+        let headers = request.headers();
+        let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+        let mut attributes = Vec::with_capacity(7);
+        attributes.push(KeyValue::new("http.request.method", method));
+        attributes.push(KeyValue::new("url.path", request.uri().path().to_string()));
+        attributes.push(KeyValue::new("url.scheme", "http"));
+        attributes.push(KeyValue::new("network.protocol.version", protocol_version(request.version())));
+        if let Some(route) = route {
+            attributes.push(KeyValue::new("http.route", route.template));
+        }
+        if let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            attributes.push(KeyValue::new("client.address", peer.0.ip().to_string()));
+        }
+        let name = route.map_or(if method == "_OTHER" { "HTTP" } else { method }, |r| r.span_name(method));
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        let context = parent.with_remote_span_context(span.span_context().clone());
+        Some(Self { span, context })
     }
-    // The one OpenTelemetry metric per request (the Prometheus histogram on
-    // /metrics is recorded by crate::metrics, with podinfo's names).
-    let mut attributes = Vec::with_capacity(4);
-    attributes.push(KeyValue::new("http.request.method", method));
-    attributes.push(KeyValue::new("url.scheme", "http"));
-    if let Some(route) = route {
-        attributes.push(KeyValue::new("http.route", route));
+
+    /// Ends the span with the answer's status; a 5xx marks it as an error.
+    pub fn end(mut self, status: StatusCode) {
+        self.span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+        if status.is_server_error() {
+            self.span.set_status(Status::error(""));
+            self.span.set_attribute(KeyValue::new("error.type", status.as_str().to_string()));
+        }
+        self.span.end();
     }
-    attributes.push(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
-    INSTRUMENTS.server_duration.record(started.elapsed().as_secs_f64(), &attributes);
-    response
+
+    /// An exception event on the span (an answer the server is to blame for).
+    pub fn exception(&mut self, message: String) {
+        self.span.add_event("exception", vec![KeyValue::new("exception.message", message)]);
+    }
+}
+
+/// The one OpenTelemetry metric per request (the Prometheus histogram on
+/// /metrics is recorded by crate::metrics, with podinfo's names). The
+/// attributes are borrowed or numbers: recording one allocates nothing.
+pub fn record_duration(method: &'static str, route: Option<&'static RouteNames>, status: StatusCode, started: Instant) {
+    let status = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
+    let (method, scheme) = (KeyValue::new("http.request.method", method), KeyValue::new("url.scheme", "http"));
+    let seconds = started.elapsed().as_secs_f64();
+    match route {
+        Some(route) => INSTRUMENTS
+            .server_duration
+            .record(seconds, &[method, scheme, KeyValue::new("http.route", route.template), status]),
+        None => INSTRUMENTS.server_duration.record(seconds, &[method, scheme, status]),
+    }
 }
 
 /// Sends `request` inside a client span, with the W3C context (and baggage)

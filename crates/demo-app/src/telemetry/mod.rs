@@ -133,6 +133,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_resource(resource)
         .build();
     global::set_tracer_provider(tracer.clone());
+    http::trace_with(tracer.tracer("demo-app"));
     global::set_meter_provider(meter.clone());
 
     // The log level filters logs only: spans are recorded at INFO whatever
