@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -85,7 +84,11 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // No header timer of hyper's: it armed a timer for every request
+    // (about 1k instructions); the connection's watch closes a connection
+    // whose request headers do not arrive (connection_watch.rs, within two
+    // header timeouts), whatever the protocol.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -116,7 +119,6 @@ pub async fn serve(
         let slot = ConnectionSlot(Arc::new(permit));
         let service = router.clone().map_request(move |request: axum::http::Request<_>| {
             let mut request = request.map(|body| DeadlineBody::new(body, limits.body_timeout));
-            request.extensions_mut().insert(ConnectInfo::<std::net::SocketAddr>(peer));
             request.extensions_mut().insert(slot.clone());
             request
         });

@@ -3,12 +3,11 @@
 //! starts and ends it); client spans with the context injected into every
 //! outgoing call.
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, StatusCode, Version};
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
@@ -45,16 +44,6 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-fn protocol_version(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
-}
-
 /// The tracer of server spans; unset, requests make none (telemetry off).
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
@@ -88,16 +77,16 @@ impl ServerSpan {
         let tracer = TRACER.get()?;
         let headers = request.headers();
         let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
-        let mut attributes = Vec::with_capacity(7);
+        // The attributes the HTTP conventions require (or require when
+        // known), typed, none twice: each one is converted and encoded again
+        // for export, and the recommended ones (client address, protocol
+        // version, user agent) cost more than they told behind a sidecar.
+        let mut attributes = Vec::with_capacity(5);
         attributes.push(KeyValue::new("http.request.method", method));
         attributes.push(KeyValue::new("url.path", request.uri().path().to_string()));
         attributes.push(KeyValue::new("url.scheme", "http"));
-        attributes.push(KeyValue::new("network.protocol.version", protocol_version(request.version())));
         if let Some(route) = route {
             attributes.push(KeyValue::new("http.route", route.template));
-        }
-        if let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            attributes.push(KeyValue::new("client.address", peer.0.ip().to_string()));
         }
         let name = route.map_or(if method == "_OTHER" { "HTTP" } else { method }, |r| r.span_name(method));
         let span = tracer
