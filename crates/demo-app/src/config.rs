@@ -129,7 +129,8 @@ pub struct Config {
     #[arg(long, env = "DEMO_APP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Longest wait for a request's headers, and for the next request on an
-    /// idle keep-alive connection (slow or silent clients are closed).
+    /// idle keep-alive connection (slow or silent clients are closed after
+    /// one to two of these: connections are watched on a clock).
     #[arg(long, env = "DEMO_APP_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_header_timeout: Duration,
     /// Longest time to receive a request's whole body, from its headers on

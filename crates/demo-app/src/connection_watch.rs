@@ -1,11 +1,13 @@
 //! What a connection is doing, watched from outside its requests, for the
 //! two ways a client can hold one that hyper's own timers miss:
 //!
-//! - **idle**: no request in flight for the header timeout. hyper's
-//!   header timeout starts only once it knows the protocol: one byte (`P`,
-//!   the start of the HTTP/2 preface), a TLS handshake followed by silence,
-//!   or an HTTP/2 connection that answers pings and sends nothing else
-//!   held a connection slot for ever (1,000 such sockets starved the port);
+//! - **idle**: no request in flight for the header timeout, which covers
+//!   request headers that never end (slowloris). It is the server's only
+//!   header timeout: hyper's started only once it knew the protocol (one
+//!   byte, `P`, the start of the HTTP/2 preface, a TLS handshake followed by
+//!   silence, or an HTTP/2 connection that answers pings and sends nothing
+//!   else held a connection slot for ever: 1,000 such sockets starved the
+//!   port), and it armed a timer for every request;
 //! - **stalled**: a response the client stops taking. A socket write that
 //!   blocks is cut by `write_deadline.rs`, but on HTTP/2 a stream whose
 //!   flow-control window stays shut blocks no write: hyper just stops
