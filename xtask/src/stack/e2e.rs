@@ -174,24 +174,43 @@ pub fn run(project: &Project) -> Result<()> {
             )))
         })
     });
-    report.record(&format!("Collector -> Prometheus: OTLP metrics count the {CHECKOUTS} checkouts in both services"), true, || {
-        // The checkout on the frontend, the order it places on the backend.
-        let promql = r#"sum by (job) (http_server_request_duration_seconds_count{job=~"(.*/)?demo-app-(frontend|backend)",http_route=~"/api/checkout|/api/orders",http_request_method="POST"})"#;
-        poll_until("OTLP HTTP server metrics", remaining(telemetry_deadline), POLL, |last| {
-            let samples = prometheus::query(prom, promql)?;
-            let jobs: Vec<String> = samples.iter().map(|s| format!("{}={}", label(s, "job"), s.value)).collect();
-            if samples.iter().any(|s| s.value > CHECKOUTS as f64) {
-                bail!("{promql} = {jobs:?}: more than the {CHECKOUTS} checkouts sent");
-            }
-            if samples.len() == 2 && samples.iter().all(|s| s.value == CHECKOUTS as f64) {
-                return Ok(Some(jobs.join(", ")));
-            }
-            let names = prometheus::query(prom, r#"count by (__name__) ({job=~".*demo-app-.+"})"#)?;
-            let names: Vec<&str> = names.iter().filter_map(|s| s.labels.get("__name__").map(String::as_str)).collect();
-            *last = format!("{promql} = {jobs:?}; series the Collector's exporter has: {names:?}");
-            Ok(None)
-        })
-    });
+    // Each checkout is one call from the frontend and one INSERT on the
+    // backend (OTLP metrics), and one server span in each service (the span
+    // metrics the Collector derives; request metrics travel only that way).
+    let counts = [
+        (
+            "OTLP metrics",
+            r#"sum by (job) (http_client_request_duration_seconds_count{job=~"(.*/)?demo-app-frontend",http_request_method="POST"}) or sum by (job) (db_client_operation_duration_seconds_count{job=~"(.*/)?demo-app-backend",db_operation_name="INSERT",db_collection_name="orders"})"#,
+        ),
+        (
+            "span metrics",
+            r#"sum by (job) (traces_span_metrics_calls_total{job=~"(.*/)?demo-app-(frontend|backend)",span_kind="SPAN_KIND_SERVER",http_route=~"/api/checkout|/api/orders",http_request_method="POST"})"#,
+        ),
+    ];
+    for (what, promql) in counts {
+        report.record(
+            &format!("Collector -> Prometheus: {what} count the {CHECKOUTS} checkouts in both services"),
+            true,
+            || {
+                poll_until(what, remaining(telemetry_deadline), POLL, |last| {
+                    let samples = prometheus::query(prom, promql)?;
+                    let jobs: Vec<String> =
+                        samples.iter().map(|s| format!("{}={}", label(s, "job"), s.value)).collect();
+                    if samples.iter().any(|s| s.value > CHECKOUTS as f64) {
+                        bail!("{promql} = {jobs:?}: more than the {CHECKOUTS} checkouts sent");
+                    }
+                    if samples.len() == 2 && samples.iter().all(|s| s.value == CHECKOUTS as f64) {
+                        return Ok(Some(jobs.join(", ")));
+                    }
+                    let names = prometheus::query(prom, r#"count by (__name__) ({job=~".*demo-app-.+"})"#)?;
+                    let names: Vec<&str> =
+                        names.iter().filter_map(|s| s.labels.get("__name__").map(String::as_str)).collect();
+                    *last = format!("{promql} = {jobs:?}; series the Collector's exporter has: {names:?}");
+                    Ok(None)
+                })
+            },
+        );
+    }
     process::check_interrupted()?;
 
     collector_down(&mut stack, &mut report)?;

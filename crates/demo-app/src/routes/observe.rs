@@ -1,7 +1,13 @@
 //! What every routed request goes through on its way in and out, in one
-//! tower layer: the server span, the request metrics (Prometheus and, with
-//! telemetry on, OpenTelemetry), podinfo's JSON shape for axum's plain-text
-//! errors, and `X-Content-Type-Options: nosniff`.
+//! tower layer: the server span, the request metrics, podinfo's JSON shape
+//! for axum's plain-text errors, and `X-Content-Type-Options: nosniff`.
+//!
+//! One histogram a request: the Prometheus one, with podinfo's names, that
+//! dashboards, alerts and canary analysis read. An OpenTelemetry
+//! `http.server.request.duration` beside it cost 2.3k instructions a
+//! request (its attributes hashed and compared at every record) for the
+//! same figures; over OTLP, the Collector's span metrics connector derives
+//! request rate, errors and duration from the server spans, with exemplars.
 //!
 //! One layer rather than four `from_fn` middlewares: each of those cloned
 //! the routes behind it and boxed a future for every request; together with
@@ -25,7 +31,7 @@ use pin_project_lite::pin_project;
 use crate::api_error;
 use crate::metrics::{self, Metrics};
 use crate::route_names::{self, RouteNames};
-use crate::telemetry::http::{self as traced, ServerSpan};
+use crate::telemetry::http::ServerSpan;
 
 #[derive(Clone)]
 pub struct ObserveLayer {
@@ -160,9 +166,6 @@ fn finish(seen: Seen, mut response: Response) -> Response {
     }
     if let Some(span) = span {
         span.end(status);
-    }
-    if traced::exporting() {
-        traced::record_duration(method, route, status, started);
     }
     response
 }

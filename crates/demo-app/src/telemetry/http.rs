@@ -47,15 +47,10 @@ impl Injector for HeaderInjector<'_> {
 /// The tracer of server spans; unset, requests make none (telemetry off).
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
-/// Server spans (and the OpenTelemetry request metric) from now on, made by
+/// Server spans from now on, made by
 /// `tracer`: `telemetry::init` with OTLP export on, or a test's provider.
 pub fn trace_with(tracer: SdkTracer) {
     let _ = TRACER.set(tracer);
-}
-
-/// Whether requests are traced and measured over OpenTelemetry.
-pub fn exporting() -> bool {
-    TRACER.get().is_some()
 }
 
 /// A request's server span, made with the OpenTelemetry SDK directly: the
@@ -111,21 +106,6 @@ impl ServerSpan {
     /// An exception event on the span (an answer the server is to blame for).
     pub fn exception(&mut self, message: String) {
         self.span.add_event("exception", vec![KeyValue::new("exception.message", message)]);
-    }
-}
-
-/// The one OpenTelemetry metric per request (the Prometheus histogram on
-/// /metrics is recorded by crate::metrics, with podinfo's names). The
-/// attributes are borrowed or numbers: recording one allocates nothing.
-pub fn record_duration(method: &'static str, route: Option<&'static RouteNames>, status: StatusCode, started: Instant) {
-    let status = KeyValue::new("http.response.status_code", i64::from(status.as_u16()));
-    let (method, scheme) = (KeyValue::new("http.request.method", method), KeyValue::new("url.scheme", "http"));
-    let seconds = started.elapsed().as_secs_f64();
-    match route {
-        Some(route) => INSTRUMENTS
-            .server_duration
-            .record(seconds, &[method, scheme, KeyValue::new("http.route", route.template), status]),
-        None => INSTRUMENTS.server_duration.record(seconds, &[method, scheme, status]),
     }
 }
 

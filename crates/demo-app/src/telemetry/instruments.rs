@@ -11,7 +11,6 @@ use opentelemetry::metrics::Histogram;
 const DURATION_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 pub struct Instruments {
-    pub server_duration: Histogram<f64>,
     pub client_duration: Histogram<f64>,
     pub db_duration: Histogram<f64>,
 }
@@ -27,7 +26,6 @@ pub static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
             .build()
     };
     Instruments {
-        server_duration: duration("http.server.request.duration", "Duration of HTTP server requests"),
         client_duration: duration("http.client.request.duration", "Duration of HTTP client requests"),
         db_duration: duration("db.client.operation.duration", "Duration of database client operations"),
     }
