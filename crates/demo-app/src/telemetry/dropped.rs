@@ -2,8 +2,8 @@
 //! request path: exporter wrappers add the size of every failed batch to
 //! `telemetry_dropped_total{signal}` (served with the Prometheus metrics).
 
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
@@ -31,14 +31,51 @@ pub fn count(signal: &'static str, items: usize) {
     DROPPED.get_or_create(&SignalLabels { signal }).inc_by(items as u64);
 }
 
+/// How long batches are dropped without an attempt after an export failed.
+pub const PAUSE: Duration = Duration::from_secs(5);
+
+/// After an export that failed (the exporter's own retries included), the
+/// next batches are dropped and counted without an attempt for a while; the
+/// first batch after it tries again. With the Collector down, every batch
+/// was converted, encoded and retried four times for nothing: 27k
+/// instructions a request on the export threads, which share the cores of
+/// the requests (callgrind, docs/benchmarks.md).
 #[derive(Debug)]
-pub struct CountingSpanExporter<E>(pub E, pub super::queue::Queue);
+pub struct Pause {
+    length: Duration,
+    until: Mutex<Option<Instant>>,
+}
+
+impl Pause {
+    pub fn new(length: Duration) -> Self {
+        Self { length, until: Mutex::new(None) }
+    }
+
+    fn active(&self) -> bool {
+        matches!(*self.until.lock().unwrap_or_else(PoisonError::into_inner), Some(until) if Instant::now() < until)
+    }
+
+    fn judge(&self, result: &OTelSdkResult) {
+        *self.until.lock().unwrap_or_else(PoisonError::into_inner) =
+            result.is_err().then(|| Instant::now() + self.length);
+    }
+}
+
+#[derive(Debug)]
+pub struct CountingSpanExporter<E>(pub E, pub super::queue::Queue, pub Pause);
 
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let size = batch.len();
         self.1.exported(size);
+        if self.2.active() {
+            // Dropped and counted: nothing more to report (the failure that
+            // started the pause was), so the SDK logs no error per batch.
+            count("traces", size);
+            return Ok(());
+        }
         let result = self.0.export(batch).await;
+        self.2.judge(&result);
         if result.is_err() {
             count("traces", size);
         }
@@ -59,13 +96,18 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 }
 
 #[derive(Debug)]
-pub struct CountingLogExporter<E>(pub E, pub super::queue::Queue);
+pub struct CountingLogExporter<E>(pub E, pub super::queue::Queue, pub Pause);
 
 impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let size = batch.iter().count();
         self.1.exported(size);
+        if self.2.active() {
+            count("logs", size);
+            return Ok(());
+        }
         let result = self.0.export(batch).await;
+        self.2.judge(&result);
         if result.is_err() {
             count("logs", size);
         }
@@ -105,5 +147,41 @@ impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
 
     fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
         self.0.temporality()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    use super::*;
+    use crate::telemetry::queue::Queue;
+
+    /// Fails every export, and counts the attempts.
+    #[derive(Debug, Default)]
+    struct Down(AtomicUsize);
+
+    impl SpanExporter for Down {
+        async fn export(&self, _: Vec<SpanData>) -> OTelSdkResult {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(OTelSdkError::InternalFailure("connection refused".into()))
+        }
+    }
+
+    #[test]
+    fn after_a_failed_export_batches_are_dropped_without_an_attempt_until_the_pause_ends() {
+        let exporter =
+            CountingSpanExporter(Down::default(), Queue::with_capacity(8), Pause::new(Duration::from_millis(200)));
+        let first = futures::executor::block_on(exporter.export(Vec::new()));
+        assert!(first.is_err(), "the failure itself is reported");
+        for _ in 0..5 {
+            assert!(futures::executor::block_on(exporter.export(Vec::new())).is_ok());
+        }
+        assert_eq!(exporter.0.0.load(Ordering::Relaxed), 1, "no attempt while paused");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(futures::executor::block_on(exporter.export(Vec::new())).is_err());
+        assert_eq!(exporter.0.0.load(Ordering::Relaxed), 2, "the first batch after the pause tries again");
     }
 }

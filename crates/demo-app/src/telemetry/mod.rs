@@ -108,6 +108,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
         span_exporter(&settings, &endpoint)?,
         span_queue.clone(),
+        dropped::Pause::new(dropped::PAUSE),
     ))
     .build();
     let tracer = SdkTracerProvider::builder()
@@ -126,6 +127,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
         log_exporter(&settings, &endpoint)?,
         log_queue.clone(),
+        dropped::Pause::new(dropped::PAUSE),
     ))
     .build();
     let logger = SdkLoggerProvider::builder()
