@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz` (part of `make test`): every cargo-fuzz target of
-//! `crates/demo-app/fuzz` (demo-app's parsers of untrusted input) for a
+//! `crates/demo-app-input/fuzz` (demo-app's parsers of untrusted input) for a
 //! bounded time, two at a time, from the seeds in the repository. New inputs
 //! and crash artifacts go to a scratch folder, never into the working tree.
 //! A crash, a timeout or an out-of-memory fails the step, naming the input.
@@ -16,7 +16,7 @@ use crate::cmd;
 use crate::project::Project;
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-const FUZZ_DIR: &str = "crates/demo-app/fuzz";
+const FUZZ_DIR: &str = "crates/demo-app-input/fuzz";
 /// Seconds per target in `make test`; `FUZZ_SECONDS` for longer runs.
 const DEFAULT_SECONDS: u64 = 10;
 

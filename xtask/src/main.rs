@@ -86,7 +86,7 @@ enum Command {
     /// podinfo's own Helm chart runs demo-app: its container command, env and
     /// probes, then its Helm tests (curl, jq, grpc_health_probe).
     PodinfoChart,
-    /// Every fuzz target of crates/demo-app/fuzz for FUZZ_SECONDS (10) each.
+    /// Every fuzz target of crates/demo-app-input/fuzz for FUZZ_SECONDS (10) each.
     Fuzz,
     /// An environment reconciled for real: a Kubernetes control plane, Flux and the
     /// platform's controllers on loopback, bootstrapped from the working tree.

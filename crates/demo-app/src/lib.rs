@@ -10,8 +10,6 @@ pub mod config;
 pub mod config_file;
 pub mod connection_watch;
 pub mod faults;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod grpc;
 pub mod grpc_status;
 pub mod memory_budget;

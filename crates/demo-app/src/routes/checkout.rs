@@ -9,7 +9,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::orders::{IDEMPOTENCY_KEY, OrderRequest, idempotency_key, json_error};
+use super::orders::{IDEMPOTENCY_KEY, OrderRequest, idempotency_key, json_error, validate};
 use super::upstream::{self, origin};
 use crate::api_error::ApiError;
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub async fn handler(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let request = body.map_err(json_error)?.0;
-    request.clone().validate()?;
+    validate(request.clone())?;
     // The key makes the backend call safe to retry (by us, the mesh or the
     // client): one checkout never creates two orders.
     let key = idempotency_key(&headers)?.unwrap_or_else(uuid_like_key);

@@ -37,13 +37,6 @@ use tower::ServiceBuilder;
 pub use body_budget::BodyBudgetLayer;
 pub use openapi::{ApiDoc, document as openapi_document};
 
-/// The parsers of untrusted input, for the fuzz targets (fuzzing.rs).
-pub(crate) mod fuzzed {
-    pub use super::orders::{IDEMPOTENCY_KEY, ListParams, OrderRequest, idempotency_key};
-    pub use super::store_files::is_digest;
-    pub use super::token::check_bearer;
-}
-
 use crate::faults;
 use crate::metrics;
 use crate::state::AppState;

@@ -19,6 +19,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::api_error::PodinfoError;
 use crate::state::AppState;
+use demo_app_input::is_digest;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Stored {
@@ -27,11 +28,6 @@ pub struct Stored {
 
 fn store_dir(data_path: &Path) -> PathBuf {
     data_path.join("store")
-}
-
-/// Accepts exactly 64 lowercase hex digits.
-pub fn is_digest(hash: &str) -> bool {
-    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[utoipa::path(post, path = "/store", operation_id = "storeWrite", tag = "podinfo", request_body(content = Option<serde_json::Value>, content_type = "*/*"),
@@ -106,17 +102,4 @@ async fn open(path: &Path) -> std::io::Result<(tokio::fs::File, u64)> {
     let file = tokio::fs::File::open(path).await?;
     let length = file.metadata().await?.len();
     Ok((file, length))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_digest;
-
-    #[test]
-    fn only_sha256_hex_digests_are_accepted() {
-        assert!(is_digest(&"a".repeat(64)));
-        for bad in ["", "..", "../etc/passwd", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))] {
-            assert!(!is_digest(bad), "{bad}");
-        }
-    }
 }

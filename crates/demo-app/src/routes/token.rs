@@ -5,34 +5,17 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+pub use demo_app_input::check_bearer;
+use demo_app_input::{Claims, ISSUER};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api_error::PodinfoError;
 use crate::state::AppState;
 
-const ISSUER: &str = "demo-app";
 const LIFETIME_SECONDS: i64 = 60;
-
-#[derive(Serialize, Deserialize)]
-pub struct Claims {
-    pub name: String,
-    pub exp: i64,
-    iss: String,
-    /// jsonwebtoken checks a numeric `nbf` and skips any other; a string or
-    /// null "not before" is refused here instead of being ignored.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "numeric_date")]
-    nbf: Option<i64>,
-}
-
-/// A present claim must be a NumericDate (RFC 7519), never null.
-fn numeric_date<'de, D: serde::Deserializer<'de>>(date: D) -> Result<Option<i64>, D::Error> {
-    i64::deserialize(date)
-        .map(Some)
-        .map_err(|_| serde::de::Error::custom("the nbf claim must be a NumericDate (seconds since the epoch)"))
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Issued {
@@ -78,25 +61,6 @@ pub fn sign(name: String, secret: &[u8]) -> Result<(String, i64), jsonwebtoken::
 pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Validated>, PodinfoError> {
     let header = headers.get(AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
     let claims = check_bearer(header, state.jwt_secret.as_bytes())
-        .map_err(|msg| PodinfoError::new(StatusCode::UNAUTHORIZED, msg))?;
+        .map_err(|why| PodinfoError::new(StatusCode::UNAUTHORIZED, why.0))?;
     Ok(Json(Validated { token_name: claims.name, expires_at: rfc3339(claims.exp) }))
-}
-
-/// The claims of an `Authorization: Bearer <HS256 token>` header value
-/// signed with `secret`, or why not (untrusted input: fuzzed).
-pub fn check_bearer(header: &[u8], secret: &[u8]) -> Result<Claims, String> {
-    let token = std::str::from_utf8(header)
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| "authorization bearer header required".to_string())?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&[ISSUER]);
-    validation.leeway = 0;
-    // Off by default in jsonwebtoken: a token that is not valid yet is not valid.
-    validation.validate_nbf = true;
-    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
-        .map_err(|e| e.to_string())?;
-    Ok(data.claims)
 }

@@ -15,12 +15,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What a client asks to order (already validated by the route).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    pub sku: String,
-    pub quantity: i64,
-    pub unit_price_cents: i64,
-}
+pub use demo_app_input::NewOrder;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
