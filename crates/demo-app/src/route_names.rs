@@ -14,16 +14,19 @@ pub struct RouteNames {
     pub template: &'static str,
     /// `api_orders_id`: podinfo's `path` label on /metrics.
     pub label: &'static str,
-    /// `GET /api/orders/{id}`... one per method label, in `METHODS`' order.
+    /// `GET /api/orders/{id}`... one per method label, in `METHODS`' order
+    /// (`span_name`).
     span_names: [&'static str; METHODS.len()],
 }
 
-impl RouteNames {
-    /// The server span's name: `{method} {route}`, and `HTTP {route}` for a
-    /// method outside the known set, as the semantic conventions say.
-    pub fn span_name(&self, method: &str) -> &'static str {
-        let at = METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1);
-        self.span_names[at]
+/// The server span's name: `{method} {route}`, or `{method}` alone when no
+/// route matched; `HTTP` stands for a method outside the known set, as the
+/// semantic conventions say.
+pub fn span_name(method: &'static str, route: Option<&RouteNames>) -> &'static str {
+    match route {
+        Some(route) => route.span_names[METHODS.iter().position(|m| *m == method).unwrap_or(METHODS.len() - 1)],
+        None if method == "_OTHER" => "HTTP",
+        None => method,
     }
 }
 
@@ -76,8 +79,9 @@ mod tests {
         let names = of("/api/orders/{id}");
         assert!(std::ptr::eq(names, of("/api/orders/{id}")), "the second lookup finds the first");
         assert_eq!((names.template, names.label), ("/api/orders/{id}", "api_orders_id"));
-        assert_eq!(names.span_name("GET"), "GET /api/orders/{id}");
-        assert_eq!(names.span_name("PATCH"), "PATCH /api/orders/{id}");
-        assert_eq!(names.span_name("_OTHER"), "HTTP /api/orders/{id}");
+        assert_eq!(span_name("GET", Some(names)), "GET /api/orders/{id}");
+        assert_eq!(span_name("PATCH", Some(names)), "PATCH /api/orders/{id}");
+        assert_eq!(span_name("_OTHER", Some(names)), "HTTP /api/orders/{id}");
+        assert_eq!((span_name("GET", None), span_name("_OTHER", None)), ("GET", "HTTP"), "no route matched");
     }
 }

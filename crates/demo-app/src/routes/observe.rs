@@ -77,13 +77,9 @@ where
         let method = metrics::method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().map(|p| route_names::of(p.as_str()));
         let span = ServerSpan::start(&request, method, route);
-        let answer = match &span {
-            Some(span) => {
-                let _current = span.context.clone().attach();
-                self.inner.call(request)
-            }
-            None => self.inner.call(request),
-        };
+        let current = span.as_ref().map(|s| s.context.clone().attach());
+        let answer = self.inner.call(request);
+        drop(current);
         Observed {
             stage: Stage::Answering { answer },
             request: Some(Seen { started, method, route, span, metrics: self.metrics.clone() }),
@@ -154,7 +150,7 @@ fn finish(seen: Seen, mut response: Response) -> Response {
     metrics::observe(&metrics, method, route.map_or(metrics::UNMATCHED, |r| r.label), status.as_u16(), started);
     let mut span = span;
     if status.is_server_error() {
-        let name = route.map_or(method, |r| r.span_name(method));
+        let name = route_names::span_name(method, route);
         let message = format!("{name} answered {status}");
         {
             let _current = span.as_ref().map(|s| s.context.clone().attach());

@@ -18,7 +18,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::instruments::INSTRUMENTS;
-use crate::route_names::RouteNames;
+use crate::route_names::{self, RouteNames};
 
 pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
 
@@ -83,7 +83,7 @@ impl ServerSpan {
         if let Some(route) = route {
             attributes.push(KeyValue::new("http.route", route.template));
         }
-        let name = route.map_or(if method == "_OTHER" { "HTTP" } else { method }, |r| r.span_name(method));
+        let name = route_names::span_name(method, route);
         let span = tracer
             .span_builder(name)
             .with_kind(SpanKind::Server)
