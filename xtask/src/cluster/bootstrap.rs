@@ -337,7 +337,7 @@ mod tests {
 
     /// The dev cluster of this repository has in-repo charts to publish.
     #[test]
-    #[ignore = "needs kubectl (kustomize) from `make tools`; `make test` runs it"]
+    #[ignore = "needs kustomize from `make tools`; `make test` runs it"]
     fn discovers_the_in_repository_charts_of_dev() {
         let project = Project::discover().unwrap();
         let (releases, automation) = discover(&project).unwrap();

@@ -29,23 +29,22 @@ pub const ENVIRONMENTS: &[&str] = &["dev", "staging", "production"];
 /// The name of the GitRepository (and entry Kustomization) that `flux bootstrap` creates.
 pub const SELF_SOURCE: &str = "flux-system";
 
-/// `kubectl kustomize` of the pinned kubectl (its kustomize is the
-/// kustomize-controller's: one Go workspace builds both), with the load
-/// restrictor kustomize-controller uses (none: a Flux Kustomization may
-/// reference files outside its folder).
+/// `kustomize build` of the kustomize that kustomize-controller is built on
+/// (one Go workspace builds both), with the load restrictor the controller
+/// uses (none: a Flux Kustomization may reference files outside its folder).
 #[derive(Clone)]
 pub struct Kustomizer {
-    kubectl: PathBuf,
+    kustomize: PathBuf,
 }
 
 impl Kustomizer {
     pub fn new(project: &crate::project::Project) -> Result<Self> {
-        Ok(Kustomizer { kubectl: crate::tools::locate(project, "kubectl")? })
+        Ok(Kustomizer { kustomize: crate::tools::locate(project, "kustomize")? })
     }
 
     pub fn build(&self, dir: &Path) -> Result<String> {
-        let mut build = Command::new(&self.kubectl);
-        build.args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"]).arg(dir);
+        let mut build = Command::new(&self.kustomize);
+        build.args(["build", "--load-restrictor", "LoadRestrictionsNone"]).arg(dir);
         Ok(String::from_utf8(cmd::run(&mut build)?.stdout)?)
     }
 }

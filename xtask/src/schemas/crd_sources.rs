@@ -112,13 +112,26 @@ mod tests {
         assert!(sets.iter().all(|s| s.version.starts_with('v') && !s.paths.is_empty()));
     }
 
-    /// Flux's CRDs are the ones its controllers, as built and run, install.
+    /// Each controller the loopback cluster runs is built at the version of
+    /// the CRDs the charts install with it: a controller ahead of its CRDs
+    /// writes fields the API server prunes.
     #[test]
-    fn flux_sets_are_the_versions_of_the_controllers_we_build() {
+    fn crd_sets_are_the_versions_of_the_controllers_we_build() {
+        // One module gives Kyverno's CLI and its controllers: v1.19.1 (CLI
+        // fixes) over the chart's v1.19.0 CRDs, a patch apart.
+        const PATCH_AHEAD: &[&str] = &["github.com/kyverno/kyverno"];
+        let minor = |v: &str| v.rsplit_once('.').map(|(m, _)| m.to_string());
         let project = Project::discover().unwrap();
-        for set in sets(&project).unwrap().iter().filter(|s| s.folder == "flux") {
-            let tool = crate::tools::GO_TOOLS.iter().find(|t| t.module == set.module);
-            assert_eq!(tool.map(|t| t.version), Some(set.version.as_str()), "{} in {SOURCES}", set.module);
+        let mut compared = 0;
+        for set in sets(&project).unwrap() {
+            let Some(tool) = crate::tools::GO_TOOLS.iter().find(|t| t.module == set.module) else { continue };
+            compared += 1;
+            if PATCH_AHEAD.contains(&tool.module) {
+                assert_eq!(minor(tool.version), minor(&set.version), "{} in {SOURCES}", set.module);
+            } else {
+                assert_eq!(tool.version, set.version, "{} in {SOURCES}", set.module);
+            }
         }
+        assert_eq!(compared, 11, "every CRD set's controller is built here");
     }
 }

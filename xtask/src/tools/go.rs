@@ -26,18 +26,22 @@ pub struct GoTool {
     pub ldflags: &'static str,
 }
 
-/// The Kubernetes release of the loopback control plane (and kubectl).
+/// The Kubernetes release of the loopback control plane (and its kubectl).
 pub const KUBERNETES: &str = "v1.33.13";
 const KUBE_LDFLAGS: &str = "-X k8s.io/component-base/version.gitVersion=v1.33.13 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=v1.33.13 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=33";
 
 pub const GO_TOOLS: &[GoTool] = &[
+    // The Helm that Flux's helm-controller is built on (its go.mod's
+    // version), from the workspace's build list: verify renders charts with
+    // the very code that installs them, and its 800 packages are compiled
+    // with the controllers' (17 of them are the CLI's own).
     GoTool {
         name: "helm",
-        dir: "helm",
+        dir: "helm-controller",
         module: "helm.sh/helm/v4",
-        version: "v4.3.1",
+        version: "v4.2.4",
         package: "helm.sh/helm/v4/cmd/helm",
-        ldflags: "-X helm.sh/helm/v4/internal/version.version=v4.3.1",
+        ldflags: "-X helm.sh/helm/v4/internal/version.version=v4.2.4",
     },
     GoTool {
         name: "kubeconform",
@@ -47,11 +51,13 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/yannh/kubeconform/cmd/kubeconform",
         ldflags: "-X main.version=v0.8.0",
     },
+    // The version Kyverno's CLI requires (it validates with the library), in
+    // Kyverno's build list: 3 packages of its own beyond Kyverno's 3,200.
     GoTool {
         name: "kubectl-validate",
-        dir: "kubectl-validate",
+        dir: "kyverno",
         module: "sigs.k8s.io/kubectl-validate",
-        version: "v0.0.4",
+        version: "v0.0.5-0.20260105161640-a97ccfaca20b",
         package: "sigs.k8s.io/kubectl-validate",
         ldflags: "",
     },
@@ -207,6 +213,7 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "k8s.io/kubernetes/cmd/kube-scheduler",
         ldflags: KUBE_LDFLAGS,
     },
+    // The loopback cluster's kubectl (reconcile/kube.rs).
     GoTool {
         name: "kubectl",
         dir: "kubernetes",
@@ -222,6 +229,17 @@ pub const GO_TOOLS: &[GoTool] = &[
         version: "v0.8.0",
         package: "sigs.k8s.io/kwok/cmd/kwok",
         ldflags: "-X sigs.k8s.io/kwok/pkg/consts.Version=v0.8.0",
+    },
+    // The kustomize that kustomize-controller is built on (sigs.k8s.io/kustomize/api
+    // v0.21.1 is kustomize v5.8.1's), in the workspace's build list: verify
+    // and the reconcile model render what the controller would.
+    GoTool {
+        name: "kustomize",
+        dir: "kustomize-controller",
+        module: "sigs.k8s.io/kustomize/kustomize/v5",
+        version: "v5.8.1",
+        package: "sigs.k8s.io/kustomize/kustomize/v5",
+        ldflags: "",
     },
     // The artifact library v0.18.3 that source-controller 1.9.6 asks for is not
     // served by the module proxy; its go.mod replaces it with v0.18.0.
@@ -299,19 +317,23 @@ pub const GO_TOOLS: &[GoTool] = &[
         package: "github.com/kyverno/kyverno/cmd/background-controller",
         ldflags: "-X github.com/kyverno/kyverno/pkg/version.BuildVersion=v1.19.1",
     },
+    // The version chart argo-rollouts 2.41.0 deploys (its appVersion), with
+    // that chart's CRDs.
     GoTool {
         name: "rollouts-controller",
         dir: "argo-rollouts",
         module: "github.com/argoproj/argo-rollouts",
-        version: "v1.10.1",
+        version: "v1.9.0",
         package: "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
         ldflags: "",
     },
     // The CloudNativePG operator: its webhooks admit the app's database
-    // Cluster, and it reconciles that Cluster.
+    // Cluster, and it reconciles that Cluster. Built in Kyverno's build list
+    // (the same Kubernetes libraries and controller-runtime): 200 packages of
+    // its own instead of 880.
     GoTool {
         name: "cnpg-manager",
-        dir: "cloudnative-pg",
+        dir: "kyverno",
         module: "github.com/cloudnative-pg/cloudnative-pg",
         version: "v1.30.0",
         package: "github.com/cloudnative-pg/cloudnative-pg/cmd/manager",
@@ -319,12 +341,12 @@ pub const GO_TOOLS: &[GoTool] = &[
     },
     // The Prometheus Operator of kube-prometheus-stack 88.2.0 (its
     // appVersion): its webhook admits PrometheusRules, and it turns the
-    // Prometheus and Alertmanager objects into StatefulSets. Its own module,
-    // not the workspace: joining would raise the Flux controllers'
-    // Prometheus libraries by minor versions.
+    // Prometheus and Alertmanager objects into StatefulSets. In Kyverno's
+    // build list, not the workspace's: joining that would raise the Flux
+    // controllers' Prometheus libraries by minor versions.
     GoTool {
         name: "prometheus-operator",
-        dir: "prometheus-operator",
+        dir: "kyverno",
         module: "github.com/prometheus-operator/prometheus-operator",
         version: "v0.93.0",
         package: "github.com/prometheus-operator/prometheus-operator/cmd/operator",
@@ -522,8 +544,10 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         for tool in GO_TOOLS {
             let go_mod = fs::read_to_string(root.join("tools").join(tool.dir).join("go.mod")).unwrap();
+            // `tool x` alone, or `x` inside a `tool ( … )` block.
+            let tools = go_mod.lines().map(|l| l.trim().trim_start_matches("tool ").trim());
             assert!(
-                go_mod.lines().any(|l| l.trim() == format!("tool {}", tool.package)),
+                tools.into_iter().any(|l| l == tool.package),
                 "tools/{}/go.mod lacks `tool {}`",
                 tool.dir,
                 tool.package

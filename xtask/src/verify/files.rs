@@ -41,7 +41,7 @@ pub fn is_yaml(path: &Path) -> bool {
 pub struct ManifestSet {
     /// Plain manifest files outside any kustomization.
     pub files: Vec<PathBuf>,
-    /// Folders with a `kustomization.yaml`, validated through `kubectl kustomize`.
+    /// Folders with a `kustomization.yaml`, validated through `kustomize build`.
     pub kustomizations: Vec<PathBuf>,
 }
 

@@ -548,16 +548,17 @@ fn print_environments(manifests: &[(String, PathBuf)], outcomes: [&Result<Outcom
     Ok(())
 }
 
-/// `kubectl kustomize` (the pinned kubectl) each root into `out_dir`:
-/// (root, rendered file).
+/// `kustomize build` (kustomize-controller's kustomize) of each root into
+/// `out_dir`, with kustomize's default load restrictor (stricter than the
+/// controller's: a root here reads only below itself): (root, rendered file).
 fn render_kustomizations(
     project: &Project,
     roots: &[PathBuf],
     out_dir: &Path,
     report: &mut Report,
 ) -> Vec<(PathBuf, PathBuf)> {
-    let kubectl = match tools::locate(project, "kubectl") {
-        Ok(kubectl) => kubectl,
+    let kustomize = match tools::locate(project, "kustomize") {
+        Ok(kustomize) => kustomize,
         Err(err) => {
             report.fail("kustomize", format!("{err:#}"));
             return Vec::new();
@@ -567,7 +568,7 @@ fn render_kustomizations(
     for root in roots {
         let rel = project.rel(root);
         let file = out_dir.join(format!("kustomize-{}.yaml", flat_name(rel)));
-        let result = cmd::run(Command::new(&kubectl).arg("kustomize").arg(root))
+        let result = cmd::run(Command::new(&kustomize).arg("build").arg(root))
             .and_then(|output| Ok(fs::write(&file, &output.stdout)?));
         match result {
             Ok(()) => rendered.push((root.clone(), file)),
