@@ -3,8 +3,9 @@
 //!
 //! A job is what one command builds: the binaries of one Go module (one
 //! `go build`, so their shared packages compile once), the Collector, OpenTofu,
-//! the Python virtualenv, the Debian packages. Two run at once by default: a
-//! `go build` alone leaves a core idle while it downloads and while it links.
+//! the Python virtualenv, the Debian packages. Two compiles run at once by
+//! default (a `go build` alone leaves a core idle while it downloads and while
+//! it links), and the package installs beside them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
@@ -35,6 +36,13 @@ impl Job {
     /// Short enough for a progress line: a job of many binaries by its key.
     fn label(&self) -> String {
         if self.tools.len() > 4 { format!("{} ({} tools)", self.key, self.tools.len()) } else { self.names() }
+    }
+
+    /// Compiles (Go, the Collector, OpenTofu), as against installs of
+    /// prebuilt packages (pip, apt), which mostly wait on the network and
+    /// the disk and so run beside the compiles instead of taking a core.
+    fn compiles(&self) -> bool {
+        !matches!(self.tools[0], Tool::Python(_) | Tool::Debian(_))
     }
 
     fn run(&self, project: &Project) -> Result<()> {
@@ -123,10 +131,10 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
     // Longest first: the last job to start should be a short one.
     jobs.sort_by(|a, b| timings.estimate(b).unwrap_or(f64::MAX).total_cmp(&timings.estimate(a).unwrap_or(f64::MAX)));
     let total = jobs.len();
-    let known: f64 = jobs.iter().filter_map(|j| timings.estimate(j)).sum();
+    let known: f64 = jobs.iter().filter(|j| j.compiles()).filter_map(|j| timings.estimate(j)).sum();
     let unknown = jobs.iter().filter(|j| timings.estimate(j).is_none()).count();
     println!(
-        "tools: {total} job(s) to run, {workers} at a time; {}",
+        "tools: {total} job(s) to run, {workers} compiles at a time and the package installs beside them; {}",
         if unknown == total {
             "no timings from an earlier run on this machine, so no estimate yet".to_string()
         } else {
@@ -137,23 +145,26 @@ pub fn install(project: &Project, missing: Vec<Tool>, workers: usize) -> Result<
             )
         }
     );
-    let queue = Mutex::new(
-        jobs.into_iter()
-            .enumerate()
-            .map(|(index, job)| {
-                let estimate = timings.estimate(&job).map_or("never timed".into(), |s| format!("estimated {s:.0} s"));
-                (index, job, estimate)
-            })
-            .collect::<VecDeque<_>>(),
-    );
+    let (compiles, installs): (VecDeque<_>, VecDeque<_>) = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            let estimate = timings.estimate(&job).map_or("never timed".into(), |s| format!("estimated {s:.0} s"));
+            (index, job, estimate)
+        })
+        .partition(|(_, job, _)| job.compiles());
+    let compiles = Mutex::new(compiles);
+    let installs = Mutex::new(installs);
+    // `workers` threads take compiles; one more takes the installs.
+    let queues: Vec<&Mutex<VecDeque<_>>> =
+        std::iter::repeat_n(&compiles, workers.max(1)).chain(std::iter::once(&installs)).collect();
     let mut measured = BTreeMap::new();
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<(Event, usize, String)>();
     let mut results = Vec::new();
     std::thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
+        for queue in queues {
             let tx = tx.clone();
-            let queue = &queue;
             scope.spawn(move || {
                 loop {
                     // Its own statement: the lock must not be held while the job runs.
@@ -234,10 +245,16 @@ mod tests {
         let names = |key: &str| jobs.iter().find(|j| j.key == key).map(Job::names).unwrap_or_default();
         assert_eq!(names("go/kubernetes"), "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl");
         let workspace = names("go/workspace");
-        for member in ["istioctl", "pilot-discovery", "sops", "kwok", "source-controller", "helm-controller"] {
+        for member in
+            ["istioctl", "pilot-discovery", "sops", "kwok", "source-controller", "helm-controller", "helm", "kustomize"]
+        {
             assert!(workspace.split(", ").any(|n| n == member), "{member} not in the workspace job: {workspace}");
         }
         assert!(!workspace.contains("kyverno"), "kyverno cannot share the workspace's build list");
+        let kyverno = names("go/kyverno");
+        for member in ["kyverno", "cosign", "kubectl-validate", "cnpg-manager", "prometheus-operator"] {
+            assert!(kyverno.split(", ").any(|n| n == member), "{member} not in Kyverno's job: {kyverno}");
+        }
         let in_jobs: usize = jobs.iter().map(|j| j.tools.len()).sum();
         assert_eq!(in_jobs, go_tools.len(), "every tool in exactly one job");
     }
