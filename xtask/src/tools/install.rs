@@ -91,7 +91,7 @@ fn plan(project: &Project, missing: Vec<Tool>) -> Result<Vec<Job>> {
 /// Seconds each job took the last time it ran on this machine, or, for a job
 /// never run here, on the reference machine (`tools/build-times.json`: a cold
 /// run on 2 idle cores, two jobs at a time, empty Go module and build caches,
-/// 2026-12-05), so that even a first run starts the longest jobs first and
+/// 2026-12-06; debian from 2026-12-05), so that even a first run starts the longest jobs first and
 /// can give an estimate.
 struct Timings {
     path: PathBuf,
