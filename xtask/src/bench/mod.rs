@@ -161,7 +161,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         None => None,
     };
     let endpoints =
-        Endpoints { collector: collector.as_ref().map(|(_, ports)| ports.otlp_grpc), down: servers::free_port()? };
+        Endpoints { collector: collector.as_ref().map(|(_, ports)| ports.otlp_grpc), down: ports::free_port()? };
 
     let settings = Settings {
         mode: if options.smoke { "smoke" } else { "full" }.into(),

@@ -2,7 +2,6 @@
 //! server core, on free loopback ports, with the same data folder layout.
 
 use std::ffi::OsStr;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use serde::Serialize;
 use super::SERVER_CORE;
 use super::scenarios::Scenario;
 use crate::stack::http;
+use crate::stack::ports::free_port;
 use crate::stack::process::{Supervisor, poll_until};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -299,12 +299,6 @@ fn wait_healthy(supervisor: &mut Supervisor, name: &str, port: u16) -> Result<()
         Some(child) => format!("starting {name} (log {}):\n{}", child.log.display(), child.log_tail(20)),
         None => format!("starting {name}"),
     })
-}
-
-/// A loopback port nothing listens on right now (the kernel's choice).
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("no free loopback port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::checks::Report;
-use super::control_plane::{ControlPlane, free_port};
+use super::control_plane::ControlPlane;
 use super::flux_system::{pushed, request_reconcile};
 use super::internet::Internet;
 use super::network::Routes;
@@ -36,6 +36,7 @@ use super::repository::Repository;
 use super::workloads::env_value;
 use crate::project::Project;
 use crate::stack::http;
+use crate::stack::ports::free_port;
 use crate::stack::process::{Supervisor, poll_until};
 use crate::tools;
 

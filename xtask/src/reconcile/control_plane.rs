@@ -8,7 +8,6 @@
 //! through [`super::network`], which is the cluster network of this run.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 use super::kube::{Kube, User, write_kubeconfig};
 use super::pki::{self, Pki};
 use crate::project::Project;
+use crate::stack::ports::free_port;
 use crate::stack::process::{Supervisor, poll_until};
 use crate::tools;
 
@@ -32,11 +32,6 @@ pub struct ControlPlane {
     /// The admin kubeconfig (`system:masters`).
     pub admin: Kube,
     pub egress_socket: PathBuf,
-}
-
-/// A free loopback port (bound and released: the children bind it next).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0)).context("no free loopback port")?.local_addr()?.port())
 }
 
 fn tool(project: &Project, name: &str) -> Result<PathBuf> {

@@ -16,12 +16,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::control_plane::{ControlPlane, free_port};
+use super::control_plane::ControlPlane;
 use super::internet::Internet;
 use super::repository::RepositoriesByKustomization;
 use super::secrets::AgeKey;
 use super::serve::Sources;
 use crate::project::Project;
+use crate::stack::ports::free_port;
 use crate::stack::process::Supervisor;
 use crate::tools;
 

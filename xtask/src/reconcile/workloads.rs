@@ -17,11 +17,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::control_plane::{ControlPlane, SERVING, free_port};
+use super::control_plane::{ControlPlane, SERVING};
 use super::kube::{User, write_kubeconfig};
 use super::network::Routes;
 use crate::project::Project;
 use crate::stack::http;
+use crate::stack::ports::free_port;
 use crate::stack::ports::socket;
 use crate::stack::process::Supervisor;
 use crate::tools;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::ports::{HOST, addr};
+use super::ports::{HOST, addr, free_port};
 use super::process::{self, Supervisor, poll_until};
 use super::{app, http, prometheus};
 use crate::cmd;
@@ -341,10 +341,6 @@ fn drive_traffic(ports: &[u16], length: Duration) -> Result<()> {
 
 /// For Prometheus, which cannot report a port it chose: the kernel picks a
 /// free one, released just before Prometheus binds it.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind((HOST, 0))?.local_addr()?.port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

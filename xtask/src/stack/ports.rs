@@ -1,15 +1,19 @@
 //! The stack's loopback ports: well-known defaults for `make stack` (with a
 //! free port instead of any that is taken), all free ones for the e2e test.
 //!
-//! A port is free if 127.0.0.1 can bind it. Every listener is held until all
-//! ports are chosen, so no two roles get the same port; they are released
-//! just before the children start (a small window another program could use,
-//! which a failing health check then reports).
+//! A port is free if 127.0.0.1 can bind it. Free ports are taken below the
+//! kernel's ephemeral range: between the pick and the server's bind (seconds
+//! under valgrind), a port of that range can become the local end of any
+//! outgoing connection — and the loopback control plane reconciled beside
+//! the stack's steps opens hundreds. This process never hands a port out twice.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 pub const HOST: &str = "127.0.0.1";
 
@@ -69,28 +73,55 @@ pub struct Picked {
 
 pub fn pick(choice: Choice) -> Result<Picked> {
     let mut ports = Ports::DEFAULTS;
-    let mut held = Vec::new();
     let mut replaced = Vec::new();
     for (field, port) in ports.fields_mut() {
-        let preferred = match choice {
-            Choice::PreferDefaults => TcpListener::bind((HOST, *port)).ok(),
-            Choice::AllFree => None,
-        };
-        let listener = match preferred {
-            Some(listener) => listener,
-            None => {
-                let listener = TcpListener::bind((HOST, 0)).with_context(|| format!("no free port for {field}"))?;
-                if choice == Choice::PreferDefaults {
-                    replaced.push(format!("{field}: {} is taken, using {}", *port, listener.local_addr()?.port()));
-                }
-                listener
-            }
-        };
-        *port = listener.local_addr()?.port();
-        held.push(listener);
+        if choice == Choice::PreferDefaults && claim(*port) {
+            continue;
+        }
+        let free = free_port().with_context(|| format!("no free port for {field}"))?;
+        if choice == Choice::PreferDefaults {
+            replaced.push(format!("{field}: {} is taken, using {free}", *port));
+        }
+        *port = free;
     }
-    drop(held);
     Ok(Picked { ports, replaced })
+}
+
+/// The lowest port [`free_port`] hands out: above the well-known defaults
+/// of the tools we run (Prometheus 9090, the Collector 13133, Jaeger 16686…
+/// are below or taken by `claim` first), far from privileged ports.
+const FIRST_FREE: u16 = 20_000;
+
+/// A loopback port 127.0.0.1 can bind now, chosen at random below the
+/// kernel's ephemeral range (see the module comment), never one this
+/// process handed out before.
+pub fn free_port() -> Result<u16> {
+    let end = ephemeral_start().max(FIRST_FREE + 1_000);
+    let span = u64::from(end - FIRST_FREE);
+    let random = RandomState::new();
+    for attempt in 0..1_000u64 {
+        let port = FIRST_FREE + (random.hash_one(attempt) % span) as u16;
+        if claim(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {FIRST_FREE}..{end} after 1000 tries: what holds them? (`ss -tlnp`)")
+}
+
+/// Takes `port` for this process if it is bindable and not handed out yet.
+fn claim(port: u16) -> bool {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    !handed_out.contains(&port) && TcpListener::bind((HOST, port)).is_ok() && handed_out.insert(port)
+}
+
+/// The first port of `net.ipv4.ip_local_port_range` (Linux's default 32768).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `127.0.0.1:port`.
@@ -144,5 +175,20 @@ mod tests {
         let picked = pick(Choice::PreferDefaults).unwrap();
         assert_ne!(picked.ports.frontend, Ports::DEFAULTS.frontend);
         assert!(picked.replaced.iter().any(|r| r.starts_with("frontend: 9898 is taken")), "{:?}", picked.replaced);
+    }
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_never_repeat() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let unique: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(unique.len(), ports.len());
+        let end = ephemeral_start().max(FIRST_FREE + 1_000);
+        assert!(ports.iter().all(|&p| (FIRST_FREE..end).contains(&p)), "{ports:?} outside {FIRST_FREE}..{end}");
+    }
+
+    #[test]
+    fn a_held_port_is_not_free() {
+        let held = TcpListener::bind((HOST, 0)).unwrap();
+        assert!(!claim(held.local_addr().unwrap().port()));
     }
 }

@@ -159,6 +159,12 @@ impl Supervisor {
             .with_context(|| format!("cannot open {}", log.display()))?;
         let err = out.try_clone()?;
         cmd.process_group(0).stdin(Stdio::null()).stdout(out).stderr(err);
+        // A Rust child's error from `main` must stay in the log tails we
+        // print: with RUST_BACKTRACE set (CI), anyhow would add a backtrace
+        // of thirty lines below it. Panics keep theirs.
+        if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+            cmd.env("RUST_LIB_BACKTRACE", "0");
+        }
         let child = cmd.spawn().with_context(|| format!("cannot start {name}: `{}`", cmd::display(&cmd)))?;
         self.children.push(Managed { name: name.to_string(), child, log: log.to_path_buf(), grace, exit: None });
         Ok(self.children.last_mut().expect("just pushed"))
