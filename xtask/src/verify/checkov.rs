@@ -87,63 +87,182 @@ pub fn scan(project: &Project, dir: &Path, framework: &str, only: Option<&str>) 
     )?;
     let command = || {
         let mut command = Command::new(&checkov);
-        command.env("PATH", &path).args([
-            "--skip-download",
-            "--quiet",
-            "--compact",
-            "--output",
-            "json",
-            "--framework",
-            framework,
-        ]);
+        command.env("PATH", &path).args(["--skip-download", "--compact", "--output", "json", "--framework", framework]);
         if let Some(check) = only {
             command.args(["--check", check]);
         }
         command
     };
-    if dir.is_file() {
-        return run(dir, command().arg("--file").arg(dir));
+    if framework == KUBERNETES {
+        return scan_manifests(dir, command, only.is_none());
     }
-    if !dir.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
-        return run(dir, command().arg("--directory").arg(dir));
+    let mut command = command();
+    if dir.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+        // checkov skips every file below a hidden folder (.github): name them.
+        for file in super::files::yaml_files(dir)? {
+            command.arg("--file").arg(file);
+        }
+    } else {
+        command.arg("--directory").arg(dir);
     }
-    // checkov skips every file below a hidden folder (the renders live in
-    // ~/.cache): name the files instead, every one below it, in two runs
-    // side by side (each file is scanned on its own, so the halves add up).
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(walkdir::DirEntry::into_path)
-        .filter(|f| f.is_file() && super::files::is_yaml(f))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        bail!("nothing for checkov in {}", dir.display());
+    let (scanned, findings) = run(dir, &mut command)?;
+    if scanned.checks == 0 {
+        bail!("checkov ran no {framework} check on {}", dir.display());
     }
-    let halves: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(2)).collect();
-    let results: Vec<Result<(usize, Vec<Finding>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = halves
-            .iter()
-            .map(|half| {
-                let mut run_half = command();
-                for file in *half {
-                    run_half.arg("--file").arg(file);
+    Ok((scanned.checks, findings))
+}
+
+const KUBERNETES: &str = "kubernetes";
+
+/// Kinds checkov always has checks for: a document of one of them that
+/// comes back without a single result was not read.
+const CHECKED_KINDS: &[&str] =
+    &["Pod", "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "CronJob", "Role", "ClusterRole"];
+
+/// One document of a manifest file, written to a file of its own.
+struct Document {
+    copy: PathBuf,
+    original: PathBuf,
+    index: usize,
+    kind: String,
+    name: String,
+}
+
+/// The manifests of `target` (a file, or every YAML file below a folder),
+/// scanned one document per file. checkov drops a whole file without a
+/// word when one of its documents holds a Go template (`{{ .Values.`: Istio's
+/// injector ConfigMap) or YAML that PyYAML cannot construct (`=` in the
+/// Prometheus Operator's CRDs), so a file per document confines the loss to
+/// that document, and every document of a kind checkov checks must come back
+/// with results. CRDs are left out: checkov has no check for them.
+///
+/// With one check only (`all_checks` false), a document it does not apply
+/// to has no result: only the findings count.
+fn scan_manifests(target: &Path, command: impl Fn() -> Command, all_checks: bool) -> Result<(usize, Vec<Finding>)> {
+    let files = if target.is_file() { vec![target.to_path_buf()] } else { super::files::yaml_files(target)? };
+    let copies = tempfile::tempdir()?;
+    // Per original file, so that one file's documents (a Pod and its
+    // NetworkPolicy, a RoleBinding and its Role) share a run: checkov's
+    // graph checks connect documents of the same run only.
+    let mut per_file: Vec<Vec<Document>> = Vec::new();
+    for (n, file) in files.iter().enumerate() {
+        per_file.push(split(file, &copies.path().join(n.to_string()))?);
+    }
+    let documents: usize = per_file.iter().map(Vec::len).sum();
+    if documents == 0 {
+        bail!("nothing for checkov in {}", target.display());
+    }
+    let results: Vec<Result<(Scanned, Vec<Finding>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = halves(&per_file, documents)
+            .into_iter()
+            .map(|run_files| {
+                let mut one_run = command();
+                for document in run_files.iter().flatten() {
+                    one_run.arg("--file").arg(&document.copy);
                 }
-                scope.spawn(move || run(dir, &mut run_half))
+                scope.spawn(move || run(target, &mut one_run))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("checkov panicked")))).collect()
     });
-    let mut total = (0, Vec::new());
+    let (mut total, mut findings) = (Scanned::default(), Vec::new());
     for result in results {
-        let (checked, findings) = result?;
-        total.0 += checked;
-        total.1.extend(findings);
+        let (scanned, found) = result?;
+        total.checks += scanned.checks;
+        total.files.extend(scanned.files);
+        findings.extend(found);
     }
-    Ok(total)
+    let all: Vec<&Document> = per_file.iter().flatten().collect();
+    let unread: Vec<String> = all
+        .iter()
+        .filter(|d| CHECKED_KINDS.contains(&d.kind.as_str()) && !total.files.iter().any(|f| same_file(f, &d.copy)))
+        .map(|d| format!("{} {} (document {} of {})", d.kind, d.name, d.index + 1, d.original.display()))
+        .collect();
+    if all_checks && !unread.is_empty() {
+        bail!(
+            "checkov returned no result for {} of {documents} documents, of kinds it has checks for; it could not \
+             read them (a Go template or YAML that PyYAML rejects?):\n  {}",
+            unread.len(),
+            unread.join("\n  ")
+        );
+    }
+    // Findings name the original file and document, not the copy.
+    for finding in &mut findings {
+        if let Some(d) = all.iter().find(|d| same_file(&finding.file, &d.copy)) {
+            finding.file = format!("{} (document {})", d.original.display(), d.index + 1);
+        }
+    }
+    Ok((total.checks, findings))
 }
 
-fn run(dir: &Path, command: &mut Command) -> Result<(usize, Vec<Finding>)> {
+/// checkov prints a `--file` path as `/..` followed by the absolute path.
+fn same_file(reported: &str, copy: &Path) -> bool {
+    reported.ends_with(&*copy.to_string_lossy())
+}
+
+/// The documents of `file` other than CustomResourceDefinitions, each
+/// written as it is (not re-serialised: checkov must read what Flux applies)
+/// to a file of its own in `dir`.
+fn split(file: &Path, dir: &Path) -> Result<Vec<Document>> {
+    let text = fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    fs::create_dir_all(dir)?;
+    let mut documents = Vec::new();
+    for (index, source) in raw_documents(&text).into_iter().enumerate() {
+        let value: serde_json::Value = serde_norway::from_str(&source)
+            .with_context(|| format!("document {} of {} is not YAML", index + 1, file.display()))?;
+        let Some(kind) = value["kind"].as_str() else { continue };
+        if kind == "CustomResourceDefinition" {
+            continue;
+        }
+        let copy = dir.join(format!("{index}.yaml"));
+        fs::write(&copy, &source)?;
+        let name = value["metadata"]["name"].as_str().unwrap_or("?").to_string();
+        documents.push(Document { copy, original: file.to_path_buf(), index, kind: kind.to_string(), name });
+    }
+    Ok(documents)
+}
+
+/// The text of each document of a multi-document YAML stream, split at its
+/// `---` lines (a block scalar's lines are indented, so none is one).
+fn raw_documents(text: &str) -> Vec<String> {
+    let mut documents = vec![String::new()];
+    for line in text.lines() {
+        if line == "---" || line.starts_with("--- ") {
+            documents.push(String::new());
+        } else {
+            let current = documents.last_mut().expect("never empty");
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    documents.retain(|d| !d.trim().is_empty());
+    documents
+}
+
+/// Two runs side by side with about half of the documents each, whole files
+/// to a run.
+fn halves(per_file: &[Vec<Document>], documents: usize) -> Vec<&[Vec<Document>]> {
+    let mut counted = 0;
+    let split_at = per_file
+        .iter()
+        .position(|f| {
+            counted += f.len();
+            counted * 2 >= documents
+        })
+        .map_or(per_file.len(), |i| i + 1);
+    let (first, second) = per_file.split_at(split_at);
+    [first, second].into_iter().filter(|run| run.iter().any(|f| !f.is_empty())).collect()
+}
+
+/// What one checkov run reports: checks passed + failed, and the files
+/// they were about.
+#[derive(Default)]
+struct Scanned {
+    checks: usize,
+    files: std::collections::BTreeSet<String>,
+}
+
+fn run(dir: &Path, command: &mut Command) -> Result<(Scanned, Vec<Finding>)> {
     let output = cmd::capture(command)?;
     // Exit 1 means findings; anything else, or no JSON, is a broken run.
     if !matches!(output.status.code(), Some(0 | 1)) {
@@ -155,8 +274,8 @@ fn run(dir: &Path, command: &mut Command) -> Result<(usize, Vec<Finding>)> {
 
 /// checkov prints one report per framework (an object, or a list of them);
 /// a framework with nothing to scan prints a bare summary instead.
-fn parse(json: &str) -> Result<(usize, Vec<Finding>)> {
-    let mut checked = 0;
+fn parse(json: &str) -> Result<(Scanned, Vec<Finding>)> {
+    let mut scanned = Scanned::default();
     let mut findings = Vec::new();
     for doc in serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>() {
         let doc = doc.context("checkov printed something other than JSON")?;
@@ -166,8 +285,13 @@ fn parse(json: &str) -> Result<(usize, Vec<Finding>)> {
         };
         for report in reports {
             let summary = &report["summary"];
-            checked += (summary["passed"].as_u64().unwrap_or(0) + summary["failed"].as_u64().unwrap_or(0)) as usize;
-            for failed in report["results"]["failed_checks"].as_array().into_iter().flatten() {
+            let count = |key: &str| summary[key].as_u64().unwrap_or(0) as usize;
+            scanned.checks += count("passed") + count("failed");
+            let results = &report["results"];
+            for result in ["passed_checks", "failed_checks"].iter().filter_map(|k| results[*k].as_array()).flatten() {
+                scanned.files.extend(result["file_path"].as_str().map(str::to_string));
+            }
+            for failed in results["failed_checks"].as_array().into_iter().flatten() {
                 let text = |key: &str| failed[key].as_str().unwrap_or("?").to_string();
                 findings.push(Finding {
                     id: text("check_id"),
@@ -178,7 +302,7 @@ fn parse(json: &str) -> Result<(usize, Vec<Finding>)> {
             }
         }
     }
-    Ok((checked, findings))
+    Ok((scanned, findings))
 }
 
 fn load_skips(path: &Path) -> Result<Vec<Skip>> {
@@ -229,12 +353,55 @@ mod tests {
     }
 
     #[test]
+    fn documents_are_split_as_written_and_crds_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.yaml");
+        let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b}\n";
+        let config =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  t: |\n    ---\n    {{ .Values.x }}\n";
+        fs::write(
+            &file,
+            format!("---\n{crd}---\n# only a comment\n---\n{config}--- \nkind: Role\nmetadata: {{name: r}}\n"),
+        )
+        .unwrap();
+        let documents = split(&file, &dir.path().join("copies")).unwrap();
+        let found: Vec<(&str, &str, usize)> =
+            documents.iter().map(|d| (d.kind.as_str(), d.name.as_str(), d.index)).collect();
+        assert_eq!(found, [("ConfigMap", "c", 2), ("Role", "r", 3)]);
+        assert_eq!(fs::read_to_string(&documents[0].copy).unwrap(), config);
+    }
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  namespace: n\n\
+        spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: i:1\n";
+
+    #[test]
+    #[ignore = "needs checkov and helm from `make tools`; `make test` runs it"]
+    fn a_document_checkov_cannot_read_fails_the_scan_and_spares_its_neighbours() {
+        let project = Project::discover().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A Go template in one document made checkov drop the whole file.
+        let template = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndata: {t: '{{ .Values.x }}'}\n";
+        fs::write(dir.path().join("a.yaml"), format!("{template}---\n{DEPLOYMENT}")).unwrap();
+        let (checks, findings) = scan(&project, dir.path(), KUBERNETES, None).unwrap();
+        assert!(checks > 10 && findings.iter().any(|f| f.resource == "Deployment.n.d"), "{checks} {findings:?}");
+
+        let unreadable = DEPLOYMENT.replace("  name: d\n", "  name: d\n  annotations: {a: '{{ .Release.Name }}'}\n");
+        fs::write(dir.path().join("b.yaml"), unreadable).unwrap();
+        let error = scan(&project, dir.path(), KUBERNETES, None).unwrap_err().to_string();
+        assert!(
+            error.contains("checkov returned no result for 1 of 3 documents") && error.contains("Deployment d"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn parses_lists_objects_and_bare_summaries() {
         let json = r#"{"check_type":"terraform","results":{"failed_checks":[{"check_id":"CKV_1","check_name":"n","file_path":"/main.tf","resource":"aws_x.y"}]},"summary":{"passed":2,"failed":1}}
 [{"check_type":"helm","results":{"failed_checks":[]},"summary":{"passed":4,"failed":0}}]
 {"passed":0,"failed":0,"skipped":0,"parsing_errors":0}"#;
-        let (checked, findings) = parse(json).unwrap();
-        assert_eq!(checked, 7);
+        let (scanned, findings) = parse(json).unwrap();
+        assert_eq!(scanned.checks, 7);
+        assert_eq!(scanned.files.iter().collect::<Vec<_>>(), ["/main.tf"]);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].resource, "aws_x.y");
     }
