@@ -195,9 +195,10 @@ fn scan_manifests(target: &Path, command: impl Fn() -> Command, all_checks: bool
     Ok((total.checks, findings))
 }
 
-/// checkov prints a `--file` path as `/..` followed by the absolute path.
+/// Whether checkov's `file_abs_path` is `copy` (its `file_path` is relative
+/// to the working directory, behind a `/`).
 fn same_file(reported: &str, copy: &Path) -> bool {
-    reported.ends_with(&*copy.to_string_lossy())
+    Path::new(reported) == copy
 }
 
 /// The documents of `file` other than CustomResourceDefinitions, each
@@ -289,14 +290,14 @@ fn parse(json: &str) -> Result<(Scanned, Vec<Finding>)> {
             scanned.checks += count("passed") + count("failed");
             let results = &report["results"];
             for result in ["passed_checks", "failed_checks"].iter().filter_map(|k| results[*k].as_array()).flatten() {
-                scanned.files.extend(result["file_path"].as_str().map(str::to_string));
+                scanned.files.extend(result["file_abs_path"].as_str().map(str::to_string));
             }
             for failed in results["failed_checks"].as_array().into_iter().flatten() {
                 let text = |key: &str| failed[key].as_str().unwrap_or("?").to_string();
                 findings.push(Finding {
                     id: text("check_id"),
                     name: text("check_name"),
-                    file: text("file_path"),
+                    file: text("file_abs_path"),
                     resource: text("resource"),
                 });
             }
@@ -396,12 +397,12 @@ mod tests {
 
     #[test]
     fn parses_lists_objects_and_bare_summaries() {
-        let json = r#"{"check_type":"terraform","results":{"failed_checks":[{"check_id":"CKV_1","check_name":"n","file_path":"/main.tf","resource":"aws_x.y"}]},"summary":{"passed":2,"failed":1}}
+        let json = r#"{"check_type":"terraform","results":{"failed_checks":[{"check_id":"CKV_1","check_name":"n","file_path":"/main.tf","file_abs_path":"/work/infra/main.tf","resource":"aws_x.y"}]},"summary":{"passed":2,"failed":1}}
 [{"check_type":"helm","results":{"failed_checks":[]},"summary":{"passed":4,"failed":0}}]
 {"passed":0,"failed":0,"skipped":0,"parsing_errors":0}"#;
         let (scanned, findings) = parse(json).unwrap();
         assert_eq!(scanned.checks, 7);
-        assert_eq!(scanned.files.iter().collect::<Vec<_>>(), ["/main.tf"]);
+        assert_eq!(scanned.files.iter().collect::<Vec<_>>(), ["/work/infra/main.tf"]);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].resource, "aws_x.y");
     }
