@@ -84,18 +84,21 @@ impl SqliteStore {
             }
         }
 
-        let pool = pool
-            .connect_with(options.clone())
+        // The first connection and the migrations are not bound by the
+        // pool's acquire timeout, which is for requests (a fast 503): on a
+        // busy or throttled node creating and migrating the file can take
+        // longer than that, and the app would never start.
+        let mut anchor = sqlx::ConnectOptions::connect(&options)
             .await
             .with_context(|| format!("opening SQLite database {}", path.display()))
             .map_err(|e| when_full(e, &path))?;
         super::migrations::migrator(super::migrations::SQLITE)
             .await
-            .run(&pool)
+            .run(&mut anchor)
             .await
             .context("applying SQLite migrations")
             .map_err(|e| when_full(e, &path))?;
-        let anchor = sqlx::ConnectOptions::connect(&options).await.context("opening the SQLite database")?;
+        let pool = pool.connect_lazy_with(options);
         let wal = wal_path(&path);
         let files = [
             (path.clone(), file_identity(&path).with_context(|| format!("reading {}", path.display()))?),
@@ -455,6 +458,16 @@ mod tests {
 
     fn order(sku: String) -> NewOrder {
         NewOrder { sku, quantity: 1, unit_price_cents: 1 }
+    }
+
+    /// Opening and migrating the file is not a request: the acquire timeout
+    /// (1 s in the app) must not bound it, or a slow node never starts.
+    #[tokio::test]
+    async fn opening_the_database_is_not_bound_by_the_acquire_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+        let store = SqliteStore::connect(&url, Duration::ZERO).await.expect("opens whatever the acquire timeout");
+        assert!(store.files_intact().await.is_ok());
     }
 
     /// A full disk fails a transaction inside SQLite: once space is free
