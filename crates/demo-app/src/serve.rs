@@ -59,6 +59,12 @@ const SOCKET_SEND_BUFFER: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
+/// Whether `request` may become a WebSocket session: an HTTP/1.1 upgrade,
+/// or an HTTP/2 extended CONNECT (RFC 8441).
+fn may_upgrade<B>(request: &axum::http::Request<B>) -> bool {
+    request.method() == axum::http::Method::CONNECT || request.headers().contains_key(axum::http::header::UPGRADE)
+}
+
 /// The answer to plain HTTP on the HTTPS port (Go's, so podinfo's).
 const PLAIN_ON_TLS: &[u8] =
     b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
@@ -119,7 +125,11 @@ pub async fn serve(
         let slot = ConnectionSlot(Arc::new(permit));
         let service = router.clone().map_request(move |request: axum::http::Request<_>| {
             let mut request = request.map(|body| DeadlineBody::new(body, limits.body_timeout));
-            request.extensions_mut().insert(slot.clone());
+            // Only a request that can take the socket over needs the slot;
+            // the first extension of a request allocates its map.
+            if may_upgrade(&request) {
+                request.extensions_mut().insert(slot.clone());
+            }
             request
         });
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
