@@ -7,7 +7,7 @@
 //! outgoing connection — and the loopback control plane reconciled beside
 //! the stack's steps opens hundreds. This process never hands a port out twice.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{SocketAddr, TcpListener};
@@ -110,9 +110,8 @@ pub fn free_port() -> Result<u16> {
 
 /// Takes `port` for this process if it is bindable and not handed out yet.
 fn claim(port: u16) -> bool {
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     !handed_out.contains(&port) && TcpListener::bind((HOST, port)).is_ok() && handed_out.insert(port)
 }
 
@@ -180,7 +179,7 @@ mod tests {
     #[test]
     fn free_ports_are_below_the_ephemeral_range_and_never_repeat() {
         let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
-        let unique: HashSet<u16> = ports.iter().copied().collect();
+        let unique: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(unique.len(), ports.len());
         let end = ephemeral_start().max(FIRST_FREE + 1_000);
         assert!(ports.iter().all(|&p| (FIRST_FREE..end).contains(&p)), "{ports:?} outside {FIRST_FREE}..{end}");

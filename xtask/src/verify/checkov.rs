@@ -175,7 +175,7 @@ fn scan_manifests(target: &Path, command: impl Fn() -> Command, all_checks: bool
     let all: Vec<&Document> = per_file.iter().flatten().collect();
     let unread: Vec<String> = all
         .iter()
-        .filter(|d| CHECKED_KINDS.contains(&d.kind.as_str()) && !total.files.iter().any(|f| same_file(f, &d.copy)))
+        .filter(|d| CHECKED_KINDS.contains(&d.kind.as_str()) && !total.files.contains(&*d.copy.to_string_lossy()))
         .map(|d| format!("{} {} (document {} of {})", d.kind, d.name, d.index + 1, d.original.display()))
         .collect();
     if all_checks && !unread.is_empty() {
@@ -188,17 +188,11 @@ fn scan_manifests(target: &Path, command: impl Fn() -> Command, all_checks: bool
     }
     // Findings name the original file and document, not the copy.
     for finding in &mut findings {
-        if let Some(d) = all.iter().find(|d| same_file(&finding.file, &d.copy)) {
+        if let Some(d) = all.iter().find(|d| Path::new(&finding.file) == d.copy) {
             finding.file = format!("{} (document {})", d.original.display(), d.index + 1);
         }
     }
     Ok((total.checks, findings))
-}
-
-/// Whether checkov's `file_abs_path` is `copy` (its `file_path` is relative
-/// to the working directory, behind a `/`).
-fn same_file(reported: &str, copy: &Path) -> bool {
-    Path::new(reported) == copy
 }
 
 /// The documents of `file` other than CustomResourceDefinitions, each
@@ -256,7 +250,8 @@ fn halves(per_file: &[Vec<Document>], documents: usize) -> Vec<&[Vec<Document>]>
 }
 
 /// What one checkov run reports: checks passed + failed, and the files
-/// they were about.
+/// they were about (`file_abs_path`: its `file_path` is relative to the
+/// working directory).
 #[derive(Default)]
 struct Scanned {
     checks: usize,
