@@ -136,7 +136,9 @@ fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// cargo-fuzz at its pinned version, installed from crates.io once.
+/// cargo-fuzz at its pinned version, installed from crates.io once. A debug
+/// build: it only hands flags to cargo, and compiles in 30 s and 50 CPU-s
+/// instead of 47 s and 83 CPU-s (2026-12-06, `cargo install` into an empty root).
 fn cargo_fuzz(project: &Project) -> Result<PathBuf> {
     let root = project.tools_dir().join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
     let binary = root.join("bin/cargo-fuzz");
@@ -144,7 +146,7 @@ fn cargo_fuzz(project: &Project) -> Result<PathBuf> {
         println!("installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}", root.display());
         cmd::run(
             Command::new("cargo")
-                .args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION, "--root"])
+                .args(["install", "cargo-fuzz", "--locked", "--debug", "--version", CARGO_FUZZ_VERSION, "--root"])
                 .arg(&root),
         )
         .context("cannot install cargo-fuzz from crates.io")?;
