@@ -2,8 +2,8 @@
 //! request path: exporter wrappers add the size of every failed batch to
 //! `telemetry_dropped_total{signal}` (served with the Prometheus metrics).
 
-use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
@@ -12,70 +12,52 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
+use super::pause::Pause;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignalLabels {
     pub signal: &'static str,
 }
 
+const SIGNALS: [&str; 3] = ["traces", "logs", "metrics"];
+
 /// Shared with the Prometheus registry (see `metrics.rs`).
 pub static DROPPED: LazyLock<Family<SignalLabels, Counter>> = LazyLock::new(|| {
     let family = Family::<SignalLabels, Counter>::default();
-    for signal in ["traces", "logs", "metrics"] {
+    for signal in SIGNALS {
         // Exposed at 0 from the start, so a rise is visible.
         let _ = family.get_or_create(&SignalLabels { signal });
     }
     family
 });
 
+/// The series of each signal, looked up once: while the Collector is down a
+/// span is counted per request, and a family lookup hashes its labels.
+static SERIES: LazyLock<[Counter; 3]> =
+    LazyLock::new(|| SIGNALS.map(|signal| DROPPED.get_or_create(&SignalLabels { signal }).clone()));
+
 pub fn count(signal: &'static str, items: usize) {
-    DROPPED.get_or_create(&SignalLabels { signal }).inc_by(items as u64);
-}
-
-/// How long batches are dropped without an attempt after an export failed.
-pub const PAUSE: Duration = Duration::from_secs(5);
-
-/// After an export that failed (the exporter's own retries included), the
-/// next batches are dropped and counted without an attempt for a while; the
-/// first batch after it tries again. With the Collector down, every batch
-/// was converted, encoded and retried four times for nothing: 27k
-/// instructions a request on the export threads, which share the cores of
-/// the requests (callgrind, docs/benchmarks.md).
-#[derive(Debug)]
-pub struct Pause {
-    length: Duration,
-    until: Mutex<Option<Instant>>,
-}
-
-impl Pause {
-    pub fn new(length: Duration) -> Self {
-        Self { length, until: Mutex::new(None) }
-    }
-
-    fn active(&self) -> bool {
-        matches!(*self.until.lock().unwrap_or_else(PoisonError::into_inner), Some(until) if Instant::now() < until)
-    }
-
-    fn judge(&self, result: &OTelSdkResult) {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner) =
-            result.is_err().then(|| Instant::now() + self.length);
-    }
+    match SIGNALS.iter().position(|s| *s == signal) {
+        Some(i) => SERIES[i].inc_by(items as u64),
+        None => DROPPED.get_or_create(&SignalLabels { signal }).inc_by(items as u64),
+    };
 }
 
 #[derive(Debug)]
-pub struct CountingSpanExporter<E>(pub E, pub super::queue::Queue, pub Pause);
+pub struct CountingSpanExporter<E>(pub E, pub super::queue::Queue, pub Arc<Pause>);
 
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let size = batch.len();
         self.1.exported(size);
-        if self.2.active() {
+        if !self.2.attempts_export() {
             // Dropped and counted: nothing more to report (the failure that
             // started the pause was), so the SDK logs no error per batch.
             count("traces", size);
             return Ok(());
         }
         let result = self.0.export(batch).await;
-        self.2.judge(&result);
+        self.2.judge(result.is_ok());
         if result.is_err() {
             count("traces", size);
         }
@@ -96,18 +78,18 @@ impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
 }
 
 #[derive(Debug)]
-pub struct CountingLogExporter<E>(pub E, pub super::queue::Queue, pub Pause);
+pub struct CountingLogExporter<E>(pub E, pub super::queue::Queue, pub Arc<Pause>);
 
 impl<E: LogExporter> LogExporter for CountingLogExporter<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let size = batch.iter().count();
         self.1.exported(size);
-        if self.2.active() {
+        if !self.2.attempts_export() {
             count("logs", size);
             return Ok(());
         }
         let result = self.0.export(batch).await;
-        self.2.judge(&result);
+        self.2.judge(result.is_ok());
         if result.is_err() {
             count("logs", size);
         }
@@ -172,8 +154,11 @@ mod tests {
 
     #[test]
     fn after_a_failed_export_batches_are_dropped_without_an_attempt_until_the_pause_ends() {
-        let exporter =
-            CountingSpanExporter(Down::default(), Queue::with_capacity(8), Pause::new(Duration::from_millis(200)));
+        let exporter = CountingSpanExporter(
+            Down::default(),
+            Queue::with_capacity(8),
+            Arc::new(Pause::new(Duration::from_millis(200))),
+        );
         let first = futures::executor::block_on(exporter.export(Vec::new()));
         assert!(first.is_err(), "the failure itself is reported");
         for _ in 0..5 {

@@ -5,7 +5,8 @@
 //! Export never sits in the request path: batch processors run on their own
 //! threads with bounded queues; what does not fit in a queue or fails to
 //! export is counted in `telemetry_dropped_total` (see `admission.rs` and
-//! `dropped.rs`), and a Collector that is down costs requests nothing. The
+//! `dropped.rs`), and a Collector that is down costs requests next to
+//! nothing: while it is, spans are not even recorded (`pause.rs`). The
 //! tonic exporters run on a runtime of their own (`export_runtime`), so
 //! encoding and sending never take a thread that serves requests.
 
@@ -15,10 +16,12 @@ pub mod grpc;
 pub mod http;
 pub mod instruments;
 mod json_lines;
+mod pause;
 mod queue;
 mod settings;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -105,13 +108,18 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
         .build();
     let span_queue = queue::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
         span_exporter(&settings, &endpoint)?,
         span_queue.clone(),
-        dropped::Pause::new(dropped::PAUSE),
+        span_pause.clone(),
     ))
     .build();
+    // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
+    let sampler =
+        pause::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
     let tracer = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })
         .with_resource(resource.clone())
         .build();
@@ -127,7 +135,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
         log_exporter(&settings, &endpoint)?,
         log_queue.clone(),
-        dropped::Pause::new(dropped::PAUSE),
+        Arc::new(pause::Pause::new(pause::LENGTH)),
     ))
     .build();
     let logger = SdkLoggerProvider::builder()

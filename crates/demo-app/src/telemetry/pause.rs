@@ -1,0 +1,170 @@
+//! What telemetry does while the Collector cannot be reached. After an
+//! export fails (the exporter's own retries included), export pauses: the
+//! batches already queued are dropped without an attempt, and new spans are
+//! not recorded at all (`PausingSampler`), both counted in
+//! `telemetry_dropped_total`. Recording, queueing and then dropping a span
+//! per request cost `GET /api/info` a quarter of its throughput with the
+//! Collector down, for telemetry nobody would receive (docs/benchmarks.md).
+//!
+//! When the pause is over, a few spans are recorded again (`PROBE_SPANS`)
+//! and the batch they are in is the next attempt: success ends the pause,
+//! failure starts another. Spans flow again within a pause and a batch
+//! delay of the Collector's return.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
+
+use super::dropped;
+
+/// How long export pauses after a failed one.
+pub const LENGTH: Duration = Duration::from_secs(5);
+
+/// Spans recorded after a pause to find out whether the Collector is back:
+/// the batch processor's default batch, which it sends as soon as it is full
+/// (a smaller probe would wait for the batch delay, 5 s, under any load).
+pub const PROBE_SPANS: u32 = 512;
+
+#[derive(Debug)]
+pub struct Pause {
+    length: Duration,
+    /// False while exports succeed: a span then costs one atomic load here.
+    paused: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Exporting,
+    Paused {
+        until: Instant,
+    },
+    /// The pause is over and the next export decides; `spans_left` more
+    /// spans may be recorded until then.
+    Probing {
+        spans_left: u32,
+    },
+}
+
+impl Pause {
+    pub fn new(length: Duration) -> Self {
+        Self { length, paused: AtomicBool::new(false), state: Mutex::new(State::Exporting) }
+    }
+
+    /// Whether a new span is recorded.
+    pub fn records_span(&self) -> bool {
+        !self.paused.load(Ordering::Acquire) || self.records_span_at(Instant::now())
+    }
+
+    fn records_span_at(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (records, next) = match *state {
+            State::Exporting => (true, State::Exporting),
+            State::Paused { until } if now < until => (false, State::Paused { until }),
+            State::Paused { .. } => (true, State::Probing { spans_left: PROBE_SPANS - 1 }),
+            State::Probing { spans_left: 0 } => (false, State::Probing { spans_left: 0 }),
+            State::Probing { spans_left } => (true, State::Probing { spans_left: spans_left - 1 }),
+        };
+        *state = next;
+        records
+    }
+
+    /// Whether a batch is sent, or dropped without an attempt.
+    pub fn attempts_export(&self) -> bool {
+        !self.paused.load(Ordering::Acquire) || self.attempts_export_at(Instant::now())
+    }
+
+    fn attempts_export_at(&self, now: Instant) -> bool {
+        !matches!(*self.state.lock().unwrap_or_else(PoisonError::into_inner), State::Paused { until } if now < until)
+    }
+
+    /// The outcome of an export that was attempted.
+    pub fn judge(&self, succeeded: bool) {
+        self.judge_at(succeeded, Instant::now());
+    }
+
+    fn judge_at(&self, succeeded: bool, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        *state = if succeeded { State::Exporting } else { State::Paused { until: now + self.length } };
+        self.paused.store(!succeeded, Ordering::Release);
+    }
+}
+
+/// The configured sampler (OTEL_TRACES_SAMPLER), except that a span it would
+/// record is dropped, and counted, while span export is paused. The span's
+/// context still propagates, marked not sampled.
+#[derive(Debug, Clone)]
+pub struct PausingSampler {
+    pub inner: Box<dyn ShouldSample>,
+    pub pause: Arc<Pause>,
+}
+
+impl ShouldSample for PausingSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let result = self.inner.should_sample(parent_context, trace_id, name, span_kind, attributes, links);
+        if result.decision == SamplingDecision::Drop || self.pause.records_span() {
+            return result;
+        }
+        dropped::count("traces", 1);
+        let trace_state = parent_context.map(|cx| cx.span().span_context().trace_state().clone()).unwrap_or_default();
+        SamplingResult { decision: SamplingDecision::Drop, attributes: Vec::new(), trace_state }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_sdk::trace::Sampler;
+
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_failed_export_pauses_recording_and_export_until_a_probe_succeeds() {
+        let pause = Pause::new(5 * SECOND);
+        let t0 = Instant::now();
+        assert!(pause.records_span() && pause.attempts_export(), "exporting until something fails");
+
+        pause.judge_at(false, t0);
+        assert!(!pause.records_span_at(t0 + SECOND), "no span recorded during the pause");
+        assert!(!pause.attempts_export_at(t0 + SECOND), "queued batches dropped during the pause");
+
+        let over = t0 + 5 * SECOND;
+        let probes = (0..PROBE_SPANS + 10).filter(|_| pause.records_span_at(over)).count();
+        assert_eq!(probes, PROBE_SPANS as usize, "after the pause only the probe spans are recorded");
+        assert!(pause.attempts_export_at(over), "the probe's batch is sent");
+
+        pause.judge_at(false, over);
+        assert!(!pause.records_span_at(over + SECOND), "a failed probe starts another pause");
+        assert!(pause.records_span_at(over + 5 * SECOND));
+
+        pause.judge(true);
+        assert!((0..1000).all(|_| pause.records_span()), "a successful export ends the pause");
+        assert!(pause.attempts_export());
+    }
+
+    #[test]
+    fn spans_the_sampler_would_record_are_dropped_while_paused() {
+        let pause = Arc::new(Pause::new(Duration::from_secs(60)));
+        let sampler = PausingSampler { inner: Box::new(Sampler::AlwaysOn), pause: pause.clone() };
+        let decide = || sampler.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]).decision;
+        assert_eq!(decide(), SamplingDecision::RecordAndSample);
+        pause.judge(false);
+        assert_eq!(decide(), SamplingDecision::Drop);
+        let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
+        let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);
+        assert_eq!(decided.decision, SamplingDecision::Drop, "the configured sampler still decides first");
+    }
+}
