@@ -63,10 +63,15 @@ fn summary(json: &[u8], duration: Duration, in_flight: u64) -> Result<WrkSummary
     }
     let at =
         |p: u32| report.latencies.iter().flatten().find(|l| l.percentage == p).map_or(f64::NAN, |l| l.latency / 1000.0);
+    let errors = report.count - ok - cut_off.min(in_flight);
+    if errors > 0 {
+        // The table has a count only: the reasons go to the run's output.
+        println!("    ghz: {errors} call(s) failed; ghz's errors: {:?}", report.errors.unwrap_or_default());
+    }
     Ok(WrkSummary {
         requests: report.count,
         duration_us: duration.as_micros() as u64,
-        errors: report.count - ok - cut_off.min(in_flight),
+        errors,
         p50_us: at(50),
         p99_us: at(99),
         p999_us: at(99),

@@ -1,13 +1,17 @@
 //! Telemetry that could not be delivered is counted, never retried in the
 //! request path: exporter wrappers add the size of every failed batch to
-//! `telemetry_dropped_total{signal}` (served with the Prometheus metrics).
+//! `telemetry_dropped_total{signal}` (served with the Prometheus metrics),
+//! and so does the sampler wrapper for the spans it does not record while
+//! export is paused (pause.rs).
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample, SpanData, SpanExporter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -41,6 +45,35 @@ pub fn count(signal: &'static str, items: usize) {
         Some(i) => SERIES[i].inc_by(items as u64),
         None => DROPPED.get_or_create(&SignalLabels { signal }).inc_by(items as u64),
     };
+}
+
+/// The configured sampler (OTEL_TRACES_SAMPLER), except that a span it would
+/// record is dropped, and counted, while span export is paused. The span's
+/// context still propagates, marked not sampled.
+#[derive(Debug, Clone)]
+pub struct PausingSampler {
+    pub inner: Box<dyn ShouldSample>,
+    pub pause: Arc<Pause>,
+}
+
+impl ShouldSample for PausingSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let result = self.inner.should_sample(parent_context, trace_id, name, span_kind, attributes, links);
+        if result.decision == SamplingDecision::Drop || self.pause.records_span() {
+            return result;
+        }
+        count("traces", 1);
+        let trace_state = parent_context.map(|cx| cx.span().span_context().trace_state().clone()).unwrap_or_default();
+        SamplingResult { decision: SamplingDecision::Drop, attributes: Vec::new(), trace_state }
+    }
 }
 
 #[derive(Debug)]
@@ -137,6 +170,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::trace::Sampler;
 
     use super::*;
     use crate::telemetry::queue::Queue;
@@ -168,5 +202,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(futures::executor::block_on(exporter.export(Vec::new())).is_err());
         assert_eq!(exporter.0.0.load(Ordering::Relaxed), 2, "the first batch after the pause tries again");
+    }
+
+    #[test]
+    fn spans_the_sampler_would_record_are_dropped_while_paused() {
+        let pause = Arc::new(Pause::new(Duration::from_secs(60)));
+        let sampler = PausingSampler { inner: Box::new(Sampler::AlwaysOn), pause: pause.clone() };
+        let decide = || sampler.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]).decision;
+        assert_eq!(decide(), SamplingDecision::RecordAndSample);
+        pause.judge(false);
+        assert_eq!(decide(), SamplingDecision::Drop);
+        let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
+        let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);
+        assert_eq!(decided.decision, SamplingDecision::Drop, "the configured sampler still decides first");
     }
 }

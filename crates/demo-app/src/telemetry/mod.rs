@@ -117,7 +117,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     .build();
     // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
     let sampler =
-        pause::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
+        dropped::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })

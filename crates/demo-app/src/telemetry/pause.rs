@@ -1,7 +1,7 @@
 //! What telemetry does while the Collector cannot be reached. After an
 //! export fails (the exporter's own retries included), export pauses: the
 //! batches already queued are dropped without an attempt, and new spans are
-//! not recorded at all (`PausingSampler`), both counted in
+//! not recorded at all (`dropped::PausingSampler`), both counted in
 //! `telemetry_dropped_total`. Recording, queueing and then dropping a span
 //! per request cost `GET /api/info` a quarter of its throughput with the
 //! Collector down, for telemetry nobody would receive (docs/benchmarks.md).
@@ -12,14 +12,8 @@
 //! delay of the Collector's return.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, ShouldSample};
-
-use super::dropped;
 
 /// How long export pauses after a failed one.
 pub const LENGTH: Duration = Duration::from_secs(5);
@@ -94,39 +88,8 @@ impl Pause {
     }
 }
 
-/// The configured sampler (OTEL_TRACES_SAMPLER), except that a span it would
-/// record is dropped, and counted, while span export is paused. The span's
-/// context still propagates, marked not sampled.
-#[derive(Debug, Clone)]
-pub struct PausingSampler {
-    pub inner: Box<dyn ShouldSample>,
-    pub pause: Arc<Pause>,
-}
-
-impl ShouldSample for PausingSampler {
-    fn should_sample(
-        &self,
-        parent_context: Option<&Context>,
-        trace_id: TraceId,
-        name: &str,
-        span_kind: &SpanKind,
-        attributes: &[KeyValue],
-        links: &[Link],
-    ) -> SamplingResult {
-        let result = self.inner.should_sample(parent_context, trace_id, name, span_kind, attributes, links);
-        if result.decision == SamplingDecision::Drop || self.pause.records_span() {
-            return result;
-        }
-        dropped::count("traces", 1);
-        let trace_state = parent_context.map(|cx| cx.span().span_context().trace_state().clone()).unwrap_or_default();
-        SamplingResult { decision: SamplingDecision::Drop, attributes: Vec::new(), trace_state }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use opentelemetry_sdk::trace::Sampler;
-
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -153,18 +116,5 @@ mod tests {
         pause.judge(true);
         assert!((0..1000).all(|_| pause.records_span()), "a successful export ends the pause");
         assert!(pause.attempts_export());
-    }
-
-    #[test]
-    fn spans_the_sampler_would_record_are_dropped_while_paused() {
-        let pause = Arc::new(Pause::new(Duration::from_secs(60)));
-        let sampler = PausingSampler { inner: Box::new(Sampler::AlwaysOn), pause: pause.clone() };
-        let decide = || sampler.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]).decision;
-        assert_eq!(decide(), SamplingDecision::RecordAndSample);
-        pause.judge(false);
-        assert_eq!(decide(), SamplingDecision::Drop);
-        let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
-        let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);
-        assert_eq!(decided.decision, SamplingDecision::Drop, "the configured sampler still decides first");
     }
 }
