@@ -20,31 +20,53 @@ const FUZZ_DIR: &str = "crates/demo-app-input/fuzz";
 /// Seconds per target in `make test`; `FUZZ_SECONDS` for longer runs.
 const DEFAULT_SECONDS: u64 = 10;
 
+/// The instrumented build every target runs from.
+pub struct Build {
+    cargo_fuzz: PathBuf,
+    fuzz_dir: PathBuf,
+    targets: Vec<String>,
+    target_dir: PathBuf,
+}
+
 pub fn run(project: &Project) -> Result<()> {
-    let seconds = match std::env::var("FUZZ_SECONDS") {
-        Ok(value) => value.parse().with_context(|| format!("FUZZ_SECONDS={value}: expected seconds"))?,
-        Err(_) => DEFAULT_SECONDS,
-    };
+    run_targets(&build(project)?)
+}
+
+/// cargo-fuzz installed (once per machine) and every target built with
+/// libFuzzer's instrumentation. `make test` starts it beside the steps
+/// before the fuzz step, which mostly wait: on a new machine it is about
+/// 150 CPU-s of compiling.
+pub fn build(project: &Project) -> Result<Build> {
     cmd::run(Command::new("cargo").args(["+nightly", "--version"]))
         .context("fuzzing needs nightly Rust: `rustup toolchain install nightly`")?;
     let cargo_fuzz = cargo_fuzz(project)?;
     let fuzz_dir = project.root.join(FUZZ_DIR);
     let targets = targets(&fuzz_dir)?;
-    let scratch = tempfile::tempdir()?;
     // The instrumented build lives in the cache, so a fresh clone (CI) does
     // not rebuild every dependency on nightly.
     let target_dir = project.cache.join("fuzz-target");
-    // Build once, then run two targets at a time (libFuzzer uses one core).
     cmd::run(
         fuzz_command(&cargo_fuzz, &fuzz_dir).args(["build", "--sanitizer", "none", "--target-dir"]).arg(&target_dir),
     )?;
+    Ok(Build { cargo_fuzz, fuzz_dir, targets, target_dir })
+}
+
+/// Every target for `FUZZ_SECONDS` (10 by default), two at a time
+/// (libFuzzer uses one core).
+pub fn run_targets(build: &Build) -> Result<()> {
+    let seconds = match std::env::var("FUZZ_SECONDS") {
+        Ok(value) => value.parse().with_context(|| format!("FUZZ_SECONDS={value}: expected seconds"))?,
+        Err(_) => DEFAULT_SECONDS,
+    };
+    let Build { cargo_fuzz, fuzz_dir, targets, target_dir } = build;
+    let scratch = tempfile::tempdir()?;
     let mut failures = Vec::new();
     for pair in targets.chunks(2) {
         let results: Vec<(String, Result<u64>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = pair
                 .iter()
                 .map(|target| {
-                    let run = Run { cargo_fuzz: &cargo_fuzz, fuzz_dir: &fuzz_dir, target_dir: &target_dir, seconds };
+                    let run = Run { cargo_fuzz, fuzz_dir, target_dir, seconds };
                     let scratch = scratch.path();
                     scope.spawn(move || (target.clone(), run.target(target, scratch)))
                 })
