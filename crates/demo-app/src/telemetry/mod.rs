@@ -7,8 +7,11 @@
 //! export is counted in `telemetry_dropped_total` (see `admission.rs` and
 //! `dropped.rs`), and a Collector that is down costs requests next to
 //! nothing: while it is, spans are not even recorded (`pause.rs`). The
-//! tonic exporters run on a runtime of their own (`export_runtime`), so
-//! encoding and sending never take a thread that serves requests.
+//! exporters send from a runtime of their own (`export_runtime`), so
+//! encoding and sending never take a thread that serves requests. Spans,
+//! exported per request, are encoded by our own exporter (`span_export.rs`,
+//! a quarter of the library's instructions); metrics and logs use the
+//! library's.
 
 mod admission;
 pub mod dropped;
@@ -19,6 +22,8 @@ mod json_lines;
 mod pause;
 mod queue;
 mod settings;
+mod span_encoding;
+mod span_export;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +34,7 @@ use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{LogExporter, MetricExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -110,7 +115,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let span_queue = queue::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
-        span_exporter(&settings, &endpoint)?,
+        span_exporter(&settings, &endpoint, export_runtime.clone())?,
         span_queue.clone(),
         span_pause.clone(),
     ))
@@ -203,8 +208,8 @@ fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
     }
 }
 
-/// One OTLP exporter per signal, over the configured protocol; the three
-/// builders share a shape but not a type, hence a macro.
+/// The library's OTLP exporter of a signal, over the configured protocol;
+/// the builders share a shape but not a type, hence a macro.
 macro_rules! exporter {
     ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
         fn $name(settings: &Settings, endpoint: &str) -> anyhow::Result<$exporter> {
@@ -218,7 +223,21 @@ macro_rules! exporter {
     };
 }
 
-exporter!(span_exporter, SpanExporter, "v1/traces", "span");
+/// Spans go through an exporter of our own, encoded once (span_export.rs).
+fn span_exporter(
+    settings: &Settings,
+    endpoint: &str,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<span_export::OtlpSpanExporter> {
+    let url = signal_endpoint(settings, endpoint, "v1/traces");
+    let (headers, timeout) = (&settings.span_headers, settings.span_timeout);
+    match settings.protocol {
+        Protocol::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
+        Protocol::HttpProtobuf => span_export::OtlpSpanExporter::http(&url, headers, timeout, runtime),
+    }
+    .context("cannot build the OTLP span exporter")
+}
+
 exporter!(metric_exporter, MetricExporter, "v1/metrics", "metric");
 exporter!(log_exporter, LogExporter, "v1/logs", "log");
 

@@ -1,6 +1,7 @@
 //! Telemetry settings from the standard OpenTelemetry variables.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// How spans, metrics and logs leave the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,15 @@ pub struct Settings {
     pub service_name: String,
     /// Resource attributes we add (the SDK reads OTEL_RESOURCE_ATTRIBUTES itself).
     pub attributes: Vec<(&'static str, String)>,
+    /// For span export (span_export.rs; the library's metric and log
+    /// exporters read the same variables themselves): how long one attempt
+    /// may take, and the headers sent with each.
+    pub span_timeout: Duration,
+    pub span_headers: Vec<(String, String)>,
 }
+
+/// OTEL_EXPORTER_OTLP_TIMEOUT's default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The downward-API variables the chart sets, and their resource keys.
 const K8S_VARIABLES: [(&str, &str); 4] = [
@@ -50,13 +59,62 @@ impl Settings {
                 attributes.push((key, value));
             }
         }
+        let signal_or_all = |name: &str| {
+            let signal = format!("OTEL_EXPORTER_OTLP_TRACES_{name}");
+            get(&signal).map(|v| (signal, v)).or_else(|| {
+                get(&format!("OTEL_EXPORTER_OTLP_{name}")).map(|v| (format!("OTEL_EXPORTER_OTLP_{name}"), v))
+            })
+        };
+        let span_timeout = match signal_or_all("TIMEOUT") {
+            None => DEFAULT_TIMEOUT,
+            Some((variable, value)) => match value.parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => return Err(format!("{variable}={value:?} is not a timeout: give milliseconds, e.g. 10000")),
+            },
+        };
+        let span_headers = match signal_or_all("HEADERS") {
+            None => Vec::new(),
+            Some((variable, value)) => headers(&value).map_err(|e| format!("{variable}: {e}"))?,
+        };
         Ok(Self {
             endpoint,
             protocol,
             service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "demo-app".into()),
             attributes,
+            span_timeout,
+            span_headers,
         })
     }
+}
+
+/// `key1=value1,key2=value2`, values percent-encoded (the OTLP exporter
+/// specification's format for OTEL_EXPORTER_OTLP_HEADERS).
+fn headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            let value = percent_decoded(value.trim())
+                .ok_or_else(|| format!("the value of {key:?} is not percent-encoded UTF-8"))?;
+            Ok((key.trim().to_string(), value))
+        })
+        .collect()
+}
+
+fn percent_decoded(value: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -92,5 +150,36 @@ mod tests {
         assert!(s.attributes.contains(&("k8s.pod.name", "frontend-0".into())));
         assert!(s.attributes.contains(&("service.instance.id", "instance-1".into())));
         assert!(Settings::from_env(&vars(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]), "i").is_err());
+    }
+
+    #[test]
+    fn span_export_takes_the_traces_variables_first_then_the_shared_ones() {
+        let s = Settings::from_env(&vars(&[]), "i").unwrap();
+        assert_eq!((s.span_timeout, s.span_headers), (DEFAULT_TIMEOUT, Vec::new()));
+        let s = Settings::from_env(
+            &vars(&[
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "750"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%C3%A9cret%2C1 , x-tenant = a=b"),
+            ]),
+            "i",
+        )
+        .unwrap();
+        assert_eq!(s.span_timeout, Duration::from_millis(750));
+        let expected =
+            vec![("api-key".to_string(), "sécret,1".to_string()), ("x-tenant".to_string(), "a=b".to_string())];
+        assert_eq!(s.span_headers, expected);
+    }
+
+    #[test]
+    fn bad_span_export_variables_are_refused_by_name() {
+        let error = |pairs: &[(&str, &str)]| Settings::from_env(&vars(pairs), "i").unwrap_err();
+        assert!(
+            error(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")])
+                .contains("OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" is not a timeout")
+        );
+        assert!(error(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0")]).contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
+        assert!(error(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key")]).contains("\"api-key\" is not key=value"));
+        assert!(error(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=%zz")]).contains("not percent-encoded"));
     }
 }

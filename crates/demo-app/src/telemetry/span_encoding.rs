@@ -1,0 +1,444 @@
+//! OTLP's `ExportTraceServiceRequest`, encoded straight from the SDK's
+//! spans into protobuf bytes.
+//!
+//! opentelemetry-otlp clones every batch for a possible retry, converts each
+//! span into the generated protobuf structs (a `String` per attribute key and
+//! value, the scope hashed per span) and lets prost size every nested
+//! message again at each level: about 11k instructions a span, more than the
+//! request it describes (docs/benchmarks.md). Here each field is written
+//! once, in place; a retry resends the same bytes.
+//!
+//! Field numbers are those of opentelemetry-proto's `trace/v1/trace.proto`
+//! and `common/v1/common.proto`; the tests decode the bytes with the
+//! generated structs and compare them with the SDK's own conversion.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SpanData;
+use prost::encoding::{WireType, encoded_len_varint};
+
+/// The `Resource` message of every request, encoded once.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedResource {
+    resource: Vec<u8>,
+    schema_url: String,
+}
+
+impl EncodedResource {
+    pub fn new(resource: &Resource) -> Self {
+        let mut encoded = Vec::new();
+        for (key, value) in resource.iter() {
+            key_value(&mut encoded, 1, key.as_str(), value);
+        }
+        Self { resource: encoded, schema_url: resource.schema_url().unwrap_or_default().to_string() }
+    }
+}
+
+/// The request that exports `spans`: one `ResourceSpans`, one `ScopeSpans`
+/// per instrumentation scope, in the order the scopes first appear.
+pub fn request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
+    // Each span's scope, looked up once: comparing scopes costs more than
+    // any other field of a span.
+    let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+    let scope_of: Vec<usize> = spans
+        .iter()
+        .map(|span| match scopes.iter().position(|s| *s == &span.instrumentation_scope) {
+            Some(known) => known,
+            None => {
+                scopes.push(&span.instrumentation_scope);
+                scopes.len() - 1
+            }
+        })
+        .collect();
+    // A server span takes about 250 bytes: one allocation for the batch.
+    let mut buf = Vec::with_capacity(320 * spans.len() + resource.resource.len() + 64);
+    // Lengths set aside: 3 bytes for the batch and each scope's spans (up to
+    // 2 MiB), 2 for a span (up to 16 KiB), 1 for what is inside a span.
+    nested(&mut buf, 1, 3, |b| {
+        nested(b, 1, 2, |b| b.extend_from_slice(&resource.resource));
+        for (index, scope) in scopes.iter().enumerate() {
+            nested(b, 2, 3, |b| {
+                message(b, 1, |b| instrumentation_scope(b, scope));
+                for (span, _) in spans.iter().zip(&scope_of).filter(|(_, s)| **s == index) {
+                    nested(b, 2, 2, |b| self::span(b, span));
+                }
+                string(b, 3, scope.schema_url().unwrap_or_default());
+            });
+        }
+        string(b, 3, &resource.schema_url);
+    });
+    buf
+}
+
+fn instrumentation_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
+    string(buf, 1, scope.name());
+    string(buf, 2, scope.version().unwrap_or_default());
+    for attribute in scope.attributes() {
+        key_value(buf, 3, attribute.key.as_str(), &attribute.value);
+    }
+}
+
+fn span(buf: &mut Vec<u8>, span: &SpanData) {
+    let context = &span.span_context;
+    bytes(buf, 1, &context.trace_id().to_bytes());
+    bytes(buf, 2, &context.span_id().to_bytes());
+    trace_state(buf, 3, context.trace_state());
+    if span.parent_span_id != SpanId::INVALID {
+        bytes(buf, 4, &span.parent_span_id.to_bytes());
+    }
+    string(buf, 5, &span.name);
+    varint(buf, 6, kind(&span.span_kind));
+    fixed64(buf, 7, nanos(span.start_time));
+    fixed64(buf, 8, nanos(span.end_time));
+    attributes(buf, 9, &span.attributes);
+    varint(buf, 10, u64::from(span.dropped_attributes_count));
+    for event in span.events.iter() {
+        message(buf, 11, |b| {
+            fixed64(b, 1, nanos(event.timestamp));
+            string(b, 2, &event.name);
+            attributes(b, 3, &event.attributes);
+            varint(b, 4, u64::from(event.dropped_attributes_count));
+        });
+    }
+    varint(buf, 12, u64::from(span.events.dropped_count));
+    for link in span.links.iter() {
+        let linked = &link.span_context;
+        message(buf, 13, |b| {
+            bytes(b, 1, &linked.trace_id().to_bytes());
+            bytes(b, 2, &linked.span_id().to_bytes());
+            trace_state(b, 3, linked.trace_state());
+            attributes(b, 4, &link.attributes);
+            varint(b, 5, u64::from(link.dropped_attributes_count));
+            fixed32(b, 6, flags(linked.trace_flags().to_u8(), linked.is_remote()));
+        });
+    }
+    varint(buf, 14, u64::from(span.links.dropped_count));
+    // Always present, as the SDK's conversion writes it: an empty status is "unset".
+    message(buf, 15, |b| {
+        let (code, description) = match &span.status {
+            Status::Unset => (0, ""),
+            Status::Ok => (1, ""),
+            Status::Error { description } => (2, description.as_ref()),
+        };
+        string(b, 2, description);
+        varint(b, 3, code);
+    });
+    fixed32(buf, 16, flags(context.trace_flags().to_u8(), span.parent_span_is_remote));
+}
+
+/// The span flags: the W3C trace flags, and whether the parent was remote
+/// (with the bit that says this is known).
+fn flags(trace_flags: u8, parent_is_remote: bool) -> u32 {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    u32::from(trace_flags) | HAS_IS_REMOTE | if parent_is_remote { IS_REMOTE } else { 0 }
+}
+
+fn kind(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn trace_state(buf: &mut Vec<u8>, field: u32, state: &TraceState) {
+    if *state != TraceState::NONE {
+        string(buf, field, &state.header());
+    }
+}
+
+fn attributes(buf: &mut Vec<u8>, field: u32, attributes: &[KeyValue]) {
+    for attribute in attributes {
+        key_value(buf, field, attribute.key.as_str(), &attribute.value);
+    }
+}
+
+/// A `KeyValue` field. With a scalar value (every attribute demo-app sets)
+/// its length is worked out first, so nothing is set aside or moved: the
+/// attributes are most of a span's bytes.
+fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
+    let Some(value_len) = scalar_len(value) else {
+        return message(buf, field, |b| {
+            string(b, 1, key);
+            message(b, 2, |b| any_value(b, value));
+        });
+    };
+    let key_len = if key.is_empty() { 0 } else { 1 + encoded_len_varint(key.len() as u64) + key.len() };
+    let len = key_len + 1 + encoded_len_varint(value_len as u64) + value_len;
+    buf.reserve(1 + encoded_len_varint(len as u64) + len);
+    self::key(buf, field, WireType::LengthDelimited);
+    varint_into(buf, len as u64);
+    string(buf, 1, key);
+    self::key(buf, 2, WireType::LengthDelimited);
+    varint_into(buf, value_len as u64);
+    any_value(buf, value);
+}
+
+/// The encoded length of an `AnyValue` holding a scalar; None for arrays.
+fn scalar_len(value: &Value) -> Option<usize> {
+    Some(match value {
+        Value::String(s) => 1 + encoded_len_varint(s.as_str().len() as u64) + s.as_str().len(),
+        Value::Bool(_) => 2,
+        Value::I64(v) => 1 + encoded_len_varint(*v as u64),
+        Value::F64(_) => 9,
+        _ => return None,
+    })
+}
+
+/// One member of `AnyValue`'s oneof, written even when it holds the default
+/// (false, 0, ""): a oneof tells "set" from "unset".
+fn any_value(buf: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(s) => length_delimited(buf, 1, s.as_str().as_bytes()),
+        Value::Bool(v) => {
+            key(buf, 2, WireType::Varint);
+            varint_into(buf, u64::from(*v));
+        }
+        Value::I64(v) => {
+            key(buf, 3, WireType::Varint);
+            // int64: two's complement, as a varint of ten bytes when negative.
+            varint_into(buf, *v as u64);
+        }
+        Value::F64(v) => {
+            key(buf, 4, WireType::SixtyFourBit);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::Array(array) => message(buf, 5, |b| match array {
+            Array::Bool(values) => values.iter().for_each(|v| message(b, 1, |b| any_value(b, &Value::Bool(*v)))),
+            Array::I64(values) => values.iter().for_each(|v| message(b, 1, |b| any_value(b, &Value::I64(*v)))),
+            Array::F64(values) => values.iter().for_each(|v| message(b, 1, |b| any_value(b, &Value::F64(*v)))),
+            Array::String(values) => {
+                values.iter().for_each(|v| message(b, 1, |b| length_delimited(b, 1, v.as_str().as_bytes())))
+            }
+            // A kind of array newer than this code: its text.
+            other => message(b, 1, |b| length_delimited(b, 1, other.to_string().as_bytes())),
+        }),
+        other => length_delimited(buf, 1, other.to_string().as_bytes()),
+    }
+}
+
+/// A nested message of under 128 bytes (an attribute, a scope, a status):
+/// see `nested`.
+fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    nested(buf, field, 1, body);
+}
+
+/// A nested message: its key, its length, then what `body` writes. The
+/// length is known only afterwards: `set_aside` bytes are kept for it (the
+/// width its varint usually takes), and the body is moved when it takes
+/// another.
+fn nested(buf: &mut Vec<u8>, field: u32, set_aside: usize, body: impl FnOnce(&mut Vec<u8>)) {
+    key(buf, field, WireType::LengthDelimited);
+    let at = buf.len();
+    buf.resize(at + set_aside, 0);
+    body(buf);
+    let len = buf.len() - at - set_aside;
+    let width = encoded_len_varint(len as u64);
+    if width != set_aside {
+        let end = buf.len();
+        if width > set_aside {
+            buf.resize(end + width - set_aside, 0);
+        }
+        buf.copy_within(at + set_aside..end, at + width);
+        buf.truncate(at + width + len);
+    }
+    match width {
+        1 => buf[at] = len as u8,
+        _ => buf[at..at + width].copy_from_slice(&varint_bytes(len as u64)[..width]),
+    }
+}
+
+/// `value` as a varint, in the first `encoded_len_varint(value)` bytes.
+fn varint_bytes(mut value: u64) -> [u8; 10] {
+    let mut bytes = [0; 10];
+    for byte in &mut bytes {
+        *byte = value as u8 & 0x7f;
+        value >>= 7;
+        if value == 0 {
+            break;
+        }
+        *byte |= 0x80;
+    }
+    bytes
+}
+
+/// A field's key: one byte for the fields below 16, as all but one are.
+fn key(buf: &mut Vec<u8>, field: u32, wire_type: WireType) {
+    varint_into(buf, u64::from(field << 3 | wire_type as u32));
+}
+
+/// A varint, with the one-byte case (keys, lengths of short strings) first.
+fn varint_into(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+fn length_delimited(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
+    key(buf, field, WireType::LengthDelimited);
+    varint_into(buf, value.len() as u64);
+    buf.extend_from_slice(value);
+}
+
+/// proto3 scalars: a default value is not written.
+fn string(buf: &mut Vec<u8>, field: u32, value: &str) {
+    bytes(buf, field, value.as_bytes());
+}
+
+fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
+    if !value.is_empty() {
+        length_delimited(buf, field, value);
+    }
+}
+
+fn varint(buf: &mut Vec<u8>, field: u32, value: u64) {
+    if value != 0 {
+        key(buf, field, WireType::Varint);
+        varint_into(buf, value);
+    }
+}
+
+fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
+    if value != 0 {
+        key(buf, field, WireType::SixtyFourBit);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
+    if value != 0 {
+        key(buf, field, WireType::ThirtyTwoBit);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+    use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use prost::Message as _;
+
+    use super::*;
+
+    fn context(trace: u128, span: u64, remote: bool, state: TraceState) -> SpanContext {
+        SpanContext::new(TraceId::from(trace), SpanId::from(span), TraceFlags::SAMPLED, remote, state)
+    }
+
+    /// Every kind of field the SDK can hand over, in two scopes.
+    fn spans() -> Vec<SpanData> {
+        let start = UNIX_EPOCH + Duration::from_nanos(1_765_000_000_123_456_789);
+        let mut events = SpanEvents::default();
+        events.events = vec![Event::new("exception", start, vec![KeyValue::new("exception.message", "boom")], 1)];
+        events.dropped_count = 3;
+        let mut links = SpanLinks::default();
+        let linked = context(7, 9, true, TraceState::from_key_value([("vendor", "value")]).unwrap());
+        links.links = vec![Link::new(linked, vec![KeyValue::new("why", "retry")], 0)];
+        links.dropped_count = 1;
+        let server = SpanData {
+            span_context: context(0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331, false, TraceState::NONE),
+            parent_span_id: SpanId::from(0x00f067aa0ba902b7),
+            parent_span_is_remote: true,
+            span_kind: SpanKind::Server,
+            name: Cow::Borrowed("GET /api/info"),
+            start_time: start,
+            end_time: start + Duration::from_micros(140),
+            attributes: vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("url.path", "/api/info".to_string()),
+                KeyValue::new("http.response.status_code", 200_i64),
+                KeyValue::new("negative", -3_i64),
+                KeyValue::new("empty", ""),
+                KeyValue::new("off", false),
+                KeyValue::new("ratio", 0.25),
+                KeyValue::new("roles", Value::Array(Array::String(vec!["a".into(), "".into()]))),
+                KeyValue::new("ports", Value::Array(Array::I64(vec![80, 0, -1]))),
+                KeyValue::new("long", "x".repeat(300)),
+                KeyValue::new("", "no key"),
+            ],
+            dropped_attributes_count: 2,
+            events,
+            links,
+            status: Status::error("answered 500"),
+            instrumentation_scope: InstrumentationScope::builder("demo-app").with_version("1.2.3").build(),
+        };
+        let client = SpanData {
+            span_context: context(0x0af7651916cd43dd8448eb211c80319c, 0x1122334455667788, false, TraceState::NONE),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Client,
+            name: Cow::Owned("POST".to_string()),
+            start_time: start,
+            end_time: start + Duration::from_millis(2),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("tracing")
+                .with_schema_url("https://opentelemetry.io/schemas/1.30.0")
+                .with_attributes([KeyValue::new("scope.kind", "bridge")])
+                .build(),
+        };
+        let mut ok = server.clone();
+        ok.status = Status::Ok;
+        ok.span_kind = SpanKind::Internal;
+        vec![server, client, ok]
+    }
+
+    #[test]
+    fn the_bytes_decode_to_what_the_sdk_conversion_builds() {
+        let resource = Resource::builder_empty()
+            .with_service_name("demo-app")
+            .with_attributes([KeyValue::new("service.instance.id", "a1"), KeyValue::new("k8s.pod.uid", "")])
+            .with_schema_url([], "https://opentelemetry.io/schemas/1.30.0")
+            .build();
+        let spans = spans();
+        let encoded = request(&EncodedResource::new(&resource), &spans);
+        let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).expect("valid protobuf");
+        let expected = ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(spans, &ResourceAttributesWithSchema::from(&resource)),
+        };
+        assert_eq!(decoded, expected);
+        assert_eq!(decoded.resource_spans[0].scope_spans.len(), 2, "one ScopeSpans per scope");
+        assert!(encoded == expected.encode_to_vec(), "the same bytes as prost's, field for field");
+    }
+
+    #[test]
+    fn an_empty_batch_is_an_empty_resource_spans() {
+        let encoded = request(&EncodedResource::default(), &[]);
+        let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).expect("valid protobuf");
+        assert_eq!(decoded.resource_spans.len(), 1);
+        assert!(decoded.resource_spans[0].scope_spans.is_empty());
+    }
+
+    #[test]
+    fn a_length_of_another_width_than_set_aside_moves_the_body() {
+        for set_aside in 1..=3 {
+            for len in [0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+                let mut buf = vec![0xAA];
+                nested(&mut buf, 9, set_aside, |b| b.extend(std::iter::repeat_n(7, len)));
+                let mut expected = vec![0xAA];
+                prost::encoding::bytes::encode(9, &vec![7u8; len], &mut expected);
+                assert!(buf == expected, "a body of {len} bytes, {set_aside} set aside");
+            }
+        }
+    }
+}
