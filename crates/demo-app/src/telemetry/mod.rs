@@ -123,6 +123,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
     let sampler =
         dropped::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
+    http::sample_with(sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })

@@ -67,6 +67,20 @@ impl Pause {
         records
     }
 
+    /// Whether a span starting now is not recorded, asked without taking
+    /// one of the probe's spans (`records_span` takes them).
+    pub fn skips_span(&self) -> bool {
+        self.paused.load(Ordering::Acquire) && self.skips_span_at(Instant::now())
+    }
+
+    fn skips_span_at(&self, now: Instant) -> bool {
+        match *self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Paused { until } => now < until,
+            State::Probing { spans_left } => spans_left == 0,
+            State::Exporting => false,
+        }
+    }
+
     /// Whether a batch is sent, or dropped without an attempt.
     pub fn attempts_export(&self) -> bool {
         !self.paused.load(Ordering::Acquire) || self.attempts_export_at(Instant::now())
@@ -104,9 +118,12 @@ mod tests {
         assert!(!pause.records_span_at(t0 + SECOND), "no span recorded during the pause");
         assert!(!pause.attempts_export_at(t0 + SECOND), "queued batches dropped during the pause");
 
+        assert!(pause.skips_span_at(t0 + SECOND), "asked without a span: skipped too");
         let over = t0 + 5 * SECOND;
+        assert!(!pause.skips_span_at(over), "the pause is over: the probe may start");
         let probes = (0..PROBE_SPANS + 10).filter(|_| pause.records_span_at(over)).count();
         assert_eq!(probes, PROBE_SPANS as usize, "after the pause only the probe spans are recorded");
+        assert!(pause.skips_span_at(over), "the probe's spans are taken");
         assert!(pause.attempts_export_at(over), "the probe's batch is sent");
 
         pause.judge_at(false, over);
