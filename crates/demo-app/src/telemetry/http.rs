@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceId, Tracer as _,
-};
+use opentelemetry::trace::{Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry_sdk::trace::{SdkTracer, Span as SdkSpan};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -103,23 +101,19 @@ impl ServerSpan {
             opentelemetry::Context::current()
         };
         let name = route_names::span_name(method, route);
-        if let Some(sampler) = SAMPLER.get() {
+        if let Some(trace_id) = SAMPLER.get().and_then(|sampler| sampler.drops_for_pause(&parent, name)) {
+            // What the SDK makes of a dropped span, without the span: the
+            // caller's trace, a span id of its own, not sampled.
             let parent_span = parent.span();
             let known = parent_span.span_context();
-            let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(rand::random::<u128>()) };
-            if sampler.drops_for_pause(&parent, trace_id, name) {
-                // What the SDK makes of a dropped span, without the span:
-                // the caller's trace, a span id of its own, not sampled.
-                let flags = known.trace_flags().with_sampled(false);
-                let unrecorded = SpanContext::new(
-                    trace_id,
-                    SpanId::from(rand::random::<u64>()),
-                    flags,
-                    false,
-                    known.trace_state().clone(),
-                );
-                return Some(Self { span: None, context: parent.with_remote_span_context(unrecorded) });
-            }
+            let unrecorded = SpanContext::new(
+                trace_id,
+                SpanId::from(rand::random::<u64>()),
+                known.trace_flags().with_sampled(false),
+                false,
+                known.trace_state().clone(),
+            );
+            return Some(Self { span: None, context: parent.with_remote_span_context(unrecorded) });
         }
         // The attributes the HTTP conventions require (or require when
         // known), typed, none twice: each one is converted and encoded again
@@ -215,7 +209,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry::trace::{TraceId, TracerProvider as _};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
 
