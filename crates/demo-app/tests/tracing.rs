@@ -11,10 +11,11 @@ mod helpers;
 use opentelemetry::global;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SimpleSpanProcessor, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 
 use demo_app::config::Role;
+use demo_app::telemetry::server_span::ToProcessor;
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
@@ -26,7 +27,12 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
-    demo_app::telemetry::http::trace_with(provider.tracer("demo-app"));
+    // Server spans are demo-app's own records (telemetry/server_span.rs),
+    // handed to the same exporter in the SDK's shape.
+    demo_app::telemetry::http::trace_with(
+        ToProcessor(SimpleSpanProcessor::new(exporter.clone())),
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+    );
     let subscriber =
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).unwrap();

@@ -77,9 +77,9 @@ where
         let method = metrics::method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().map(|p| route_names::of(p.as_str()));
         let span = ServerSpan::start(&request, method, route);
-        let current = span.as_ref().map(|s| s.context.clone().attach());
+        // Not current during `call`: the layers and routes below only build
+        // their futures there; the span is current whenever those are polled.
         let answer = self.inner.call(request);
-        drop(current);
         Observed {
             stage: Stage::Answering { answer },
             request: Some(Seen { started, method, route, span, metrics: self.metrics.clone() }),

@@ -1,9 +1,9 @@
 //! HTTP spans and metrics: one server span per request named `METHOD
 //! /route`, W3C context extracted from the request (routes/observe.rs
-//! starts and ends it); client spans with the context injected into every
-//! outgoing call.
+//! starts and ends it; server_span.rs is what it records); client spans with
+//! the context injected into every outgoing call.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -11,14 +11,16 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, Tracer as _};
-use opentelemetry_sdk::trace::{SdkTracer, Span as SdkSpan};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceId};
+use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+use rand::Rng as _;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::dropped::PausingSampler;
 use super::instruments::INSTRUMENTS;
+use super::server_span::{self, Finished, Sink};
 use crate::route_names::{self, RouteNames};
 
 pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
@@ -56,31 +58,38 @@ fn context_headers() -> &'static [HeaderName] {
     })
 }
 
-/// The tracer of server spans; unset, requests make none (telemetry off).
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
-
-/// Server spans from now on, made by
-/// `tracer`: `telemetry::init` with OTLP export on, or a test's provider.
-pub fn trace_with(tracer: SdkTracer) {
-    let _ = TRACER.set(tracer);
+/// Where server spans go and who decides which are recorded; unset,
+/// requests make none (telemetry off).
+#[derive(Debug)]
+struct ServerSpans {
+    sink: Box<dyn Sink>,
+    sampler: PausingSampler,
 }
 
-/// The sampler of `telemetry::init`, asked before a server span is made.
-static SAMPLER: OnceLock<PausingSampler> = OnceLock::new();
+static SERVER_SPANS: OnceLock<ServerSpans> = OnceLock::new();
 
-pub(super) fn sample_with(sampler: PausingSampler) {
-    let _ = SAMPLER.set(sampler);
+/// Server spans from now on go to `sink`, recorded when `sampler` says so:
+/// a test's SDK span processor (`server_span::ToProcessor`).
+pub fn trace_with(sink: impl Sink + 'static, sampler: impl ShouldSample + 'static) {
+    let pause = Arc::new(super::pause::Pause::new(super::pause::LENGTH));
+    trace_paused_with(Box::new(sink), PausingSampler { inner: Box::new(sampler), pause });
 }
 
-/// A request's server span, made with the OpenTelemetry SDK directly: the
-/// tracing bridge cost about 17k instructions a request (a registry entry,
-/// each field visited and copied, enter and exit at every poll). Spans the
-/// handler opens through `tracing` (client calls, database operations) find
-/// it as their parent in `context`, which is current while the handler runs,
-/// and so do log lines (json_lines.rs) and OTLP log records.
+/// `trace_with`, with the sampler that pauses with the export (`telemetry::init`).
+pub(super) fn trace_paused_with(sink: Box<dyn Sink>, sampler: PausingSampler) {
+    let _ = SERVER_SPANS.set(ServerSpans { sink, sampler });
+}
+
+/// A request's server span. Not the SDK's: a `Finished` record filled in
+/// as the request goes (server_span.rs). Spans the handler opens through
+/// `tracing` (client calls, database operations) find it as their parent in
+/// `context`, which is current while the handler runs, and so do log lines
+/// (json_lines.rs) and OTLP log records. Dropped before `end` (the client
+/// went away), it is recorded without a status code.
 pub struct ServerSpan {
-    /// None while span export is paused: the context alone propagates.
-    span: Option<SdkSpan>,
+    /// None while the span is not recorded (not sampled, or export paused):
+    /// the context alone propagates.
+    recording: Option<(Finished, &'static dyn Sink)>,
     /// The caller's context (baggage included) with this span in it.
     pub context: opentelemetry::Context,
 }
@@ -89,7 +98,7 @@ impl ServerSpan {
     /// Starts the span of `request` (named `{method} {route}`), child of the
     /// W3C context its headers carry; None when telemetry is off.
     pub fn start(request: &Request, method: &'static str, route: Option<&'static RouteNames>) -> Option<Self> {
-        let tracer = TRACER.get()?;
+        let spans = SERVER_SPANS.get()?;
         let headers = request.headers();
         // One pass over the request's few headers: three lookups by name
         // hashed each name, 0.4k instructions a request.
@@ -101,55 +110,70 @@ impl ServerSpan {
             opentelemetry::Context::current()
         };
         let name = route_names::span_name(method, route);
-        if let Some(trace_id) = SAMPLER.get().and_then(|sampler| sampler.drops_for_pause(&parent, name)) {
-            // What the SDK makes of a dropped span, without the span: the
-            // caller's trace, a span id of its own, not sampled.
-            let parent_span = parent.span();
-            let known = parent_span.span_context();
-            let unrecorded = SpanContext::new(
+        let parent_span = parent.span();
+        let known = parent_span.span_context();
+        let mut random = rand::rng();
+        let (trace_id, sampling) = match spans.sampler.drops_for_pause(&parent, name) {
+            // While export is paused the sampler is not even asked.
+            Some(trace_id) => (trace_id, None),
+            None => {
+                let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random.random::<u128>()) };
+                (
+                    trace_id,
+                    Some(spans.sampler.should_sample(Some(&parent), trace_id, name, &SpanKind::Server, &[], &[])),
+                )
+            }
+        };
+        let recorded = sampling.as_ref().is_some_and(|s| s.decision == SamplingDecision::RecordAndSample);
+        let span_id = SpanId::from(random.random::<u64>());
+        // The SDK's rules: the parent's flags, sampled or not as decided; the
+        // trace state as the sampler leaves it.
+        let flags = known.trace_flags().with_sampled(recorded);
+        let trace_state = sampling.as_ref().map_or_else(|| known.trace_state().clone(), |s| s.trace_state.clone());
+        let context = SpanContext::new(trace_id, span_id, flags, false, trace_state.clone());
+        let recording = recorded.then(|| {
+            let span = Finished {
                 trace_id,
-                SpanId::from(rand::random::<u64>()),
-                known.trace_flags().with_sampled(false),
-                false,
-                known.trace_state().clone(),
-            );
-            return Some(Self { span: None, context: parent.with_remote_span_context(unrecorded) });
-        }
-        // The attributes the HTTP conventions require (or require when
-        // known), typed, none twice: each one is converted and encoded again
-        // for export, and the recommended ones (client address, protocol
-        // version, user agent) cost more than they told behind a sidecar.
-        let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("http.request.method", method));
-        attributes.push(KeyValue::new("url.path", request.uri().path().to_string()));
-        attributes.push(KeyValue::new("url.scheme", "http"));
-        if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.template));
-        }
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        let context = parent.with_remote_span_context(span.span_context().clone());
-        Some(Self { span: Some(span), context })
+                span_id,
+                parent_span_id: if known.is_valid() { known.span_id() } else { SpanId::INVALID },
+                parent_is_remote: known.is_valid() && known.is_remote(),
+                flags,
+                trace_state,
+                name,
+                start: server_span::now(),
+                end: 0,
+                method,
+                path: request.uri().path().to_string(),
+                route: route.map(|r| r.template),
+                status: 0,
+                exception: None,
+                sampler_attributes: sampling.map(|s| s.attributes).unwrap_or_default(),
+            };
+            (span, &*spans.sink)
+        });
+        Some(Self { recording, context: parent.with_remote_span_context(context) })
     }
 
     /// Ends the span with the answer's status; a 5xx marks it as an error.
-    pub fn end(self, status: StatusCode) {
-        let Some(mut span) = self.span else { return };
-        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
-        if status.is_server_error() {
-            span.set_status(Status::error(""));
-            span.set_attribute(KeyValue::new("error.type", status.as_str().to_string()));
+    pub fn end(mut self, status: StatusCode) {
+        if let Some((span, _)) = &mut self.recording {
+            span.status = status.as_u16();
         }
-        span.end();
     }
 
     /// An exception event on the span (an answer the server is to blame for).
     pub fn exception(&mut self, message: String) {
-        if let Some(span) = &mut self.span {
-            span.add_event("exception", vec![KeyValue::new("exception.message", message)]);
+        if let Some((span, _)) = &mut self.recording {
+            span.exception = Some((server_span::now(), message));
+        }
+    }
+}
+
+impl Drop for ServerSpan {
+    fn drop(&mut self) {
+        if let Some((mut span, sink)) = self.recording.take() {
+            span.end = server_span::now();
+            sink.finish(span);
         }
     }
 }
@@ -206,41 +230,76 @@ pub async fn send(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use opentelemetry::trace::{TraceId, TracerProvider as _};
+    use opentelemetry::trace::TraceId;
     use opentelemetry_sdk::propagation::TraceContextPropagator;
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SimpleSpanProcessor};
 
     use super::*;
     use crate::telemetry::pause::Pause;
+    use crate::telemetry::server_span::ToProcessor;
 
+    fn request(traceparent: &str) -> Request {
+        Request::builder()
+            .uri("/api/info?verbose=1")
+            .header("traceparent", traceparent)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    /// One test: the sink and sampler are set once per process.
     #[test]
-    fn while_export_is_paused_no_span_is_made_and_the_callers_trace_still_propagates() {
+    fn server_spans_follow_the_caller_the_sampler_and_the_export_pause() {
         global::set_text_map_propagator(TraceContextPropagator::new());
         let exported = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exported.clone()).build();
-        trace_with(provider.tracer("test"));
         let pause = Arc::new(Pause::new(Duration::from_secs(60)));
-        sample_with(PausingSampler { inner: Box::new(Sampler::AlwaysOn), pause: pause.clone() });
-        pause.judge(false);
+        let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+        trace_paused_with(
+            Box::new(ToProcessor(SimpleSpanProcessor::new(exported.clone()))),
+            PausingSampler { inner: Box::new(sampler), pause: pause.clone() },
+        );
+        let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-        let request = Request::builder()
-            .uri("/api/info")
-            .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let span = ServerSpan::start(&request, "GET", None).expect("telemetry is on");
-        assert!(span.span.is_none(), "no SDK span while paused");
+        // Recorded: a child of the caller, in its trace, sampled downstream.
+        let span = ServerSpan::start(&request(caller), "GET", None).expect("telemetry is on");
+        let context = span.context.span().span_context().clone();
+        assert!(context.is_sampled());
+        span.end(StatusCode::OK);
+        let spans = exported.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].span_context, context, "the span carries the context handed downstream");
+        assert_eq!(spans[0].parent_span_id, SpanId::from(0xb7ad6b7169203331));
+        assert!(spans[0].parent_span_is_remote);
+        assert_eq!(spans[0].span_kind, SpanKind::Server);
+        assert!(spans[0].attributes.contains(&KeyValue::new("url.path", "/api/info")), "the path, no query");
+        assert!(spans[0].end_time >= spans[0].start_time);
+
+        // A caller that did not sample: the parent-based sampler records nothing.
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        let span = ServerSpan::start(&request(unsampled), "GET", None).expect("telemetry is on");
+        assert!(span.recording.is_none() && !span.context.span().span_context().is_sampled());
+        span.end(StatusCode::OK);
+
+        // A request whose client went away: recorded, without a status code.
+        drop(ServerSpan::start(&request(caller), "GET", None));
+        let spans = exported.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 2, "the unsampled one is not exported");
+        assert!(!spans[1].attributes.iter().any(|kv| kv.key.as_str() == "http.response.status_code"));
+
+        // While export is paused: no span, the caller's trace still propagates.
+        pause.judge(false);
+        let span = ServerSpan::start(&request(caller), "GET", None).expect("telemetry is on");
+        assert!(span.recording.is_none(), "nothing recorded while paused");
         let context = span.context.span().span_context().clone();
         assert_eq!(context.trace_id(), TraceId::from(0x0af7651916cd43dd8448eb211c80319c), "the caller's trace");
         assert_ne!(context.span_id(), SpanId::from(0xb7ad6b7169203331), "a span id of its own");
         assert!(!context.is_sampled(), "marked not sampled downstream");
         span.end(StatusCode::OK);
+        assert_eq!(exported.get_finished_spans().unwrap().len(), 2);
 
         pause.judge(true);
-        ServerSpan::start(&request, "GET", None).expect("telemetry is on").end(StatusCode::OK);
-        assert_eq!(exported.get_finished_spans().unwrap().len(), 1, "recorded again once export works");
+        ServerSpan::start(&request(caller), "GET", None).expect("telemetry is on").end(StatusCode::OK);
+        assert_eq!(exported.get_finished_spans().unwrap().len(), 3, "recorded again once export works");
     }
 }

@@ -10,8 +10,9 @@
 //! exporters send from a runtime of their own (`export_runtime`), so
 //! encoding and sending never take a thread that serves requests. Spans,
 //! exported per request, are encoded by our own exporter (`span_export.rs`,
-//! a quarter of the library's instructions); metrics and logs use the
-//! library's.
+//! a quarter of the library's instructions), and a request's server span is
+//! a record of our own with a queue of its own (`server_span.rs`,
+//! `span_batch.rs`), not an SDK span; metrics and logs use the library's.
 
 mod admission;
 pub mod dropped;
@@ -21,7 +22,9 @@ pub mod instruments;
 mod json_lines;
 mod pause;
 mod queue;
+pub mod server_span;
 mod settings;
+mod span_batch;
 mod span_encoding;
 mod span_export;
 
@@ -39,7 +42,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanExporter as _};
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -57,6 +60,7 @@ const EXPORTER_TARGETS: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "r
 /// Keeps the providers alive; `shutdown` flushes them.
 #[derive(Default)]
 pub struct Telemetry {
+    server_spans: Option<Arc<span_batch::SpanBatch>>,
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
@@ -114,16 +118,19 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .build();
     let span_queue = queue::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
-    let spans = BatchSpanProcessor::builder(dropped::CountingSpanExporter(
-        span_exporter(&settings, &endpoint, export_runtime.clone())?,
-        span_queue.clone(),
-        span_pause.clone(),
-    ))
-    .build();
+    let mut exporter = span_exporter(&settings, &endpoint, export_runtime.clone())?;
+    exporter.set_resource(&resource);
+    // Server spans, one a request, skip the SDK's span and batch processor
+    // (span_batch.rs); the spans made through `tracing` take the SDK's.
+    let server_spans = Arc::new(span_batch::SpanBatch::from_env(exporter.clone(), span_pause.clone()));
+    server_spans.start(&export_runtime);
+    let spans =
+        BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
+            .build();
     // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
     let sampler =
         dropped::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
-    http::sample_with(sampler.clone());
+    http::trace_paused_with(Box::new(server_spans.clone()), sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })
@@ -149,7 +156,6 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_resource(resource)
         .build();
     global::set_tracer_provider(tracer.clone());
-    http::trace_with(tracer.tracer("demo-app"));
     global::set_meter_provider(meter.clone());
 
     // The log level filters logs only: spans are recorded at INFO whatever
@@ -167,7 +173,13 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter).with_filter(log_filter(level));
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
-    Ok(Telemetry { tracer: Some(tracer), meter: Some(meter), logger: Some(logger), _stdout: Some(guard) })
+    Ok(Telemetry {
+        server_spans: Some(server_spans),
+        tracer: Some(tracer),
+        meter: Some(meter),
+        logger: Some(logger),
+        _stdout: Some(guard),
+    })
 }
 
 /// A runtime of one thread for the OTLP exporters: with the service's
@@ -248,6 +260,11 @@ impl Telemetry {
     pub async fn shutdown(self, timeout: Duration) {
         if self.tracer.is_none() {
             return;
+        }
+        if let Some(server_spans) = &self.server_spans
+            && tokio::time::timeout(timeout, server_spans.export_queued()).await.is_err()
+        {
+            eprintln!("server spans were not flushed within {timeout:?}; some were lost");
         }
         let flush = tokio::task::spawn_blocking(move || {
             if let Some(tracer) = self.tracer {

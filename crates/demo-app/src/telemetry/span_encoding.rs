@@ -12,13 +12,14 @@
 //! and `common/v1/common.proto`; the tests decode the bytes with the
 //! generated structs and compare them with the SDK's own conversion.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encoded_len_varint};
+use rustc_hash::FxHashMap;
+
+use super::server_span::{self, Finished, nanos};
 
 /// The `Resource` message of every request, encoded once.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +72,131 @@ pub fn request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
         string(b, 3, &resource.schema_url);
     });
     buf
+}
+
+/// The request that exports demo-app's server spans: one `ResourceSpans`,
+/// one `ScopeSpans` (demo-app's). The same bytes as `request` makes of the
+/// spans' `SpanData` (tested), written from a few words a span.
+pub fn server_request(resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(320 * spans.len() + resource.resource.len() + 64);
+    nested(&mut buf, 1, 3, |b| {
+        nested(b, 1, 2, |b| b.extend_from_slice(&resource.resource));
+        nested(b, 2, 3, |b| {
+            message(b, 1, |b| string(b, 1, server_span::SCOPE));
+            for span in spans {
+                nested(b, 2, 2, |b| shared.with(span, |fields| server_span(b, fields, span)));
+            }
+        });
+        string(b, 3, &resource.schema_url);
+    });
+    buf
+}
+
+/// The fields a server span has in common with every other of its method,
+/// route and status (name, kind, method, scheme, route, status code, error
+/// type), encoded once each: written field by field they were two thirds
+/// of a span's encoding.
+#[derive(Debug, Default)]
+pub struct SharedFields(FxHashMap<(usize, usize, usize, u16), Shared>);
+
+/// Kinds of span remembered at most: routes × methods × statuses is bounded,
+/// but `/status/{code}` lets a client pick among hundreds of statuses.
+const SHARED_KINDS: usize = 1024;
+
+#[derive(Debug)]
+struct Shared {
+    name_and_kind: Vec<u8>,
+    attributes: Vec<u8>,
+}
+
+impl SharedFields {
+    fn with<R>(&mut self, span: &Finished, write: impl FnOnce(&Shared) -> R) -> R {
+        // The names are `&'static str` (route_names.rs): their addresses
+        // tell them apart, without hashing their text (and SipHash of these
+        // words cost more than the fields it saves).
+        let key = (
+            span.name.as_ptr() as usize,
+            span.method.as_ptr() as usize,
+            span.route.map_or(0, |r| r.as_ptr() as usize),
+            span.status,
+        );
+        if let Some(known) = self.0.get(&key) {
+            return write(known);
+        }
+        let shared = Shared::of(span);
+        let written = write(&shared);
+        if self.0.len() < SHARED_KINDS {
+            self.0.insert(key, shared);
+        }
+        written
+    }
+}
+
+impl Shared {
+    fn of(span: &Finished) -> Self {
+        let mut name_and_kind = Vec::new();
+        string(&mut name_and_kind, 5, span.name);
+        varint(&mut name_and_kind, 6, kind(&SpanKind::Server));
+        let mut attributes = Vec::new();
+        string_attribute(&mut attributes, 9, "http.request.method", span.method);
+        string_attribute(&mut attributes, 9, "url.scheme", "http");
+        if let Some(route) = span.route {
+            string_attribute(&mut attributes, 9, "http.route", route);
+        }
+        if span.status != 0 {
+            key_value(&mut attributes, 9, "http.response.status_code", &Value::I64(i64::from(span.status)));
+        }
+        if span.is_error() {
+            let mut code = [0; 3];
+            string_attribute(&mut attributes, 9, "error.type", status_text(span.status, &mut code));
+        }
+        Self { name_and_kind, attributes }
+    }
+}
+
+fn server_span(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
+    id(buf, 1, span.trace_id.to_bytes());
+    id(buf, 2, span.span_id.to_bytes());
+    trace_state(buf, 3, &span.trace_state);
+    if span.parent_span_id != SpanId::INVALID {
+        id(buf, 4, span.parent_span_id.to_bytes());
+    }
+    buf.extend_from_slice(&shared.name_and_kind);
+    fixed64(buf, 7, span.start);
+    fixed64(buf, 8, span.end);
+    string_attribute(buf, 9, "url.path", &span.path);
+    buf.extend_from_slice(&shared.attributes);
+    attributes(buf, 9, &span.sampler_attributes);
+    if let Some((at, text)) = &span.exception {
+        message(buf, 11, |b| {
+            fixed64(b, 1, *at);
+            string(b, 2, "exception");
+            string_attribute(b, 3, "exception.message", text);
+        });
+    }
+    message(buf, 15, |b| varint(b, 3, if span.is_error() { 2 } else { 0 }));
+    fixed32(buf, 16, flags(span.flags.to_u8(), span.parent_is_remote));
+}
+
+/// A trace or span id: `bytes` with a length known at compile time, so the
+/// copy is a move or two rather than a call to `memcpy`.
+fn id<const N: usize>(buf: &mut Vec<u8>, field: u32, id: [u8; N]) {
+    key(buf, field, WireType::LengthDelimited);
+    buf.push(N as u8);
+    buf.extend_from_slice(&id);
+}
+
+/// A status code's three digits, without formatting.
+fn status_text(status: u16, digits: &mut [u8; 3]) -> &str {
+    let status = status.min(999);
+    *digits = [b'0' + (status / 100) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+    std::str::from_utf8(digits).unwrap_or_default()
+}
+
+/// A `KeyValue` holding a string: `key_value` without the `Value`.
+fn string_attribute(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let value_len = 1 + encoded_len_varint(value.len() as u64) + value.len();
+    scalar_key_value(buf, field, key, value_len, |b| length_delimited(b, 1, value.as_bytes()));
 }
 
 fn instrumentation_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
@@ -147,10 +273,6 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 fn trace_state(buf: &mut Vec<u8>, field: u32, state: &TraceState) {
     if *state != TraceState::NONE {
         string(buf, field, &state.header());
@@ -173,6 +295,11 @@ fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
             message(b, 2, |b| any_value(b, value));
         });
     };
+    scalar_key_value(buf, field, key, value_len, |b| any_value(b, value));
+}
+
+/// A `KeyValue` whose `AnyValue` takes `value_len` bytes, written by `value`.
+fn scalar_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize, value: impl FnOnce(&mut Vec<u8>)) {
     let key_len = if key.is_empty() { 0 } else { 1 + encoded_len_varint(key.len() as u64) + key.len() };
     let len = key_len + 1 + encoded_len_varint(value_len as u64) + value_len;
     buf.reserve(1 + encoded_len_varint(len as u64) + len);
@@ -181,7 +308,7 @@ fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     string(buf, 1, key);
     self::key(buf, 2, WireType::LengthDelimited);
     varint_into(buf, value_len as u64);
-    any_value(buf, value);
+    value(buf);
 }
 
 /// The encoded length of an `AnyValue` holding a scalar; None for arrays.
@@ -327,7 +454,7 @@ fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -419,6 +546,92 @@ mod tests {
         assert_eq!(decoded, expected);
         assert_eq!(decoded.resource_spans[0].scope_spans.len(), 2, "one ScopeSpans per scope");
         assert!(encoded == expected.encode_to_vec(), "the same bytes as prost's, field for field");
+    }
+
+    /// Server spans as requests leave them: a child of a remote caller with
+    /// trace state, a root span that failed, one whose client went away,
+    /// an unmatched route, a path longer than a one-byte length.
+    fn server_spans() -> Vec<Finished> {
+        let start = 1_765_000_000_123_456_789;
+        let child = Finished {
+            trace_id: TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+            span_id: SpanId::from(0xb7ad6b7169203331),
+            parent_span_id: SpanId::from(0x00f067aa0ba902b7),
+            parent_is_remote: true,
+            flags: TraceFlags::SAMPLED,
+            trace_state: TraceState::from_key_value([("vendor", "value")]).unwrap(),
+            name: "GET /api/info",
+            start,
+            end: start + 140_000,
+            method: "GET",
+            path: "/api/info".into(),
+            route: Some("/api/info"),
+            status: 200,
+            exception: None,
+            sampler_attributes: Vec::new(),
+        };
+        let failed = Finished {
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            trace_state: TraceState::NONE,
+            name: "POST /api/checkout",
+            method: "POST",
+            path: "/api/checkout".into(),
+            route: Some("/api/checkout"),
+            status: 503,
+            exception: Some((start + 100_000, "POST /api/checkout answered 503".into())),
+            sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
+            ..child.clone()
+        };
+        let gone = Finished { status: 0, ..child.clone() };
+        let unmatched = Finished {
+            name: "_OTHER",
+            method: "_OTHER",
+            route: None,
+            path: format!("/{}", "x".repeat(200)),
+            ..child.clone()
+        };
+        vec![child, failed, gone, unmatched]
+    }
+
+    #[test]
+    fn server_spans_are_the_bytes_their_sdk_span_data_would_be() {
+        let resource = Resource::builder_empty().with_service_name("demo-app").build();
+        let resource = EncodedResource::new(&resource);
+        let spans = server_spans();
+        let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
+        let mut shared = SharedFields::default();
+        let encoded = server_request(&resource, &mut shared, &spans);
+        assert!(encoded == request(&resource, &as_sdk), "field for field");
+        assert!(server_request(&resource, &mut shared, &spans) == encoded, "the same with the shared fields known");
+        assert_eq!(shared.0.len(), 4, "one entry per method, route and status");
+        let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
+        let exported = &decoded.resource_spans[0].scope_spans[0];
+        assert_eq!(exported.scope.as_ref().map(|s| s.name.as_str()), Some("demo-app"));
+        let keys = |i: usize| exported.spans[i].attributes.iter().map(|a| a.key.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            keys(0),
+            ["url.path", "http.request.method", "url.scheme", "http.route", "http.response.status_code"]
+        );
+        assert!(keys(1).ends_with(&["http.response.status_code".into(), "error.type".into(), "sampler.rule".into()]));
+        assert!(!keys(2).contains(&"http.response.status_code".to_string()), "no answer, no status code");
+        assert_eq!(exported.spans[1].status.as_ref().map(|s| s.code), Some(2), "a 5xx is an error");
+        assert_eq!(exported.spans[1].events[0].name, "exception");
+    }
+
+    #[test]
+    fn shared_fields_stop_growing_at_their_bound_and_the_bytes_stay_right() {
+        let resource = EncodedResource::new(&Resource::builder_empty().with_service_name("demo-app").build());
+        let child = server_spans().remove(0);
+        let routes = ["/status/{code}", "/api/info", "/healthz"];
+        let spans: Vec<Finished> = (100..=599)
+            .flat_map(|status| routes.map(|route| Finished { status, route: Some(route), ..child.clone() }))
+            .collect();
+        let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
+        let mut shared = SharedFields::default();
+        assert!(server_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk));
+        assert_eq!(shared.0.len(), SHARED_KINDS, "no more kinds remembered than the bound");
+        assert!(server_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk), "past the bound too");
     }
 
     #[test]

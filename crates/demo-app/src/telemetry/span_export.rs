@@ -25,7 +25,9 @@ use super::span_encoding::{self, EncodedResource};
 const RETRY_DELAYS: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(400)];
 
-#[derive(Debug)]
+/// Cheap to clone (the connection is shared): the SDK's batch processor
+/// owns one, demo-app's server-span batch (span_batch.rs) another.
+#[derive(Debug, Clone)]
 pub struct OtlpSpanExporter {
     transport: Transport,
     resource: EncodedResource,
@@ -95,10 +97,9 @@ impl OtlpSpanExporter {
     }
 }
 
-impl SpanExporter for OtlpSpanExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = Bytes::from(span_encoding::request(&self.resource, &batch));
-        drop(batch);
+impl OtlpSpanExporter {
+    /// Sends one encoded `ExportTraceServiceRequest`, retried as OTLP says.
+    pub async fn send(&self, body: Bytes) -> OTelSdkResult {
         let (transport, timeout) = (self.transport.clone(), self.timeout);
         let sent = self.runtime.spawn(async move {
             let mut delays = RETRY_DELAYS.iter();
@@ -115,6 +116,19 @@ impl SpanExporter for OtlpSpanExporter {
             }
         });
         sent.await.unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(format!("span export task failed: {e}"))))
+    }
+
+    /// The resource every request carries, encoded.
+    pub fn resource(&self) -> &EncodedResource {
+        &self.resource
+    }
+}
+
+impl SpanExporter for OtlpSpanExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let body = Bytes::from(span_encoding::request(&self.resource, &batch));
+        drop(batch);
+        self.send(body).await
     }
 
     fn set_resource(&mut self, resource: &Resource) {
