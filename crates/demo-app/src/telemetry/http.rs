@@ -3,6 +3,7 @@
 //! starts and ends it; server_span.rs is what it records); client spans with
 //! the context injected into every outgoing call.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -62,7 +63,9 @@ fn context_headers() -> &'static [HeaderName] {
 /// requests make none (telemetry off).
 #[derive(Debug)]
 struct ServerSpans {
-    sink: Box<dyn Sink>,
+    /// For the life of the process: a reference, not an `Arc`, saves each
+    /// request a forwarding call and a copy of its record.
+    sink: &'static dyn Sink,
     sampler: PausingSampler,
 }
 
@@ -72,11 +75,11 @@ static SERVER_SPANS: OnceLock<ServerSpans> = OnceLock::new();
 /// a test's SDK span processor (`server_span::ToProcessor`).
 pub fn trace_with(sink: impl Sink + 'static, sampler: impl ShouldSample + 'static) {
     let pause = Arc::new(super::pause::Pause::new(super::pause::LENGTH));
-    trace_paused_with(Box::new(sink), PausingSampler { inner: Box::new(sampler), pause });
+    trace_paused_with(Box::leak(Box::new(sink)), PausingSampler { inner: Box::new(sampler), pause });
 }
 
 /// `trace_with`, with the sampler that pauses with the export (`telemetry::init`).
-pub(super) fn trace_paused_with(sink: Box<dyn Sink>, sampler: PausingSampler) {
+pub(super) fn trace_paused_with(sink: &'static dyn Sink, sampler: PausingSampler) {
     let _ = SERVER_SPANS.set(ServerSpans { sink, sampler });
 }
 
@@ -105,9 +108,10 @@ impl ServerSpan {
         let parent = if headers.keys().any(|name| context_headers().contains(name)) {
             global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
         } else {
-            // What extracting from none of its headers gives, without the
-            // propagators' lookups (about 1k instructions a request).
-            opentelemetry::Context::current()
+            // No trace headers: a root span. Not `Context::current()`, which
+            // extracting from no headers gives: whatever a worker thread
+            // happens to hold is not the request's parent.
+            opentelemetry::Context::new()
         };
         let name = route_names::span_name(method, route);
         let parent_span = parent.span();
@@ -143,13 +147,16 @@ impl ServerSpan {
                 start: server_span::now(),
                 end: 0,
                 method,
-                path: request.uri().path().to_string(),
+                path: match (request.uri().path(), route) {
+                    (path, Some(route)) if path == route.template => Cow::Borrowed(route.template),
+                    (path, _) => Cow::Owned(path.to_string()),
+                },
                 route: route.map(|r| r.template),
                 status: 0,
                 exception: None,
                 sampler_attributes: sampling.map(|s| s.attributes).unwrap_or_default(),
             };
-            (span, &*spans.sink)
+            (span, spans.sink)
         });
         Some(Self { recording, context: parent.with_remote_span_context(context) })
     }
@@ -178,6 +185,15 @@ impl Drop for ServerSpan {
     }
 }
 
+/// The context a client call hands downstream: its span's. While span
+/// export is paused the tracing layer makes no span (telemetry/mod.rs) and
+/// that context is empty: the current one (the server span's, marked not
+/// sampled) goes instead, so the trace still reaches the next service.
+fn outgoing_context(span: &tracing::Span) -> opentelemetry::Context {
+    let context = span.context();
+    if context.span().span_context().is_valid() { context } else { opentelemetry::Context::current() }
+}
+
 /// Sends `request` inside a client span, with the W3C context (and baggage)
 /// of that span injected into its headers.
 pub async fn send(
@@ -200,7 +216,8 @@ pub async fn send(
         error.r#type = Empty,
     );
     let mut request = request;
-    global::get_text_map_propagator(|p| p.inject_context(&span.context(), &mut HeaderInjector(request.headers_mut())));
+    let context = outgoing_context(&span);
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(request.headers_mut())));
     let started = Instant::now();
     let result = client.execute(request).instrument(span.clone()).await;
     let mut attributes = vec![
@@ -248,6 +265,20 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn a_client_call_without_a_span_of_its_own_hands_on_the_current_context() {
+        let server = SpanContext::new(
+            TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+            SpanId::from(0x1122334455667788),
+            opentelemetry::trace::TraceFlags::default(),
+            false,
+            Default::default(),
+        );
+        let _current = opentelemetry::Context::new().with_remote_span_context(server.clone()).attach();
+        let handed_on = outgoing_context(&tracing::Span::none());
+        assert_eq!(handed_on.span().span_context(), &server, "the server span's context, not an empty one");
+    }
+
     /// One test: the sink and sampler are set once per process.
     #[test]
     fn server_spans_follow_the_caller_the_sampler_and_the_export_pause() {
@@ -256,7 +287,7 @@ mod tests {
         let pause = Arc::new(Pause::new(Duration::from_secs(60)));
         let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
         trace_paused_with(
-            Box::new(ToProcessor(SimpleSpanProcessor::new(exported.clone()))),
+            Box::leak(Box::new(ToProcessor(SimpleSpanProcessor::new(exported.clone())))),
             PausingSampler { inner: Box::new(sampler), pause: pause.clone() },
         );
         let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -275,6 +306,17 @@ mod tests {
         assert!(spans[0].attributes.contains(&KeyValue::new("url.path", "/api/info")), "the path, no query");
         assert!(spans[0].end_time >= spans[0].start_time);
 
+        // A path of a route with parameters is the path, not the template.
+        let mut orders = request(caller);
+        *orders.uri_mut() = "/api/orders/7".parse().unwrap();
+        ServerSpan::start(&orders, "GET", Some(route_names::of("/api/orders/{id}"))).unwrap().end(StatusCode::OK);
+        ServerSpan::start(&request(caller), "GET", Some(route_names::of("/api/info"))).unwrap().end(StatusCode::OK);
+        let spans = exported.get_finished_spans().unwrap();
+        assert!(spans[1].attributes.contains(&KeyValue::new("url.path", "/api/orders/7")));
+        assert!(spans[1].attributes.contains(&KeyValue::new("http.route", "/api/orders/{id}")));
+        assert!(spans[2].attributes.contains(&KeyValue::new("url.path", "/api/info")));
+        exported.reset();
+
         // A caller that did not sample: the parent-based sampler records nothing.
         let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
         let span = ServerSpan::start(&request(unsampled), "GET", None).expect("telemetry is on");
@@ -284,8 +326,8 @@ mod tests {
         // A request whose client went away: recorded, without a status code.
         drop(ServerSpan::start(&request(caller), "GET", None));
         let spans = exported.get_finished_spans().unwrap();
-        assert_eq!(spans.len(), 2, "the unsampled one is not exported");
-        assert!(!spans[1].attributes.iter().any(|kv| kv.key.as_str() == "http.response.status_code"));
+        assert_eq!(spans.len(), 1, "the unsampled one is not exported");
+        assert!(!spans[0].attributes.iter().any(|kv| kv.key.as_str() == "http.response.status_code"));
 
         // While export is paused: no span, the caller's trace still propagates.
         pause.judge(false);
@@ -296,10 +338,10 @@ mod tests {
         assert_ne!(context.span_id(), SpanId::from(0xb7ad6b7169203331), "a span id of its own");
         assert!(!context.is_sampled(), "marked not sampled downstream");
         span.end(StatusCode::OK);
-        assert_eq!(exported.get_finished_spans().unwrap().len(), 2);
+        assert_eq!(exported.get_finished_spans().unwrap().len(), 1);
 
         pause.judge(true);
         ServerSpan::start(&request(caller), "GET", None).expect("telemetry is on").end(StatusCode::OK);
-        assert_eq!(exported.get_finished_spans().unwrap().len(), 3, "recorded again once export works");
+        assert_eq!(exported.get_finished_spans().unwrap().len(), 2, "recorded again once export works");
     }
 }

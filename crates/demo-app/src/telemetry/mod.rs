@@ -60,7 +60,7 @@ const EXPORTER_TARGETS: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "r
 /// Keeps the providers alive; `shutdown` flushes them.
 #[derive(Default)]
 pub struct Telemetry {
-    server_spans: Option<Arc<span_batch::SpanBatch>>,
+    server_spans: Option<&'static span_batch::SpanBatch>,
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
@@ -122,15 +122,19 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     exporter.set_resource(&resource);
     // Server spans, one a request, skip the SDK's span and batch processor
     // (span_batch.rs); the spans made through `tracing` take the SDK's.
-    let server_spans = Arc::new(span_batch::SpanBatch::from_env(exporter.clone(), span_pause.clone()));
+    // Kept for the life of the process, as the exporters are.
+    let server_spans: &'static _ =
+        Box::leak(Box::new(span_batch::SpanBatch::from_env(vars, exporter.clone(), span_pause.clone())));
     server_spans.start(&export_runtime);
     let spans =
         BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
             .build();
     // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
-    let sampler =
-        dropped::PausingSampler { inner: opentelemetry_sdk::trace::Config::default().sampler, pause: span_pause };
-    http::trace_paused_with(Box::new(server_spans.clone()), sampler.clone());
+    let sampler = dropped::PausingSampler {
+        inner: opentelemetry_sdk::trace::Config::default().sampler,
+        pause: span_pause.clone(),
+    };
+    http::trace_paused_with(server_spans, sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })
@@ -168,9 +172,17 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_target(false)
-        .with_filter(span_filter());
+        // While span export is paused, spans are not even built: the layer
+        // built each one (its fields visited, a builder, a context) before
+        // the pausing sampler dropped it.
+        .with_filter(span_filter().and(filter_fn(move |_| !span_pause.skips_span())));
     let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
-    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(not_exporter).with_filter(log_filter(level));
+    // Events only: enabling spans here too made the registry keep every
+    // span (a map entry, enter and exit at each poll) even while the traces
+    // layer, paused, wants none.
+    let logs = OpenTelemetryTracingBridge::new(&logger)
+        .with_filter(not_exporter.and(filter_fn(|meta| meta.is_event())))
+        .with_filter(log_filter(level));
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry {
@@ -261,7 +273,7 @@ impl Telemetry {
         if self.tracer.is_none() {
             return;
         }
-        if let Some(server_spans) = &self.server_spans
+        if let Some(server_spans) = self.server_spans
             && tokio::time::timeout(timeout, server_spans.export_queued()).await.is_err()
         {
             eprintln!("server spans were not flushed within {timeout:?}; some were lost");

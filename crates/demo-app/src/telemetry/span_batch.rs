@@ -10,6 +10,7 @@
 //! finds the queue full, or whose batch fails or falls in an export pause
 //! (pause.rs), is counted in `telemetry_dropped_total{signal="traces"}`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,20 +38,20 @@ pub struct SpanBatch {
 }
 
 /// A positive whole number from `variable`, else the SDK's default.
-fn setting(variable: &str, default: usize) -> usize {
-    std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+fn setting(vars: &HashMap<String, String>, variable: &str, default: usize) -> usize {
+    vars.get(variable).and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }
 
 impl SpanBatch {
     /// Sizes and delay from the SDK's variables, their defaults otherwise.
-    pub fn from_env(exporter: OtlpSpanExporter, pause: Arc<Pause>) -> Self {
-        let capacity = setting("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    pub fn from_env(vars: &HashMap<String, String>, exporter: OtlpSpanExporter, pause: Arc<Pause>) -> Self {
+        let capacity = setting(vars, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
         Self {
             queued: Mutex::new(Vec::new()),
             capacity,
             // Never more than the queue holds (the SDK's rule too).
-            batch_size: setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512).min(capacity),
-            delay: Duration::from_millis(setting("OTEL_BSP_SCHEDULE_DELAY", 5000) as u64),
+            batch_size: setting(vars, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512).min(capacity),
+            delay: Duration::from_millis(setting(vars, "OTEL_BSP_SCHEDULE_DELAY", 5000) as u64),
             full: Notify::new(),
             exporter,
             pause,
@@ -60,12 +61,11 @@ impl SpanBatch {
 
     /// Exports whenever a batch is full or the delay has passed, for the
     /// life of the process, on `runtime` (never a thread serving requests).
-    pub fn start(self: &Arc<Self>, runtime: &tokio::runtime::Handle) {
-        let batch = self.clone();
+    pub fn start(&'static self, runtime: &tokio::runtime::Handle) {
         runtime.spawn(async move {
             loop {
-                let _ = tokio::time::timeout(batch.delay, batch.full.notified()).await;
-                batch.export_queued().await;
+                let _ = tokio::time::timeout(self.delay, self.full.notified()).await;
+                self.export_queued().await;
             }
         });
     }

@@ -588,7 +588,7 @@ mod tests {
             name: "_OTHER",
             method: "_OTHER",
             route: None,
-            path: format!("/{}", "x".repeat(200)),
+            path: format!("/{}", "x".repeat(200)).into(),
             ..child.clone()
         };
         vec![child, failed, gone, unmatched]

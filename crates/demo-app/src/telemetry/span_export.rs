@@ -16,7 +16,11 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message as _;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use std::convert::Infallible;
+
+use axum::http;
+use http_body::Frame;
+use http_body_util::StreamBody;
 use tonic::transport::Channel;
 
 use super::span_encoding::{self, EncodedResource};
@@ -139,15 +143,7 @@ impl SpanExporter for OtlpSpanExporter {
 impl Transport {
     async fn send(&self, body: Bytes) -> Result<(), Failure> {
         let response = match self {
-            Self::Grpc { channel, metadata } => {
-                let mut grpc = tonic::client::Grpc::new(channel.clone());
-                grpc.ready().await.map_err(|e| Failure { message: e.to_string(), retryable: true })?;
-                let request = tonic::Request::from_parts(metadata.clone(), tonic::Extensions::new(), body);
-                let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                );
-                grpc.unary(request, path, Encoded).await.map_err(grpc_failure)?.into_inner()
-            }
+            Self::Grpc { channel, metadata } => grpc_export(channel.clone(), metadata, body).await?,
             Self::Http { client, url, headers } => {
                 let sent = client
                     .post(url)
@@ -191,45 +187,53 @@ fn grpc_failure(status: tonic::Status) -> Failure {
     Failure { message: format!("{}: {}", status.code(), status.message()), retryable }
 }
 
-/// A gRPC codec for a request already encoded, and the Collector's answer.
-#[derive(Debug, Clone, Copy)]
-struct Encoded;
+/// One OTLP/gRPC `Export` call, made on the channel itself: tonic's client
+/// copied each encoded batch into a buffer of its own before framing it.
+/// Here the 5-byte gRPC prefix and the batch go out as two frames of the
+/// request body (h2 writes a large frame from the `Bytes` as they are).
+async fn grpc_export(
+    channel: Channel,
+    metadata: &tonic::metadata::MetadataMap,
+    message: Bytes,
+) -> Result<ExportTraceServiceResponse, Failure> {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
 
-impl Codec for Encoded {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = Self;
-    type Decoder = Self;
-
-    fn encoder(&mut self) -> Self {
-        *self
+    let transport = |e: &dyn std::fmt::Display| Failure { message: e.to_string(), retryable: true };
+    let length =
+        u32::try_from(message.len()).map_err(|_| Failure { message: "batch over 4 GiB".into(), retryable: false })?;
+    let mut prefix = [0; 5];
+    prefix[1..].copy_from_slice(&length.to_be_bytes());
+    let frames = [Bytes::copy_from_slice(&prefix), message].map(|data| Ok::<_, Infallible>(Frame::data(data)));
+    let mut request = http::Request::post(EXPORT_PATH)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(tonic::body::Body::new(StreamBody::new(futures::stream::iter(frames))))
+        .map_err(|e| transport(&e))?;
+    request.headers_mut().extend(metadata.clone().into_headers());
+    let response = channel.oneshot(request).await.map_err(|e| transport(&e))?;
+    let (parts, body) = response.into_parts();
+    // An error answered at once comes in the headers ("trailers-only").
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers).filter(|s| s.code() != tonic::Code::Ok) {
+        return Err(grpc_failure(status));
     }
-
-    fn decoder(&mut self) -> Self {
-        *self
+    if parts.status != http::StatusCode::OK {
+        return Err(Failure { message: format!("the Collector answered HTTP {}", parts.status), retryable: true });
     }
+    let answer = body.collect().await.map_err(|e| transport(&e))?;
+    let status = answer.trailers().and_then(tonic::Status::from_header_map);
+    match status {
+        Some(status) if status.code() == tonic::Code::Ok => {}
+        Some(status) => return Err(grpc_failure(status)),
+        None => return Err(Failure { message: "the Collector's answer has no grpc-status".into(), retryable: true }),
+    }
+    let data = answer.to_bytes();
+    // The answer's own 5-byte prefix, then the message (empty is valid).
+    Ok(data.get(5..).map(ExportTraceServiceResponse::decode).and_then(Result::ok).unwrap_or_default())
 }
 
-impl Encoder for Encoded {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl Decoder for Encoded {
-    type Item = ExportTraceServiceResponse;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("the Collector's answer is not protobuf: {e}")))
-    }
-}
+/// OTLP/gRPC's method, as the generated client names it.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 #[cfg(test)]
 mod tests {
