@@ -15,7 +15,6 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
 use rand::Rng as _;
-use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -219,7 +218,9 @@ pub async fn send(
     let context = outgoing_context(&span);
     global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(request.headers_mut())));
     let started = Instant::now();
-    let result = client.execute(request).instrument(span.clone()).await;
+    // Not entered while the call runs (an enter and an exit through every
+    // layer at each of its polls): nothing inside makes spans or events.
+    let result = client.execute(request).await;
     let mut attributes = vec![
         KeyValue::new("http.request.method", method),
         KeyValue::new("server.address", url.host_str().unwrap_or_default().to_string()),

@@ -177,12 +177,12 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         // the pausing sampler dropped it.
         .with_filter(span_filter().and(filter_fn(move |_| !span_pause.skips_span())));
     let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
-    // Events only: enabling spans here too made the registry keep every
-    // span (a map entry, enter and exit at each poll) even while the traces
-    // layer, paused, wants none.
+    // Events only, in one filter: a filter that enables spans (the level's
+    // EnvFilter alone does) made the registry keep every span, a map entry
+    // and an enter and exit at each poll, even while the traces layer,
+    // paused, wants none.
     let logs = OpenTelemetryTracingBridge::new(&logger)
-        .with_filter(not_exporter.and(filter_fn(|meta| meta.is_event())))
-        .with_filter(log_filter(level));
+        .with_filter(not_exporter.and(filter_fn(|meta| meta.is_event())).and(log_filter(level)));
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry {
