@@ -33,8 +33,7 @@ pub struct SpanBatch {
     full: Notify,
     exporter: OtlpSpanExporter,
     pause: Arc<Pause>,
-    /// Used by the exporting task alone (and the flush at shutdown).
-    shared_fields: Mutex<SharedFields>,
+    exporting: tokio::sync::Mutex<Exporting>,
 }
 
 /// A positive whole number from `variable`, else the SDK's default.
@@ -55,7 +54,7 @@ impl SpanBatch {
             full: Notify::new(),
             exporter,
             pause,
-            shared_fields: Mutex::default(),
+            exporting: tokio::sync::Mutex::default(),
         }
     }
 
@@ -72,17 +71,18 @@ impl SpanBatch {
 
     /// Sends what is queued now, a batch at a time (also at shutdown).
     pub async fn export_queued(&self) {
-        let mut spans = Vec::with_capacity(self.batch_size);
-        std::mem::swap(&mut spans, &mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        // One export at a time (the task's, or the flush at shutdown).
+        let mut exporting = self.exporting.lock().await;
+        let Exporting { shared, spans } = &mut *exporting;
+        // The queue takes the emptied buffer of the last export: no
+        // allocation per batch once both have grown.
+        std::mem::swap(spans, &mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
         for batch in spans.chunks(self.batch_size) {
             if !self.pause.attempts_export() {
                 dropped::count("traces", batch.len());
                 continue;
             }
-            let body = {
-                let mut shared = self.shared_fields.lock().unwrap_or_else(PoisonError::into_inner);
-                span_encoding::server_request(self.exporter.resource(), &mut shared, batch)
-            };
+            let body = span_encoding::server_request(self.exporter.resource(), shared, batch);
             let result = self.exporter.send(Bytes::from(body)).await;
             self.pause.judge(result.is_ok());
             if let Err(error) = result {
@@ -91,7 +91,16 @@ impl SpanBatch {
                 tracing::warn!(target: "opentelemetry", %error, spans = batch.len(), "server spans were not exported");
             }
         }
+        spans.clear();
     }
+}
+
+/// What only the exporting side touches.
+#[derive(Debug, Default)]
+struct Exporting {
+    shared: SharedFields,
+    /// The spans being exported; between exports, an empty buffer.
+    spans: Vec<Finished>,
 }
 
 impl Sink for SpanBatch {
