@@ -43,7 +43,7 @@ use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanExporter as _};
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::filter::{FilterExt as _, dynamic_filter_fn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -172,10 +172,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_target(false)
-        // While span export is paused, spans are not even built: the layer
-        // built each one (its fields visited, a builder, a context) before
-        // the pausing sampler dropped it.
-        .with_filter(span_filter().and(filter_fn(move |_| !span_pause.skips_span())));
+        .with_filter(span_filter().and(unless_paused(span_pause)));
     let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
     // Events only, in one filter: a filter that enables spans (the level's
     // EnvFilter alone does) made the registry keep every span, a map entry
@@ -223,6 +220,15 @@ fn span_filter() -> tracing_subscriber::filter::Targets {
         .fold(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO), |targets, t| {
             targets.with_target(*t, tracing_subscriber::filter::LevelFilter::OFF)
         })
+}
+
+/// Spans and events while span export is not paused: paused, spans are not
+/// even built (the layer built each one, its fields visited, a builder, a
+/// context, before the pausing sampler dropped it). Asked at every span: a
+/// plain `filter_fn` is asked once per callsite and its answer kept, so a
+/// span first seen during a pause would never have been exported again.
+fn unless_paused<S>(pause: Arc<pause::Pause>) -> impl tracing_subscriber::layer::Filter<S> {
+    dynamic_filter_fn(move |_, _| !pause.skips_span())
 }
 
 /// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a path per signal.
@@ -292,5 +298,48 @@ impl Telemetry {
         if tokio::time::timeout(timeout, flush).await.is_err() {
             eprintln!("telemetry flush did not finish within {timeout:?}; some telemetry was lost");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing_subscriber::Layer;
+
+    use super::*;
+
+    /// Counts the spans it is shown.
+    struct Spans(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            _: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn spans_of_one_callsite_follow_the_pause_each_time() {
+        let pause = Arc::new(pause::Pause::new(Duration::from_secs(60)));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let subscriber =
+            tracing_subscriber::registry().with(Spans(seen.clone()).with_filter(unless_paused(pause.clone())));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = || drop(tracing::info_span!("db_client_operation"));
+            pause.judge(false);
+            span();
+            assert_eq!(seen.load(Ordering::Relaxed), 0, "no span while paused");
+            pause.judge(true);
+            span();
+            assert_eq!(seen.load(Ordering::Relaxed), 1, "the same callsite makes spans again once export works");
+            pause.judge(false);
+            span();
+            assert_eq!(seen.load(Ordering::Relaxed), 1, "and none in the next pause");
+        });
     }
 }
