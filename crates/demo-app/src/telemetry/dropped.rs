@@ -77,23 +77,20 @@ impl ShouldSample for PausingSampler {
 }
 
 impl PausingSampler {
-    /// The trace of a server span starting now under `parent` when it is
-    /// dropped for the pause (and counted, when the configured sampler would
-    /// have recorded it); None when it is to be made. Decided before the
-    /// span exists: while export is paused, the SDK's span, its attributes
-    /// and its context cost a request 2k instructions for nothing. Outside a
-    /// pause this is one atomic load.
-    pub fn drops_for_pause(&self, parent: &Context, name: &str) -> Option<TraceId> {
+    /// Whether a server span starting now is dropped for the pause (and
+    /// counted, when the configured sampler would have recorded it), decided
+    /// before the span is made: while export is paused, a span, its
+    /// attributes and its context cost a request 2k instructions for
+    /// nothing. Outside a pause this is one atomic load.
+    pub fn drops_for_pause(&self, parent: &Context, trace_id: TraceId, name: &str) -> bool {
         if !self.pause.skips_span() {
-            return None;
+            return false;
         }
-        let known = parent.span().span_context().clone();
-        let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(rand::random::<u128>()) };
         let wanted = self.inner.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
         if wanted.decision != SamplingDecision::Drop {
             count("traces", 1);
         }
-        Some(trace_id)
+        true
     }
 }
 
@@ -235,10 +232,10 @@ mod tests {
         assert_eq!(decide(), SamplingDecision::Drop);
         let counted = || DROPPED.get_or_create(&SignalLabels { signal: "traces" }).get();
         let before = counted();
-        assert!(sampler.drops_for_pause(&Context::new(), "GET /").is_some());
+        assert!(sampler.drops_for_pause(&Context::new(), TraceId::from(7), "GET /"));
         assert_eq!(counted(), before + 1, "a span the sampler wanted is counted as dropped");
         let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
-        assert!(never.drops_for_pause(&Context::new(), "GET /").is_some());
+        assert!(never.drops_for_pause(&Context::new(), TraceId::from(7), "GET /"));
         assert_eq!(counted(), before + 1, "one the sampler did not want is not");
         let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);
         assert_eq!(decided.decision, SamplingDecision::Drop, "the configured sampler still decides first");

@@ -116,17 +116,10 @@ impl ServerSpan {
         let parent_span = parent.span();
         let known = parent_span.span_context();
         let mut random = rand::rng();
-        let (trace_id, sampling) = match spans.sampler.drops_for_pause(&parent, name) {
-            // While export is paused the sampler is not even asked.
-            Some(trace_id) => (trace_id, None),
-            None => {
-                let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random.random::<u128>()) };
-                (
-                    trace_id,
-                    Some(spans.sampler.should_sample(Some(&parent), trace_id, name, &SpanKind::Server, &[], &[])),
-                )
-            }
-        };
+        let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random.random::<u128>()) };
+        // While export is paused the sampler is not even asked.
+        let sampling = (!spans.sampler.drops_for_pause(&parent, trace_id, name))
+            .then(|| spans.sampler.should_sample(Some(&parent), trace_id, name, &SpanKind::Server, &[], &[]));
         let recorded = sampling.as_ref().is_some_and(|s| s.decision == SamplingDecision::RecordAndSample);
         let span_id = SpanId::from(random.random::<u64>());
         // The SDK's rules: the parent's flags, sampled or not as decided; the

@@ -116,7 +116,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_service_name(settings.service_name.clone())
         .with_attributes(settings.attributes.iter().map(|(k, v)| opentelemetry::KeyValue::new(*k, v.clone())))
         .build();
-    let span_queue = queue::Queue::from_env("OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+    let span_queue = queue::Queue::from_env(vars, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let mut exporter = span_exporter(&settings, &endpoint, export_runtime.clone())?;
     exporter.set_resource(&resource);
@@ -148,7 +148,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         )
         .with_resource(resource.clone())
         .build();
-    let log_queue = queue::Queue::from_env("OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
+    let log_queue = queue::Queue::from_env(vars, "OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
         log_exporter(&settings, &endpoint)?,
         log_queue.clone(),

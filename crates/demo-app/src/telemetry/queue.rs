@@ -2,8 +2,14 @@
 //! wrappers (admission.rs), released by the exporter wrappers (dropped.rs)
 //! once the exporter took them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A positive whole number from the SDK's `variable`, else its default.
+pub fn setting(vars: &HashMap<String, String>, variable: &str, default: usize) -> usize {
+    vars.get(variable).and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
 
 /// Items admitted into a batch processor's queue and not yet exported.
 #[derive(Debug, Clone)]
@@ -14,9 +20,8 @@ pub struct Queue {
 
 impl Queue {
     /// `capacity` from the SDK's variable (e.g. OTEL_BSP_MAX_QUEUE_SIZE), else its default.
-    pub fn from_env(variable: &str, default: usize) -> Self {
-        let capacity = std::env::var(variable).ok().and_then(|v| v.parse().ok()).filter(|c| *c > 0).unwrap_or(default);
-        Self::with_capacity(capacity)
+    pub fn from_env(vars: &HashMap<String, String>, variable: &str, default: usize) -> Self {
+        Self::with_capacity(setting(vars, variable, default))
     }
 
     pub fn with_capacity(capacity: usize) -> Self {

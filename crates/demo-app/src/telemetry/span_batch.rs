@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::dropped;
 use super::pause::Pause;
+use super::queue::setting;
 use super::server_span::{Finished, Sink};
 use super::span_encoding::{self, SharedFields};
 use super::span_export::OtlpSpanExporter;
@@ -34,11 +35,6 @@ pub struct SpanBatch {
     exporter: OtlpSpanExporter,
     pause: Arc<Pause>,
     exporting: tokio::sync::Mutex<Exporting>,
-}
-
-/// A positive whole number from `variable`, else the SDK's default.
-fn setting(vars: &HashMap<String, String>, variable: &str, default: usize) -> usize {
-    vars.get(variable).and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(default)
 }
 
 impl SpanBatch {
