@@ -118,7 +118,10 @@ enum Command {
         /// The fixed rate of the scenarios that store an order (orders, checkout: an fsync per request).
         #[arg(long, default_value_t = 500)]
         write_rate: u32,
-        /// Only these servers (comma-separated ids: demo-app, demo-app-otel, demo-app-otel-down, podinfo, python, python-otel, hyper).
+        /// The open-loop rate at which demo-app's CPU per request is compared with and without telemetry (read scenarios).
+        #[arg(long, default_value_t = 25_000)]
+        equal_rate: u32,
+        /// Only these servers (comma-separated ids: demo-app, demo-app-otel, demo-app-otel-http, demo-app-otel-down, podinfo, python, python-otel, hyper).
         #[arg(long, value_delimiter = ',')]
         servers: Vec<String>,
         /// Only these scenarios (comma-separated: info, healthz, echo, orders, checkout).
@@ -188,6 +191,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             connections,
             rate,
             write_rate,
+            equal_rate,
             servers,
             scenarios,
             publish,
@@ -198,7 +202,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 runs,
                 duration: std::time::Duration::from_secs(duration),
                 warmup: std::time::Duration::from_secs(warmup),
-                load: bench::Load { connections, rate, write_rate },
+                load: bench::Load { connections, rate, write_rate, equal_rate },
                 servers,
                 scenarios,
                 publish,

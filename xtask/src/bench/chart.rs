@@ -22,6 +22,7 @@ fn colour(server: &str) -> RGBColor {
     match server {
         "demo-app" => RGBColor(214, 96, 0),
         "demo-app-otel" => RGBColor(240, 150, 60),
+        "demo-app-otel-http" => RGBColor(225, 120, 40),
         "demo-app-otel-down" => RGBColor(250, 200, 130),
         "podinfo" => RGBColor(40, 110, 190),
         "python" => RGBColor(40, 150, 70),

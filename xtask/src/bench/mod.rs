@@ -21,6 +21,7 @@
 mod build;
 mod callgrind;
 mod chart;
+mod equal_load;
 mod ghz;
 mod machine;
 mod oha;
@@ -44,7 +45,7 @@ use crate::stack::{collector, ports, process};
 use crate::tools;
 use report::{Case, FixedRate, Results, Settings};
 use scenarios::Scenario;
-use servers::{Binaries, Endpoints, SERVERS, Server, Telemetry};
+use servers::{Binaries, Endpoints, SERVERS, Server};
 use stats::Spread;
 
 /// The server's core and the load generator's (and the Collector's).
@@ -75,7 +76,7 @@ impl Options {
             runs: 1,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            load: Load { connections: 32, rate: 2000, write_rate: 500 },
+            load: Load { connections: 32, rate: 2000, write_rate: 500, equal_rate: 25_000 },
             servers: Vec::new(),
             scenarios: Vec::new(),
             publish: false,
@@ -98,12 +99,25 @@ pub struct Load {
     /// commit (orders, checkout): above what the disk allows, every server
     /// would only show the length of its queue.
     pub write_rate: u32,
+    /// The open-loop rate at which the read scenarios compare demo-app's
+    /// CPU per request with and without telemetry: the Collector shares the
+    /// load generator's core, so closed-loop throughput also counts the CPU
+    /// it takes from wrk, and a server that is not saturated spends more
+    /// per request (fewer requests per wake-up); at one offered load both
+    /// runs see the same arrivals. Every demo-app variant sustains it.
+    pub equal_rate: u32,
 }
 
 impl Load {
     /// The common fixed rate of a scenario.
     pub fn rate_for(&self, scenario: Scenario) -> u32 {
         if scenario.writes() { self.write_rate } else { self.rate }
+    }
+
+    /// The offered load of the CPU comparison: the write scenarios' own
+    /// fixed rate (their latency runs serve), `equal_rate` for the reads.
+    pub fn equal_rate_for(&self, scenario: Scenario) -> u32 {
+        if scenario.writes() { self.write_rate } else { self.equal_rate }
     }
 }
 
@@ -146,7 +160,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     if let Some(ghz) = &ghz {
         programs.push(("ghz", ghz));
     }
-    let otelcol = if selected.iter().any(|(s, _)| s.telemetry == Telemetry::Collector) {
+    let otelcol = if selected.iter().any(|(s, _)| s.telemetry.needs_collector()) {
         Some(tools::locate(project, "otelcol")?)
     } else {
         None
@@ -160,8 +174,10 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         Some(binary) => Some(start_collector(project, binary, &out)?),
         None => None,
     };
-    let endpoints =
-        Endpoints { collector: collector.as_ref().map(|(_, ports)| ports.otlp_grpc), down: ports::free_port()? };
+    let endpoints = Endpoints {
+        collector: collector.as_ref().map(|(_, ports)| (ports.otlp_grpc, ports.otlp_http)),
+        down: ports::free_port()?,
+    };
 
     let settings = Settings {
         mode: if options.smoke { "smoke" } else { "full" }.into(),
@@ -201,6 +217,10 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         println!("  {}", report::one_line(&case));
         cases.push(case);
     }
+    let equal_load = match oha.as_deref() {
+        Some(oha) => equal_load::compare(&selected, &bins, &endpoints, oha, &options, &out.join("equal-load"))?,
+        None => Vec::new(),
+    };
     // Proof that "telemetry on" exported: the spans the Collector accepted.
     let mut collector_spans = None;
     if let Some((mut supervisor, ports)) = collector.take() {
@@ -216,7 +236,8 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         collector_spans = Some(spans);
     }
 
-    let results = Results { date, machine: machine::Machine::read(), versions, settings, collector_spans, cases };
+    let results =
+        Results { date, machine: machine::Machine::read(), versions, settings, collector_spans, cases, equal_load };
     let written = report::write(&results, &out)?;
     chart::write(&results, &out.join("throughput.svg"))?;
     // The Collector's files and the servers' databases are scratch; the logs stay.
@@ -544,7 +565,7 @@ mod tests {
             runs: 1,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            load: Load { connections: 8, rate: 100, write_rate: 50 },
+            load: Load { connections: 8, rate: 100, write_rate: 50, equal_rate: 200 },
             servers: servers.iter().map(|s| s.to_string()).collect(),
             scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
             publish: false,

@@ -61,6 +61,8 @@ pub fn ensure(project: &Project) -> Result<PathBuf> {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct OhaSummary {
     pub requests_per_second: f64,
+    /// Answers, whatever their status.
+    pub requests: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
@@ -72,6 +74,18 @@ pub struct OhaSummary {
 
 pub fn run(oha: &Path, scenario: Scenario, url: &str, load: &Load, duration: Duration) -> Result<OhaSummary> {
     run_with(oha, scenario, url, load, duration, Some(load.rate_for(scenario)))
+}
+
+/// Open loop at `rate` requests per second.
+pub fn run_at(
+    oha: &Path,
+    scenario: Scenario,
+    url: &str,
+    load: &Load,
+    duration: Duration,
+    rate: u32,
+) -> Result<OhaSummary> {
+    run_with(oha, scenario, url, load, duration, Some(rate))
 }
 
 /// As fast as the server answers (closed loop, like wrk): the throughput of
@@ -152,6 +166,7 @@ fn parse(json: &[u8], expected_status: u16) -> Result<OhaSummary> {
         report.status_codes.iter().filter(|(code, _)| **code != expected_status.to_string()).map(|(_, n)| n).sum();
     Ok(OhaSummary {
         requests_per_second: report.summary.requests_per_sec,
+        requests: report.status_codes.values().sum(),
         p50_ms: percentile("p50")?,
         p99_ms: percentile("p99")?,
         p999_ms: percentile("p99.9")?,
@@ -179,6 +194,7 @@ mod tests {
     fn reads_rate_percentiles_and_counts_every_kind_of_error() {
         let summary = parse(REPORT.as_bytes(), 200).unwrap();
         assert!((summary.requests_per_second - 1999.6).abs() < 1e-9);
+        assert_eq!(summary.requests, 9992);
         assert!((summary.p50_ms - 0.3).abs() < 1e-9);
         assert!((summary.p99_ms - 1.2).abs() < 1e-9);
         assert!((summary.p999_ms - 4.0).abs() < 1e-9);

@@ -30,8 +30,11 @@ pub enum Kind {
 pub enum Telemetry {
     /// No OTLP endpoint configured (the servers' default).
     Off,
-    /// The project's Collector, sampling every trace (1.0).
+    /// The project's Collector over OTLP/gRPC, sampling every trace (1.0).
     Collector,
+    /// The same over OTLP/HTTP (protobuf, the specification's default
+    /// protocol): one write a batch where gRPC takes one per 16 KiB frame.
+    CollectorHttp,
     /// An endpoint where nothing listens: export fails, requests must not.
     CollectorDown,
 }
@@ -46,6 +49,7 @@ pub struct Server {
 pub const SERVERS: &[Server] = &[
     Server { id: "demo-app", kind: Kind::DemoApp, telemetry: Telemetry::Off },
     Server { id: "demo-app-otel", kind: Kind::DemoApp, telemetry: Telemetry::Collector },
+    Server { id: "demo-app-otel-http", kind: Kind::DemoApp, telemetry: Telemetry::CollectorHttp },
     Server { id: "demo-app-otel-down", kind: Kind::DemoApp, telemetry: Telemetry::CollectorDown },
     Server { id: "podinfo", kind: Kind::Podinfo, telemetry: Telemetry::Off },
     Server { id: "python", kind: Kind::Python, telemetry: Telemetry::Off },
@@ -77,7 +81,8 @@ impl Server {
     pub fn title(&self) -> &'static str {
         match self.id {
             "demo-app" => "demo-app (telemetry off)",
-            "demo-app-otel" => "demo-app (OTLP, sampling 1.0)",
+            "demo-app-otel" => "demo-app (OTLP/gRPC, sampling 1.0)",
+            "demo-app-otel-http" => "demo-app (OTLP/HTTP, sampling 1.0)",
             "demo-app-otel-down" => "demo-app (OTLP, Collector down)",
             "podinfo" => "podinfo 6.9.2 (Go)",
             "python" => "FastAPI + uvicorn (no export)",
@@ -97,10 +102,18 @@ pub struct Binaries {
     pub python: Option<(PathBuf, PathBuf)>,
 }
 
-/// OTLP/gRPC endpoints the servers export to.
+/// OTLP endpoints the servers export to.
 pub struct Endpoints {
-    pub collector: Option<u16>,
+    /// The Collector's OTLP/gRPC and OTLP/HTTP ports.
+    pub collector: Option<(u16, u16)>,
     pub down: u16,
+}
+
+impl Telemetry {
+    /// Whether the Collector runs for it.
+    pub fn needs_collector(self) -> bool {
+        matches!(self, Telemetry::Collector | Telemetry::CollectorHttp)
+    }
 }
 
 /// A server started for one case; dropping it stops it.
@@ -251,14 +264,16 @@ fn python(server: &Server, bins: &Binaries, endpoints: &Endpoints, dir: &Path, p
 
 /// The standard OpenTelemetry variables for the server's telemetry mode.
 fn otel_env(command: &mut Command, server: &Server, endpoints: &Endpoints, service: &str) -> Result<()> {
-    let port = match server.telemetry {
+    let collector = || endpoints.collector.context("the Collector was not started");
+    let (port, protocol) = match server.telemetry {
         Telemetry::Off => return Ok(()),
-        Telemetry::Collector => endpoints.collector.context("the Collector was not started")?,
-        Telemetry::CollectorDown => endpoints.down,
+        Telemetry::Collector => (collector()?.0, "grpc"),
+        Telemetry::CollectorHttp => (collector()?.1, "http/protobuf"),
+        Telemetry::CollectorDown => (endpoints.down, "grpc"),
     };
     command
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         .env("OTEL_EXPORTER_OTLP_INSECURE", "true")
         .env("OTEL_SERVICE_NAME", service)
         .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
@@ -317,10 +332,13 @@ mod tests {
     #[test]
     fn only_demo_app_checks_out_and_only_apps_with_a_store_take_orders() {
         let takes = |scenario| SERVERS.iter().filter(|s| s.supports(scenario)).map(|s| s.id).collect::<Vec<_>>();
-        assert_eq!(takes(Scenario::Checkout), ["demo-app", "demo-app-otel", "demo-app-otel-down"]);
+        assert_eq!(
+            takes(Scenario::Checkout),
+            ["demo-app", "demo-app-otel", "demo-app-otel-http", "demo-app-otel-down"]
+        );
         assert_eq!(
             takes(Scenario::Orders),
-            ["demo-app", "demo-app-otel", "demo-app-otel-down", "python", "python-otel"]
+            ["demo-app", "demo-app-otel", "demo-app-otel-http", "demo-app-otel-down", "python", "python-otel"]
         );
         assert_eq!(takes(Scenario::Info).len(), SERVERS.len());
         assert!(!takes(Scenario::InfoH2).contains(&"python"));
