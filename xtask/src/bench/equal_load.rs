@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -63,14 +64,24 @@ pub fn compare(
                 oha::run_at(oha, scenario, &url(r), &options.load, options.warmup, rate).context("warm-up")?;
             }
         }
-        let mut runs: Vec<Vec<(OhaSummary, f64)>> = variants.iter().map(|_| Vec::new()).collect();
-        for _ in 0..options.runs {
-            for (r, runs) in running.iter().zip(&mut runs) {
+        // CPU is read as each variant's turn starts, so a round charges it
+        // with what it did until its next turn: the export of its last
+        // spans and log records, which batch delays put after the run.
+        let n = running.len();
+        let mut readings: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut answered: Vec<Vec<OhaSummary>> = vec![Vec::new(); n];
+        for round in 0..options.runs {
+            // The order rotates each round: no variant always follows another.
+            for k in 0..n {
+                let i = (k + round) % n;
                 process::check_interrupted()?;
-                let before = procfs::cpu_seconds(&r.pids)?;
-                let summary = oha::run_at(oha, scenario, &url(r), &options.load, options.duration, rate)?;
-                runs.push((summary, procfs::cpu_seconds(&r.pids)? - before));
+                readings[i].push(procfs::cpu_seconds(&running[i].pids)?);
+                answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, options.duration, rate)?);
             }
+        }
+        std::thread::sleep(SETTLE);
+        for (i, r) in running.iter().enumerate() {
+            readings[i].push(procfs::cpu_seconds(&r.pids)?);
         }
         for (server, r) in variants.iter().zip(&mut running) {
             if let Some((child, status)) = r.supervisor.first_exited() {
@@ -78,15 +89,18 @@ pub fn compare(
             }
             r.supervisor.stop_all();
         }
-        for (server, runs) in variants.iter().zip(&runs) {
-            let row = EqualLoad {
-                server: server.id.into(),
-                scenario,
-                rate_rps: rate,
-                cpu_us_per_request: cpu_per_request(runs, rate),
-                errors: runs.iter().map(|(s, _)| s.errors).sum(),
+        for ((server, readings), answered) in variants.iter().zip(&readings).zip(&answered) {
+            let row = row(server, scenario, rate, options.duration, readings, answered);
+            if server.telemetry == Telemetry::Off && !row.sustained {
+                bail!(
+                    "demo-app without telemetry did not keep to {rate} req/s on {}: lower --equal-rate",
+                    scenario.title()
+                );
+            }
+            let cpu = match row.cpu_us_per_request {
+                Some(c) if row.sustained => format!("{:.2} µs", c.median),
+                _ => "rate not sustained".into(),
             };
-            let cpu = row.cpu_us_per_request.map_or("rate not sustained".into(), |c| format!("{:.2} µs", c.median));
             println!("  {:<20} {cpu} CPU a request, {} errors", server.id, row.errors);
             rows.push(row);
         }
@@ -94,40 +108,73 @@ pub fn compare(
     Ok(rows)
 }
 
-/// Microseconds of CPU per request; none unless every run kept to the rate
-/// (a server that fell behind was measured at another load).
-fn cpu_per_request(runs: &[(OhaSummary, f64)], rate: u32) -> Option<Spread> {
-    let sustained = |s: &OhaSummary| s.requests > 0 && s.requests_per_second >= 0.95 * f64::from(rate);
-    if runs.is_empty() || !runs.iter().all(|(s, _)| sustained(s)) {
-        return None;
+/// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the
+/// last round's spans are exported, and charged, before the last reading.
+const SETTLE: Duration = Duration::from_millis(5500);
+
+/// One variant's rounds: `readings` has one CPU reading per round start
+/// and one after the last round.
+fn row(
+    server: &Server,
+    scenario: Scenario,
+    rate: u32,
+    duration: Duration,
+    readings: &[f64],
+    answered: &[OhaSummary],
+) -> EqualLoad {
+    let per_round: Vec<f64> = readings
+        .windows(2)
+        .zip(answered)
+        .map(|(cpu, s)| if s.requests > 0 { (cpu[1] - cpu[0]) / s.requests as f64 * 1e6 } else { f64::INFINITY })
+        .collect();
+    // Answers of any status: a failure is counted in `errors`, not taken
+    // for a rate kept. oha's own requests/s also counts deadline aborts.
+    let kept = |s: &OhaSummary| s.requests as f64 / duration.as_secs_f64() >= 0.95 * f64::from(rate);
+    EqualLoad {
+        server: server.id.into(),
+        scenario,
+        rate_rps: rate,
+        sustained: !answered.is_empty() && answered.iter().all(kept),
+        cpu_us_per_request: Spread::of(&per_round),
+        cpu_us_per_round: per_round,
+        errors: answered.iter().map(|s| s.errors).sum(),
     }
-    Spread::of(&runs.iter().map(|(s, cpu)| cpu / s.requests as f64 * 1e6).collect::<Vec<_>>())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(rps: f64, requests: u64, cpu: f64) -> (OhaSummary, f64) {
-        let summary = OhaSummary {
-            requests_per_second: rps,
+    fn answered(requests: u64) -> OhaSummary {
+        OhaSummary {
+            requests_per_second: requests as f64,
             requests,
             p50_ms: 0.1,
             p99_ms: 0.2,
             p999_ms: 0.3,
             errors: 0,
             error_kinds: Default::default(),
-        };
-        (summary, cpu)
+        }
     }
 
     #[test]
-    fn cpu_per_request_counts_only_runs_that_kept_the_rate() {
-        // 0.5 s of CPU for 50,000 requests: 10 µs each.
-        let kept = cpu_per_request(&[run(10_000.0, 50_000, 0.5), run(9_900.0, 49_500, 0.6)], 10_000).unwrap();
-        assert!((kept.min - 10.0).abs() < 1e-9, "{kept:?}");
-        // One run fell behind the offered load: its server was measured at another one.
-        assert!(cpu_per_request(&[run(10_000.0, 50_000, 0.5), run(8_000.0, 40_000, 0.5)], 10_000).is_none());
-        assert!(cpu_per_request(&[], 10_000).is_none());
+    fn each_round_is_charged_until_the_next_reading_and_a_slow_one_is_not_sustained() {
+        let server = Server::by_id("demo-app-otel").unwrap();
+        let one_second = Duration::from_secs(1);
+        // 0.5 s of CPU for 50,000 requests, then 0.6 s for 50,000: 10 and 12 µs.
+        let row =
+            row(server, Scenario::Info, 50_000, one_second, &[1.0, 1.5, 2.1], &[answered(50_000), answered(50_000)]);
+        assert!(row.sustained);
+        assert_eq!(row.cpu_us_per_round.len(), 2);
+        assert!((row.cpu_us_per_round[0] - 10.0).abs() < 1e-9 && (row.cpu_us_per_round[1] - 12.0).abs() < 1e-9);
+        // 40,000 answers in a second at 50,000 offered: measured at another load.
+        let slow = row_of(server, &[answered(50_000), answered(40_000)]);
+        assert!(!slow.sustained);
+        assert!(!row_of(server, &[]).sustained);
+    }
+
+    fn row_of(server: &Server, answered: &[OhaSummary]) -> EqualLoad {
+        let readings: Vec<f64> = (0..=answered.len()).map(|i| i as f64).collect();
+        row(server, Scenario::Info, 50_000, Duration::from_secs(1), &readings, answered)
     }
 }

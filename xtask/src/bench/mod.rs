@@ -45,7 +45,7 @@ use crate::stack::{collector, ports, process};
 use crate::tools;
 use report::{Case, FixedRate, Results, Settings};
 use scenarios::Scenario;
-use servers::{Binaries, Endpoints, SERVERS, Server};
+use servers::{Binaries, Endpoints, SERVERS, Server, Telemetry};
 use stats::Spread;
 
 /// The server's core and the load generator's (and the Collector's).
@@ -222,15 +222,23 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         None => Vec::new(),
     };
     // Proof that "telemetry on" exported: the spans the Collector accepted.
+    // Per protocol: a variant that exported nothing would look cheap.
     let mut collector_spans = None;
     if let Some((mut supervisor, ports)) = collector.take() {
-        let spans = accepted_spans(ports.collector_self_metrics)?;
+        let metrics = crate::stack::http::get(ports.collector_self_metrics, "/metrics")
+            .context("reading the Collector's self-metrics")?
+            .text();
         supervisor.stop_all();
-        if spans == 0 {
-            bail!(
-                "the Collector accepted no span: the telemetry-on cases exported nothing (see the servers' logs in {})",
-                out.display()
-            );
+        let mut spans = 0;
+        for (telemetry, transport) in [(Telemetry::Collector, "grpc"), (Telemetry::CollectorHttp, "http")] {
+            let accepted = accepted_spans(&metrics, transport);
+            if selected.iter().any(|(s, _)| s.telemetry == telemetry) && accepted == 0 {
+                bail!(
+                    "the Collector accepted no span over OTLP/{transport}: those cases exported nothing (see the servers' logs in {})",
+                    out.display()
+                );
+            }
+            spans += accepted;
         }
         println!("the Collector accepted {spans} spans");
         collector_spans = Some(spans);
@@ -242,7 +250,8 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     chart::write(&results, &out.join("throughput.svg"))?;
     // The Collector's files and the servers' databases are scratch; the logs stay.
     let _ = fs::remove_dir_all(out.join("otelcol"));
-    for case in fs::read_dir(out.join("cases"))?.flatten() {
+    let runs = fs::read_dir(out.join("cases"))?.chain(fs::read_dir(out.join("equal-load")).into_iter().flatten());
+    for case in runs.flatten() {
         for entry in fs::read_dir(case.path())?.flatten() {
             if entry.file_name().to_string_lossy().starts_with("data") {
                 let _ = fs::remove_dir_all(entry.path());
@@ -367,15 +376,14 @@ fn start_collector(project: &Project, binary: &Path, out: &Path) -> Result<(proc
 
 /// `otelcol_receiver_accepted_spans` summed over receivers and transports,
 /// from the Collector's self-metrics.
-fn accepted_spans(port: u16) -> Result<u64> {
-    let response = crate::stack::http::get(port, "/metrics").context("reading the Collector's self-metrics")?;
-    Ok(sum_metric(&response.text(), "otelcol_receiver_accepted_spans"))
-}
-
-/// Sum of a Prometheus text-format metric's samples (any labels).
-fn sum_metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+/// Spans the Collector's receivers accepted over one transport (grpc, http),
+/// from its Prometheus self-metrics.
+fn accepted_spans(metrics: &str, transport: &str) -> u64 {
+    let label = format!("transport=\"{transport}\"");
+    metrics
+        .lines()
+        .filter(|l| l.strip_prefix("otelcol_receiver_accepted_spans").is_some_and(|rest| rest.starts_with('{')))
+        .filter(|l| l.split_once('}').is_some_and(|(labels, _)| labels.contains(&label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -616,12 +624,13 @@ mod tests {
     }
 
     #[test]
-    fn accepted_spans_are_summed_over_labels_only_for_that_metric() {
+    fn accepted_spans_are_read_per_transport_only_for_that_metric() {
         let text = "# TYPE otelcol_receiver_accepted_spans counter\n\
                     otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 1200\n\
                     otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"http\"} 34\n\
                     otelcol_receiver_accepted_spans_total_other 99\n";
-        assert_eq!(sum_metric(text, "otelcol_receiver_accepted_spans"), 1234);
+        assert_eq!(accepted_spans(text, "grpc"), 1200);
+        assert_eq!(accepted_spans(text, "http"), 34);
     }
 
     #[test]
