@@ -180,7 +180,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     // and an enter and exit at each poll, even while the traces layer,
     // paused, wants none.
     let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(
-        not_exporter.and(filter_fn(|meta| meta.is_event())).and(log_filter(level)).and(unless_logs_paused(log_pause)),
+        not_exporter.and(filter_fn(|meta| meta.is_event())).and(log_filter(level)).and(UnlessLogsPaused(log_pause)),
     );
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
@@ -239,14 +239,26 @@ fn unless_paused<S>(pause: Arc<pause::Pause>) -> impl tracing_subscriber::layer:
 /// down); it is counted as dropped, as the exporter counts those it drops.
 /// After the pause, the records of one probe batch are built again
 /// (`Pause::records_span`): their export decides.
-fn unless_logs_paused<S>(pause: Arc<pause::Pause>) -> impl tracing_subscriber::layer::Filter<S> {
-    dynamic_filter_fn(move |_, _| {
-        let records = pause.records_span();
+///
+/// Asked in `event_enabled`, once per event dispatched and only for what the
+/// other filters let through: `enabled` may be asked more than once for one
+/// record (tracing-log asks twice per `log` record), and a per-event answer
+/// there would make every callsite "sometimes", re-asking the level filter
+/// at each event.
+struct UnlessLogsPaused(Arc<pause::Pause>);
+
+impl<S> tracing_subscriber::layer::Filter<S> for UnlessLogsPaused {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, _: &tracing::Event<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        let records = self.0.records_span();
         if !records {
             dropped::count("logs", 1);
         }
         records
-    })
+    }
 }
 
 /// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a path per signal.
@@ -356,7 +368,7 @@ mod tests {
         let seen = Arc::new(AtomicUsize::new(0));
         let dropped = || dropped::DROPPED.get_or_create(&dropped::SignalLabels { signal: "logs" }).get();
         let subscriber =
-            tracing_subscriber::registry().with(Events(seen.clone()).with_filter(unless_logs_paused(pause.clone())));
+            tracing_subscriber::registry().with(Events(seen.clone()).with_filter(UnlessLogsPaused(pause.clone())));
         tracing::subscriber::with_default(subscriber, || {
             let event = || tracing::info!("order stored");
             event();
