@@ -247,19 +247,30 @@ pub fn final_state(
         );
     }
 
-    let mut warnings = 0;
+    let (mut warnings, mut recovered) = (0, Vec::new());
     for event in plane.admin.list("events")? {
         let source = event["source"]["component"].as_str().or(event["reportingComponent"].as_str()).unwrap_or("");
-        if event["type"] == "Warning" && is_flux(source) {
-            warnings += 1;
-            problems.push(format!(
-                "event from {source} on {}: {}",
-                involved(&event),
-                abbreviate(event["message"].as_str().unwrap_or_default(), 200)
-            ));
+        if event["type"] != "Warning" || !is_flux(source) {
+            continue;
+        }
+        warnings += 1;
+        let what = format!(
+            "event from {source} on {}: {}",
+            involved(&event),
+            abbreviate(event["message"].as_str().unwrap_or_default(), 200)
+        );
+        // Flux retries what failed (a webhook that timed out on a busy
+        // machine, a health check); an object Ready since the warning got
+        // over it, and the table still shows the warning.
+        match involved_object(plane, &event) {
+            Some(object) if ready_since(&object, &event) => recovered.push(what),
+            _ => problems.push(what),
         }
     }
-    report.row("Flux events", format!("{warnings} warnings"));
+    report.row("Flux events", format!("{warnings} warnings, {} of them on objects Ready since", recovered.len()));
+    for what in recovered {
+        report.row("  recovered", what);
+    }
 
     // A webhook of a controller that is not run: with failurePolicy Fail
     // the object is refused (and Flux is not Ready, above); with Ignore it
@@ -345,6 +356,26 @@ fn reference(object: &Value) -> String {
     }
 }
 
+/// The object a Flux event is about, as it is now.
+fn involved_object(plane: &ControlPlane, event: &Value) -> Option<Value> {
+    let object = &event["involvedObject"];
+    let group = object["apiVersion"].as_str()?.split('/').next()?;
+    let resource = format!("{}.{group}", object["kind"].as_str()?.to_lowercase());
+    plane.admin.get(&[&resource, object["name"].as_str()?, "-n", object["namespace"].as_str()?]).ok()
+}
+
+/// Whether `object` has been Ready since `event` was last reported.
+/// Both times are RFC 3339 in UTC to the second, so they compare as text.
+fn ready_since(object: &Value, event: &Value) -> bool {
+    let mut conditions = object["status"]["conditions"].as_array().into_iter().flatten();
+    let Some(ready) = conditions.find(|c| c["type"] == "Ready" && c["status"] == "True") else {
+        return false;
+    };
+    let seen = event["lastTimestamp"].as_str().or(event["eventTime"].as_str()).unwrap_or_default();
+    let since = ready["lastTransitionTime"].as_str().unwrap_or_default();
+    !seen.is_empty() && since >= seen
+}
+
 fn is_flux(component: &str) -> bool {
     matches!(component, "kustomize-controller" | "helm-controller" | "source-controller" | "notification-controller")
 }
@@ -400,5 +431,26 @@ pub fn print_diagnostics(plane: &ControlPlane, supervisor: &mut Supervisor) {
     for (name, tail) in supervisor.log_tails(12) {
         let lines: Vec<String> = tail.lines().map(|l| abbreviate(l, 300)).collect();
         println!("\n--- {name} (last lines of its log)\n{}", lines.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::ready_since;
+
+    fn ready(status: &str, since: &str) -> serde_json::Value {
+        json!({"status": {"conditions": [{"type": "Ready", "status": status, "lastTransitionTime": since}]}})
+    }
+
+    #[test]
+    fn a_warning_counts_as_recovered_only_when_ready_came_after_it() {
+        let warning = json!({"lastTimestamp": "2026-12-06T22:04:13Z"});
+        assert!(ready_since(&ready("True", "2026-12-06T22:04:40Z"), &warning));
+        assert!(!ready_since(&ready("True", "2026-12-06T22:03:59Z"), &warning), "Ready before the warning");
+        assert!(!ready_since(&ready("False", "2026-12-06T22:04:40Z"), &warning), "not Ready now");
+        assert!(!ready_since(&json!({}), &warning), "no conditions");
+        assert!(!ready_since(&ready("True", "2026-12-06T22:04:40Z"), &json!({})), "a warning without a time");
     }
 }

@@ -16,8 +16,10 @@ use super::repository::Repository;
 use crate::stack::process::poll_until;
 
 /// A change is applied within one sync interval of the GitRepository,
-/// plus the time the chain of Kustomization and HelmRelease takes.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(90);
+/// plus the time the chain of Kustomizations and the HelmRelease takes,
+/// and one retry of a failed apply (the apps Kustomization retries after
+/// a minute) on a machine that runs other checks beside this one.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(180);
 
 const VALUES: &str = "deploy/apps/dev/values.yaml";
 const KUSTOMIZATION: &str = "deploy/apps/dev/kustomization.yaml";
@@ -68,16 +70,23 @@ fn refused_by_policy(plane: &ControlPlane, repo: &Repository, kustomization: &st
     let listed = with_resource(&with_resource(kustomization, "reconcile-scenario.yaml")?, "no-limits.yaml")?;
     repo.commit_file(KUSTOMIZATION, &listed, "dev: list it")?;
     pushed(plane)?;
-    let message =
-        poll_until("the apps Kustomization to report a refusal", APPLY_TIMEOUT, Duration::from_secs(1), |last| {
+    // Only the policy's refusal ends the wait: a webhook call that timed out
+    // also fails the apply, and kustomize-controller retries it.
+    poll_until(
+        "the apps Kustomization to report the policy's refusal",
+        APPLY_TIMEOUT,
+        Duration::from_secs(1),
+        |last| {
             let ks = plane.admin.get(&["kustomization", "apps", "-n", "flux-system"])?;
             let (status, reason, message) = ready_condition(&ks).unwrap_or_default();
             *last = format!("{status} {reason}: {message}");
-            Ok((status == "False" && message.contains("no-limits")).then_some(message))
-        })?;
-    if !message.contains("denied") || !message.contains("require-requests-limits") {
-        bail!("the apps Kustomization failed, but not because the policy refused the pod: {message}");
-    }
+            let refused = status == "False"
+                && message.contains("no-limits")
+                && message.contains("denied")
+                && message.contains("require-requests-limits");
+            Ok(refused.then_some(()))
+        },
+    )?;
     if plane.admin.get(&["deployment", "no-limits", "-n", "demo-app"]).is_ok() {
         bail!("the Deployment without limits exists although admission refused it");
     }

@@ -363,8 +363,10 @@ impl Running {
             }
             if started.serving {
                 // Every round: a pod the ReplicaSet creates later (a
-                // rollout, an eviction) is served by the same process.
-                plane.admin.run(&[
+                // rollout, an eviction) is served by the same process. A pod
+                // deleted between kubectl's list and its patch is no error:
+                // the next round marks what the ReplicaSet has now.
+                let marked = plane.admin.run(&[
                     "annotate",
                     "pods",
                     "-n",
@@ -373,7 +375,12 @@ impl Running {
                     &started.selector,
                     &format!("{SERVING}=true"),
                     "--overwrite",
-                ])?;
+                ]);
+                if let Err(err) = marked
+                    && !format!("{err:#}").contains("NotFound")
+                {
+                    return Err(err);
+                }
             }
         }
         Ok(now)
