@@ -72,8 +72,7 @@ pub fn compare(
         let mut answered: Vec<Vec<OhaSummary>> = vec![Vec::new(); n];
         for round in 0..options.runs {
             // The order rotates each round: no variant always follows another.
-            for k in 0..n {
-                let i = (k + round) % n;
+            for i in super::in_turns(round, n) {
                 process::check_interrupted()?;
                 readings[i].push(procfs::cpu_seconds(&running[i].pids)?);
                 answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, options.duration, rate)?);
@@ -110,7 +109,7 @@ pub fn compare(
 
 /// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the
 /// last round's spans are exported, and charged, before the last reading.
-const SETTLE: Duration = Duration::from_millis(5500);
+pub(super) const SETTLE: Duration = Duration::from_millis(5500);
 
 /// One variant's rounds: `readings` has one CPU reading per round start
 /// and one after the last round.

@@ -1,14 +1,16 @@
 //! `cargo xtask bench` (`make bench`): demo-app against podinfo, a FastAPI
 //! baseline and a bare hyper server, side by side on this machine.
 //!
-//! Each server runs alone, pinned to one core (`taskset -c 0`), restarted for
-//! every scenario so its peak RSS belongs to that scenario; the load
-//! generator runs on the other core. Per case: a warm-up, then N throughput
-//! runs with wrk (closed loop) and N fixed-rate runs with oha (open loop,
-//! latency measured from each request's scheduled send time, so a stalled
-//! server cannot hide its queue: no coordinated omission). Figures are
-//! medians with min and max. Outputs go to `target/bench/<UTC timestamp>/`:
-//! results.json, results.md and throughput.svg.
+//! The servers are pinned to one core (`taskset -c 0`), started afresh for
+//! every scenario so their peak RSS belongs to that scenario; the load
+//! generator runs on the other core. Per scenario, every server runs at
+//! once and the runs take turns, the order rotating each round: a warm-up
+//! each, then N rounds of throughput runs with wrk (closed loop) and N of
+//! fixed-rate runs with oha (open loop, latency measured from each
+//! request's scheduled send time, so a stalled server cannot hide its
+//! queue: no coordinated omission). Figures are medians with min and max.
+//! Outputs go to `target/bench/<UTC timestamp>/`: results.json, results.md
+//! and throughput.svg.
 //!
 //! Then, for the Rust servers, a pass under callgrind counts instructions
 //! per request (callgrind.rs): the figure a noisy shared machine cannot move.
@@ -202,20 +204,25 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
         project.rel(&out).display()
     );
     let mut cases = Vec::new();
-    for (server, scenario) in &selected {
+    let loaders = Loaders { wrk: &wrk, oha: oha.as_deref(), ghz: ghz.as_deref() };
+    for scenario in Scenario::ALL {
+        let servers: Vec<&Server> =
+            selected.iter().filter(|(_, s)| *s == scenario).map(|(server, _)| *server).collect();
+        if servers.is_empty() {
+            continue;
+        }
         process::check_interrupted()?;
         if let Some((supervisor, _)) = collector.as_mut()
             && let Some((child, status)) = supervisor.first_exited()
         {
             bail!("the Collector exited during the benchmark ({status}):\n{}", child.log_tail(20));
         }
-        let dir = out.join("cases").join(format!("{}-{}", server.id, scenario.id()));
-        fs::create_dir_all(&dir)?;
-        let loaders = Loaders { wrk: &wrk, oha: oha.as_deref(), ghz: ghz.as_deref() };
-        let case = measure(server, *scenario, &bins, &endpoints, &loaders, &options, &dir)
-            .with_context(|| format!("case {} {}", server.id, scenario.title()))?;
-        println!("  {}", report::one_line(&case));
-        cases.push(case);
+        let measured = measure(&servers, scenario, &bins, &endpoints, &loaders, &options, &out.join("cases"))
+            .with_context(|| format!("scenario {}", scenario.title()))?;
+        for case in measured {
+            println!("  {}", report::one_line(&case));
+            cases.push(case);
+        }
     }
     let equal_load = match oha.as_deref() {
         Some(oha) => equal_load::compare(&selected, &bins, &endpoints, oha, &options, &out.join("equal-load"))?,
@@ -423,69 +430,128 @@ struct Loaders<'a> {
     ghz: Option<&'a Path>,
 }
 
+/// Every server of `scenario` at once, idle but for its own turn: the
+/// runs take turns, the order rotating each round, so a shared machine's
+/// drift (other tenants, frequency) falls on every server alike. Run one
+/// case after another, bare hyper's CPU a request moved from 7.2 to 4.9 µs
+/// between two runs of the same binaries, and every ratio with it.
 fn measure(
-    server: &Server,
+    servers: &[&Server],
     scenario: Scenario,
     bins: &Binaries,
     endpoints: &Endpoints,
     loaders: &Loaders,
     options: &Options,
-    dir: &Path,
-) -> Result<Case> {
-    let (wrk_bin, oha_bin) = (loaders.wrk, loaders.oha);
-    let mut running = servers::start(server, scenario, bins, endpoints, dir)?;
-    let url = format!("http://127.0.0.1:{}{}", running.port, scenario.path());
-    let script = wrk::write_script(dir, scenario)?;
-    // wrk speaks HTTP/1.1 only: oha (closed loop) loads the HTTP/2 scenarios.
-    let closed_loop = |duration: Duration| -> Result<wrk::WrkSummary> {
-        if scenario.grpc() {
-            let ghz_bin = loaders.ghz.context("the gRPC scenario needs ghz (`make tools`)")?;
-            ghz::run_closed_loop(ghz_bin, running.port, &options.load, duration)
-        } else if scenario.http2() {
-            let oha_bin = oha_bin.context("the HTTP/2 scenarios need oha (not in --smoke)")?;
-            let summary = oha::run_closed_loop(oha_bin, scenario, &url, &options.load, duration)?;
-            Ok(wrk::WrkSummary::from_oha(&summary, duration))
-        } else {
-            wrk::run(wrk_bin, &script, &url, &options.load, duration)
-        }
-    };
+    cases_dir: &Path,
+) -> Result<Vec<Case>> {
+    let mut running = Vec::new();
+    for server in servers {
+        let dir = cases_dir.join(format!("{}-{}", server.id, scenario.id()));
+        fs::create_dir_all(&dir)?;
+        let started = servers::start(server, scenario, bins, endpoints, &dir)?;
+        let url = format!("http://127.0.0.1:{}{}", started.port, scenario.path());
+        let script = wrk::write_script(&dir, scenario)?;
+        running.push(Turn { server, dir, running: started, url, script });
+    }
     if !options.warmup.is_zero() {
-        closed_loop(options.warmup).context("warm-up")?;
-    }
-    let mut throughput = Vec::new();
-    for _ in 0..options.runs {
-        process::check_interrupted()?;
-        let before = procfs::cpu_seconds(&running.pids)?;
-        let summary = closed_loop(options.duration)?;
-        let cpu = procfs::cpu_seconds(&running.pids)? - before;
-        throughput.push((summary, cpu));
-    }
-    let mut fixed = Vec::new();
-    // oha speaks no gRPC: the gRPC case has no fixed-rate runs.
-    if let Some(oha_bin) = oha_bin.filter(|_| !scenario.grpc()) {
-        for _ in 0..options.runs {
-            process::check_interrupted()?;
-            fixed.push(oha::run(oha_bin, scenario, &url, &options.load, options.duration)?);
+        for turn in &running {
+            closed_loop(turn, scenario, loaders, options, options.warmup)
+                .with_context(|| format!("{}: warm-up", turn.server.id))?;
         }
     }
-    let peak_rss_kib = procfs::peak_rss_kib(&running.pids)?;
-    if let Some((child, status)) = running.supervisor.first_exited() {
-        bail!("{} exited under load ({status}):\n{}", child.name, child.log_tail(20));
+    let n = running.len();
+    let mut throughput: Vec<Vec<(wrk::WrkSummary, f64)>> = vec![Vec::new(); n];
+    let mut fixed: Vec<Vec<oha::OhaSummary>> = vec![Vec::new(); n];
+    for round in 0..options.runs {
+        for i in in_turns(round, n) {
+            let turn = &running[i];
+            process::check_interrupted()?;
+            let before = procfs::cpu_seconds(&turn.running.pids)?;
+            let summary = closed_loop(turn, scenario, loaders, options, options.duration)
+                .with_context(|| format!("{}: throughput run", turn.server.id))?;
+            let cpu = procfs::cpu_seconds(&turn.running.pids)? - before;
+            throughput[i].push((summary, cpu));
+            settle(turn.server);
+        }
     }
-    running.supervisor.stop_all();
-    // The smoke only proves the pass works: one scenario is enough.
-    let counted = callgrind::supports(server, scenario) && (!options.smoke || scenario == Scenario::Info);
-    let instructions = if options.callgrind_requests > 0 && counted {
-        let counted = dir.join("callgrind");
-        fs::create_dir_all(&counted)?;
-        Some(callgrind::measure(server, scenario, bins, endpoints, &counted, options.callgrind_requests)?)
+    // oha speaks no gRPC: the gRPC case has no fixed-rate runs.
+    if let Some(oha_bin) = loaders.oha.filter(|_| !scenario.grpc()) {
+        for round in 0..options.runs {
+            for i in in_turns(round, n) {
+                let turn = &running[i];
+                process::check_interrupted()?;
+                fixed[i].push(oha::run(oha_bin, scenario, &turn.url, &options.load, options.duration)?);
+                settle(turn.server);
+            }
+        }
+    }
+    let mut cases = Vec::new();
+    for (i, mut turn) in running.into_iter().enumerate() {
+        let peak_rss_kib = procfs::peak_rss_kib(&turn.running.pids)?;
+        if let Some((child, status)) = turn.running.supervisor.first_exited() {
+            bail!("{} ({}) exited under load ({status}):\n{}", turn.server.id, child.name, child.log_tail(20));
+        }
+        turn.running.supervisor.stop_all();
+        cases.push(case(turn.server, scenario, &throughput[i], &fixed[i], options, peak_rss_kib));
+        trim_logs(&turn.dir)?;
+    }
+    // Alone, after the others stopped: callgrind's own cost is large.
+    for (case, server) in cases.iter_mut().zip(servers) {
+        // The smoke only proves the pass works: one scenario is enough.
+        let counted = callgrind::supports(server, scenario) && (!options.smoke || scenario == Scenario::Info);
+        if options.callgrind_requests > 0 && counted {
+            let dir = cases_dir.join(format!("{}-{}", server.id, scenario.id())).join("callgrind");
+            fs::create_dir_all(&dir)?;
+            case.instructions =
+                Some(callgrind::measure(server, scenario, bins, endpoints, &dir, options.callgrind_requests)?);
+        }
+    }
+    Ok(cases)
+}
+
+/// The order of round `round` over `n` servers: each once, starting one
+/// further each round, so no server always follows the same one.
+fn in_turns(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (k + round) % n)
+}
+
+/// One server of a scenario, started, waiting for its turns.
+struct Turn<'a> {
+    server: &'a Server,
+    dir: std::path::PathBuf,
+    running: servers::Running,
+    url: String,
+    script: std::path::PathBuf,
+}
+
+/// One closed-loop run against `turn`: wrk, or oha for HTTP/2 (wrk speaks
+/// HTTP/1.1 only), or ghz for gRPC.
+fn closed_loop(
+    turn: &Turn,
+    scenario: Scenario,
+    loaders: &Loaders,
+    options: &Options,
+    duration: Duration,
+) -> Result<wrk::WrkSummary> {
+    if scenario.grpc() {
+        let ghz_bin = loaders.ghz.context("the gRPC scenario needs ghz (`make tools`)")?;
+        ghz::run_closed_loop(ghz_bin, turn.running.port, &options.load, duration)
+    } else if scenario.http2() {
+        let oha_bin = loaders.oha.context("the HTTP/2 scenarios need oha (not in --smoke)")?;
+        let summary = oha::run_closed_loop(oha_bin, scenario, &turn.url, &options.load, duration)?;
+        Ok(wrk::WrkSummary::from_oha(&summary, duration))
     } else {
-        None
-    };
-    trim_logs(dir)?;
-    let mut case = case(server, scenario, &throughput, &fixed, options, peak_rss_kib);
-    case.instructions = instructions;
-    Ok(case)
+        wrk::run(loaders.wrk, &turn.script, &turn.url, &options.load, duration)
+    }
+}
+
+/// After the turn of a server that exports to the Collector: its last
+/// batches leave up to a schedule delay after the run, on the core the
+/// next server's turn would share.
+fn settle(server: &Server) {
+    if server.telemetry.needs_collector() {
+        std::thread::sleep(equal_load::SETTLE);
+    }
 }
 
 fn case(
@@ -604,6 +670,12 @@ mod tests {
         assert!(select(&options(&["nginx"], &[])).is_err());
         assert!(select(&options(&[], &["websocket"])).is_err());
         assert!(select(&options(&["hyper"], &["orders"])).is_err());
+    }
+
+    #[test]
+    fn every_round_visits_each_server_once_starting_one_further() {
+        let rounds: Vec<Vec<usize>> = (0..4).map(|round| in_turns(round, 3).collect()).collect();
+        assert_eq!(rounds, [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]);
     }
 
     #[test]
