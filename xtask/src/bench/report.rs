@@ -162,7 +162,7 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(md, "- machine: {}", results.machine.describe());
     let _ = writeln!(
         md,
-        "- method: server pinned to core {}, load generator (and Collector) on core {}; {} run(s) of {:.0} s per case after a {:.0} s warm-up; {} connections; Rust servers built with the `{}` profile",
+        "- method: servers pinned to core {}, load generator (and Collector) on core {}; the servers of a scenario run at once and their runs take turns, the order rotating each round; {} run(s) of {:.0} s per case after a {:.0} s warm-up; {} connections; Rust servers built with the `{}` profile",
         s.server_core, s.load_core, s.runs, s.duration_s, s.warmup_s, s.load.connections, s.profile
     );
     let _ = writeln!(
