@@ -46,12 +46,9 @@ pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>>
         let resources = expand(plane, resources)?;
         let mut objects = 0;
         for resource in &resources {
-            let args = ["annotate", resource, "--all", "-A", MARK, "--overwrite", "--dry-run=server"];
-            let out = plane.admin.command().args(args).output()?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            objects += stdout.lines().filter(|l| l.contains("annotated")).count();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            refusals.extend(stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+            let (annotated, refused) = admit_again(plane, resource)?;
+            objects += annotated;
+            refusals.extend(refused);
         }
         done.push(Readmitted { configuration: name, resources: resources.into_iter().collect(), objects });
     }
@@ -63,6 +60,33 @@ pub fn readmit(plane: &ControlPlane, routes: &Routes) -> Result<Vec<Readmitted>>
         );
     }
     Ok(done)
+}
+
+/// Every object of `resource` through a server-side dry run of an
+/// annotation: how many were admitted, and each refusal. `Warning:` lines
+/// are the API server's notes, not refusals; a webhook call that timed out
+/// (a busy machine) is asked again, twice, as a controller would retry.
+fn admit_again(plane: &ControlPlane, resource: &str) -> Result<(usize, Vec<String>)> {
+    let args = ["annotate", resource, "--all", "-A", MARK, "--overwrite", "--dry-run=server"];
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let out = plane.admin.command().args(args).output()?;
+        let annotated = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("annotated")).count();
+        let refused = refusals(&String::from_utf8_lossy(&out.stderr));
+        if attempts < 3 && !refused.is_empty() && refused.iter().all(|l| timed_out(l)) {
+            continue;
+        }
+        return Ok((annotated, refused));
+    }
+}
+
+fn refusals(stderr: &str) -> Vec<String> {
+    stderr.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("Warning:")).map(str::to_string).collect()
+}
+
+fn timed_out(line: &str) -> bool {
+    ["context deadline exceeded", "i/o timeout", "Client.Timeout"].iter().any(|t| line.contains(t))
 }
 
 /// `*.group` entries (istiod's validator covers whole groups) as every
@@ -151,6 +175,19 @@ pub fn broken_rule_is_refused(plane: &ControlPlane, namespace: &str) -> Result<S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn warnings_are_not_refusals_and_only_timeouts_are_asked_again() {
+        let stderr = "Warning: monitoring.coreos.com/v1alpha1 is deprecated\n\n\
+            Error from server (Forbidden): admission webhook \"prometheusrulemutate.monitoring.coreos.com\" denied the request: rule is invalid\n";
+        let refused = refusals(stderr);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("denied the request"));
+        assert!(!timed_out(&refused[0]), "a denial is final");
+        assert!(timed_out(
+            "Error from server (InternalError): Internal error occurred: failed calling webhook \"x\": context deadline exceeded"
+        ));
+    }
 
     #[test]
     fn only_rules_that_check_updates_of_named_resources_are_sent_again() {
