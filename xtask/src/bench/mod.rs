@@ -486,7 +486,7 @@ fn measure(
         }
     }
     let mut cases = Vec::new();
-    for (i, mut turn) in running.into_iter().enumerate() {
+    for (i, turn) in running.iter_mut().enumerate() {
         let peak_rss_kib = procfs::peak_rss_kib(&turn.running.pids)?;
         if let Some((child, status)) = turn.running.supervisor.first_exited() {
             bail!("{} ({}) exited under load ({status}):\n{}", turn.server.id, child.name, child.log_tail(20));
@@ -496,11 +496,12 @@ fn measure(
         trim_logs(&turn.dir)?;
     }
     // Alone, after the others stopped: callgrind's own cost is large.
-    for (case, server) in cases.iter_mut().zip(servers) {
+    for (case, turn) in cases.iter_mut().zip(&running) {
+        let server = turn.server;
         // The smoke only proves the pass works: one scenario is enough.
         let counted = callgrind::supports(server, scenario) && (!options.smoke || scenario == Scenario::Info);
         if options.callgrind_requests > 0 && counted {
-            let dir = cases_dir.join(format!("{}-{}", server.id, scenario.id())).join("callgrind");
+            let dir = turn.dir.join("callgrind");
             fs::create_dir_all(&dir)?;
             case.instructions =
                 Some(callgrind::measure(server, scenario, bins, endpoints, &dir, options.callgrind_requests)?);
