@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider,
 use tracing_subscriber::layer::SubscriberExt;
 
 use demo_app::config::Role;
-use demo_app::telemetry::server_span::ToProcessor;
+use demo_app::telemetry::span_record::ToProcessor;
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
@@ -27,9 +27,9 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
-    // Server spans are demo-app's own records (telemetry/server_span.rs),
+    // Server spans are demo-app's own records (telemetry/span_record.rs),
     // handed to the same exporter in the SDK's shape.
-    demo_app::telemetry::http::trace_with(
+    demo_app::telemetry::recording::trace_with(
         ToProcessor(SimpleSpanProcessor::new(exporter.clone())),
         Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
     );
@@ -93,6 +93,10 @@ async fn a_checkout_is_one_trace_across_both_services() {
         ["http.request.method", "http.response.status_code", "http.route", "url.path", "url.scheme"],
         "the conventions' required attributes, each once"
     );
+    assert_eq!(attribute(client, "http.request.method").as_deref(), Some("POST"));
+    assert_eq!(attribute(client, "http.response.status_code").as_deref(), Some("201"));
+    assert_eq!(attribute(client, "server.address").as_deref(), Some("127.0.0.1"));
+    assert!(attribute(client, "url.full").is_some_and(|url| url.ends_with("/api/orders")), "{client:?}");
     assert_eq!(attribute(insert, "db.system.name").as_deref(), Some("sqlite"));
     assert_eq!(attribute(insert, "db.operation.name").as_deref(), Some("INSERT"));
     assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("orders"));

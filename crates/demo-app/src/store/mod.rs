@@ -106,20 +106,15 @@ pub(crate) async fn run_to_completion<T: Send + 'static>(
 /// OPERATION_TIMEOUT.
 macro_rules! dispatch {
     ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {{
-        // Made, not entered: its parent is the request's span (current as
-        // the handler runs) and it ends when dropped here. Entered, it cost
-        // an enter and an exit through every layer at each of the
-        // transaction's many polls, for no span or event made inside.
-        let span = tracing::info_span!(
-            "db_client_operation",
-            otel.name = concat!($operation, " ", $collection),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            error.r#type = tracing::field::Empty,
-            db.system.name = $self.system(),
-            db.operation.name = $operation,
-            db.collection.name = $collection,
-        );
+        // Child of the request's span, current as the handler runs; ends
+        // when dropped here.
+        let mut span = crate::telemetry::recording::ChildSpan::start(concat!($operation, " ", $collection), || {
+            crate::telemetry::span_record::Detail::Database {
+                system: $self.system(),
+                operation: $operation,
+                collection: $collection,
+            }
+        });
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(OPERATION_TIMEOUT, async {
             match $self {
@@ -130,8 +125,7 @@ macro_rules! dispatch {
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())));
         if let Err(err) = &result {
-            span.record("otel.status_code", "ERROR");
-            span.record("error.type", err.kind());
+            span.fail(err.kind(), Some(err.to_string()));
         }
         crate::telemetry::instruments::INSTRUMENTS.db_duration.record(
             started.elapsed().as_secs_f64(),

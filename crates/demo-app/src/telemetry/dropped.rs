@@ -77,16 +77,16 @@ impl ShouldSample for PausingSampler {
 }
 
 impl PausingSampler {
-    /// Whether a server span starting now is dropped for the pause (and
+    /// Whether a span starting now is dropped for the pause (and
     /// counted, when the configured sampler would have recorded it), decided
     /// before the span is made: while export is paused, a span, its
     /// attributes and its context cost a request 2k instructions for
     /// nothing. Outside a pause this is one atomic load.
-    pub fn drops_for_pause(&self, parent: &Context, trace_id: TraceId, name: &str) -> bool {
+    pub fn drops_for_pause(&self, parent: &Context, trace_id: TraceId, name: &str, kind: &SpanKind) -> bool {
         if !self.pause.skips_span() {
             return false;
         }
-        let wanted = self.inner.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+        let wanted = self.inner.should_sample(Some(parent), trace_id, name, kind, &[], &[]);
         if wanted.decision != SamplingDecision::Drop {
             count("traces", 1);
         }
@@ -232,10 +232,10 @@ mod tests {
         assert_eq!(decide(), SamplingDecision::Drop);
         let counted = || DROPPED.get_or_create(&SignalLabels { signal: "traces" }).get();
         let before = counted();
-        assert!(sampler.drops_for_pause(&Context::new(), TraceId::from(7), "GET /"));
+        assert!(sampler.drops_for_pause(&Context::new(), TraceId::from(7), "GET /", &SpanKind::Server));
         assert_eq!(counted(), before + 1, "a span the sampler wanted is counted as dropped");
         let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
-        assert!(never.drops_for_pause(&Context::new(), TraceId::from(7), "GET /"));
+        assert!(never.drops_for_pause(&Context::new(), TraceId::from(7), "GET /", &SpanKind::Server));
         assert_eq!(counted(), before + 1, "one the sampler did not want is not");
         let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);
         assert_eq!(decided.decision, SamplingDecision::Drop, "the configured sampler still decides first");

@@ -1,11 +1,10 @@
 //! HTTP spans and metrics: one server span per request named `METHOD
 //! /route`, W3C context extracted from the request (routes/observe.rs
-//! starts and ends it; server_span.rs is what it records); client spans with
-//! the context injected into every outgoing call.
+//! starts and ends it; span_record.rs is what it records); a client span
+//! for every outgoing call, its context injected into the call's headers.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -13,16 +12,12 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceId};
-use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
-use rand::rngs::SmallRng;
-use rand::{Rng as _, SeedableRng as _};
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 
-use super::dropped::PausingSampler;
 use super::instruments::INSTRUMENTS;
-use super::server_span::{self, Finished, Sink};
+use super::recording::{self, ChildSpan};
+use super::span_record::{self, Detail, Finished, Sink};
+use crate::metrics;
 use crate::route_names::{self, RouteNames};
 
 pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
@@ -60,49 +55,11 @@ fn context_headers() -> &'static [HeaderName] {
     })
 }
 
-/// Where server spans go and who decides which are recorded; unset,
-/// requests make none (telemetry off).
-#[derive(Debug)]
-struct ServerSpans {
-    /// For the life of the process: a reference, not an `Arc`, saves each
-    /// request a forwarding call and a copy of its record.
-    sink: &'static dyn Sink,
-    sampler: PausingSampler,
-}
-
-static SERVER_SPANS: OnceLock<ServerSpans> = OnceLock::new();
-
-/// Server spans from now on go to `sink`, recorded when `sampler` says so:
-/// a test's SDK span processor (`server_span::ToProcessor`).
-pub fn trace_with(sink: impl Sink + 'static, sampler: impl ShouldSample + 'static) {
-    let pause = Arc::new(super::pause::Pause::new(super::pause::LENGTH));
-    trace_paused_with(Box::leak(Box::new(sink)), PausingSampler { inner: Box::new(sampler), pause });
-}
-
-/// `trace_with`, with the sampler that pauses with the export (`telemetry::init`).
-pub(super) fn trace_paused_with(sink: &'static dyn Sink, sampler: PausingSampler) {
-    let _ = SERVER_SPANS.set(ServerSpans { sink, sampler });
-}
-
-thread_local! {
-    /// Ids as the SDK's own generator makes them: a small fast generator
-    /// per thread, seeded from the OS (`rand::rng()`, a ChaCha block
-    /// cipher, cost about 30 instructions a request more).
-    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
-}
-
-fn random_id<T>() -> T
-where
-    rand::distr::StandardUniform: rand::distr::Distribution<T>,
-{
-    IDS.with(|ids| ids.borrow_mut().random())
-}
-
 /// A request's server span. Not the SDK's: a `Finished` record filled in
-/// as the request goes (server_span.rs). Spans the handler opens through
-/// `tracing` (client calls, database operations) find it as their parent in
-/// `context`, which is current while the handler runs, and so do log lines
-/// (json_lines.rs) and OTLP log records. Dropped before `end` (the client
+/// as the request goes (span_record.rs). The spans the handler starts
+/// (`recording::ChildSpan`: client calls, database operations) find it as
+/// their parent in `context`, which is current while the handler runs, and
+/// so do log lines (json_lines.rs) and OTLP log records. Dropped before `end` (the client
 /// went away), it is recorded without a status code.
 pub struct ServerSpan {
     /// None while the span is not recorded (not sampled, or export paused):
@@ -116,7 +73,7 @@ impl ServerSpan {
     /// Starts the span of `request` (named `{method} {route}`), child of the
     /// W3C context its headers carry; None when telemetry is off.
     pub fn start(request: &Request, method: &'static str, route: Option<&'static RouteNames>) -> Option<Self> {
-        let spans = SERVER_SPANS.get()?;
+        let recorder = recording::recorder()?;
         let headers = request.headers();
         // One pass over the request's few headers: three lookups by name
         // hashed each name, 0.4k instructions a request.
@@ -129,42 +86,15 @@ impl ServerSpan {
             opentelemetry::Context::new()
         };
         let name = route_names::span_name(method, route);
-        let parent_span = parent.span();
-        let known = parent_span.span_context();
-        let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random_id::<u128>()) };
-        // While export is paused the sampler is not even asked.
-        let sampling = (!spans.sampler.drops_for_pause(&parent, trace_id, name))
-            .then(|| spans.sampler.should_sample(Some(&parent), trace_id, name, &SpanKind::Server, &[], &[]));
-        let recorded = sampling.as_ref().is_some_and(|s| s.decision == SamplingDecision::RecordAndSample);
-        let span_id = SpanId::from(random_id::<u64>());
-        // The SDK's rules: the parent's flags, sampled or not as decided; the
-        // trace state as the sampler leaves it.
-        let flags = known.trace_flags().with_sampled(recorded);
-        let trace_state = sampling.as_ref().map_or_else(|| known.trace_state().clone(), |s| s.trace_state.clone());
-        let context = SpanContext::new(trace_id, span_id, flags, false, trace_state.clone());
-        let recording = recorded.then(|| {
-            let span = Finished {
-                trace_id,
-                span_id,
-                parent_span_id: if known.is_valid() { known.span_id() } else { SpanId::INVALID },
-                parent_is_remote: known.is_valid() && known.is_remote(),
-                flags,
-                trace_state,
-                name,
-                start: server_span::now(),
-                end: 0,
-                method,
-                path: match (request.uri().path(), route) {
-                    (path, Some(route)) if path == route.template => Cow::Borrowed(route.template),
-                    (path, _) => Cow::Owned(path.to_string()),
-                },
-                route: route.map(|r| r.template),
-                status: 0,
-                exception: None,
-                sampler_attributes: sampling.map(|s| s.attributes).unwrap_or_default(),
-            };
-            (span, spans.sink)
+        let (record, context) = recorder.start(&parent, name, SpanKind::Server, || Detail::Server {
+            method,
+            path: match (request.uri().path(), route) {
+                (path, Some(route)) if path == route.template => Cow::Borrowed(route.template),
+                (path, _) => Cow::Owned(path.to_string()),
+            },
+            route: route.map(|r| r.template),
         });
+        let recording = record.map(|span| (span, recorder.sink));
         Some(Self { recording, context: parent.with_remote_span_context(context) })
     }
 
@@ -178,7 +108,7 @@ impl ServerSpan {
     /// An exception event on the span (an answer the server is to blame for).
     pub fn exception(&mut self, message: String) {
         if let Some((span, _)) = &mut self.recording {
-            span.exception = Some((server_span::now(), message));
+            span.exception = Some((span_record::now(), message));
         }
     }
 }
@@ -186,19 +116,10 @@ impl ServerSpan {
 impl Drop for ServerSpan {
     fn drop(&mut self) {
         if let Some((mut span, sink)) = self.recording.take() {
-            span.end = server_span::now();
+            span.end = span_record::now();
             sink.finish(span);
         }
     }
-}
-
-/// The context a client call hands downstream: its span's. While span
-/// export is paused the tracing layer makes no span (telemetry/mod.rs) and
-/// that context is empty: the current one (the server span's, marked not
-/// sampled) goes instead, so the trace still reaches the next service.
-fn outgoing_context(span: &tracing::Span) -> opentelemetry::Context {
-    let context = span.context();
-    if context.span().span_context().is_valid() { context } else { opentelemetry::Context::current() }
 }
 
 /// Sends `request` inside a client span, with the W3C context (and baggage)
@@ -207,47 +128,27 @@ pub async fn send(
     client: &reqwest::Client,
     request: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let request = request.build()?;
-    let method = request.method().as_str().to_string();
-    let url = request.url().clone();
-    let span = tracing::info_span!(
-        "http_client_request",
-        otel.name = %method,
-        otel.kind = "client",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        url.full = %url,
-        server.address = url.host_str(),
-        server.port = url.port_or_known_default(),
-        http.response.status_code = Empty,
-        error.r#type = Empty,
-    );
-    let mut request = request;
-    let context = outgoing_context(&span);
-    global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeaderInjector(request.headers_mut())));
+    let mut request = request.build()?;
+    let method = metrics::method_label(request.method());
+    // `POST`, or `HTTP` for a method outside the known set (the conventions).
+    let name = route_names::span_name(method, None);
+    let mut span = ChildSpan::start(name, || Detail::Client { method, url: request.url().clone() });
+    global::get_text_map_propagator(|p| p.inject_context(&span.outgoing(), &mut HeaderInjector(request.headers_mut())));
+    let host = request.url().host_str().unwrap_or_default().to_string();
     let started = Instant::now();
-    // Not entered while the call runs (an enter and an exit through every
-    // layer at each of its polls): nothing inside makes spans or events.
     let result = client.execute(request).await;
-    let mut attributes = vec![
-        KeyValue::new("http.request.method", method),
-        KeyValue::new("server.address", url.host_str().unwrap_or_default().to_string()),
-    ];
+    let mut attributes = vec![KeyValue::new("http.request.method", method), KeyValue::new("server.address", host)];
     match &result {
         Ok(response) => {
             let status = response.status().as_u16();
-            span.record("http.response.status_code", status);
+            span.status(status);
             attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", status.to_string());
-            }
         }
         Err(err) => {
-            span.record("otel.status_code", "ERROR");
-            span.record("error.type", if err.is_timeout() { "timeout" } else { "connection" });
-            span.in_scope(|| tracing::warn!(exception.message = %err, "exception"));
-            attributes.push(KeyValue::new("error.type", "transport"));
+            let error = if err.is_timeout() { "timeout" } else { "connection" };
+            span.fail(error, Some(err.to_string()));
+            tracing::warn!(error = %err, "an outgoing call got no answer");
+            attributes.push(KeyValue::new("error.type", error));
         }
     }
     INSTRUMENTS.client_duration.record(started.elapsed().as_secs_f64(), &attributes);
@@ -256,15 +157,17 @@ pub async fn send(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use opentelemetry::trace::TraceId;
+    use opentelemetry::trace::{SpanId, Status, TraceId};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SimpleSpanProcessor};
 
     use super::*;
+    use crate::telemetry::dropped::PausingSampler;
     use crate::telemetry::pause::Pause;
-    use crate::telemetry::server_span::ToProcessor;
+    use crate::telemetry::span_record::ToProcessor;
 
     fn request(traceparent: &str) -> Request {
         Request::builder()
@@ -278,28 +181,24 @@ mod tests {
         Request::builder().uri("/api/info").body(axum::body::Body::empty()).unwrap()
     }
 
-    #[test]
-    fn a_client_call_without_a_span_of_its_own_hands_on_the_current_context() {
-        let server = SpanContext::new(
-            TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
-            SpanId::from(0x1122334455667788),
-            opentelemetry::trace::TraceFlags::default(),
-            false,
-            Default::default(),
-        );
-        let _current = opentelemetry::Context::new().with_remote_span_context(server.clone()).attach();
-        let handed_on = outgoing_context(&tracing::Span::none());
-        assert_eq!(handed_on.span().span_context(), &server, "the server span's context, not an empty one");
+    /// A client call made while `server` is current, answered `status`:
+    /// the context it hands downstream.
+    fn call(server: &ServerSpan, status: u16) -> opentelemetry::trace::SpanContext {
+        let _current = server.context.clone().attach();
+        let url = "http://backend:8080/api/orders".parse().unwrap();
+        let mut call = ChildSpan::start("POST", || Detail::Client { method: "POST", url });
+        call.status(status);
+        call.outgoing().span().span_context().clone()
     }
 
     /// One test: the sink and sampler are set once per process.
     #[test]
-    fn server_spans_follow_the_caller_the_sampler_and_the_export_pause() {
+    fn spans_follow_the_caller_the_sampler_and_the_export_pause() {
         global::set_text_map_propagator(TraceContextPropagator::new());
         let exported = InMemorySpanExporter::default();
         let pause = Arc::new(Pause::new(Duration::from_secs(60)));
         let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
-        trace_paused_with(
+        recording::trace_paused_with(
             Box::leak(Box::new(ToProcessor(SimpleSpanProcessor::new(exported.clone())))),
             PausingSampler { inner: Box::new(sampler), pause: pause.clone() },
         );
@@ -318,6 +217,28 @@ mod tests {
         assert_eq!(spans[0].span_kind, SpanKind::Server);
         assert!(spans[0].attributes.contains(&KeyValue::new("url.path", "/api/info")), "the path, no query");
         assert!(spans[0].end_time >= spans[0].start_time);
+        exported.reset();
+
+        // A client call inside it: its child, and the context handed on is
+        // the call's own span.
+        let server = ServerSpan::start(&request(caller), "POST", None).unwrap();
+        let handed_on = call(&server, 503);
+        let server_context = server.context.span().span_context().clone();
+        server.end(StatusCode::CREATED);
+        let spans = exported.get_finished_spans().unwrap();
+        let client = &spans[0];
+        assert_eq!((client.span_kind.clone(), client.name.as_ref()), (SpanKind::Client, "POST"));
+        assert_eq!(client.span_context, handed_on, "the downstream service's parent is the client span");
+        assert_eq!(client.parent_span_id, server_context.span_id());
+        assert!(!client.parent_span_is_remote, "a parent in this process");
+        assert_eq!(handed_on.trace_id(), server_context.trace_id());
+        assert!(handed_on.is_sampled());
+        assert!(client.attributes.contains(&KeyValue::new("server.port", 8080)));
+        assert!(client.attributes.contains(&KeyValue::new("url.full", "http://backend:8080/api/orders")));
+        assert!(client.attributes.contains(&KeyValue::new("error.type", "503")));
+        assert_eq!(client.status, Status::error(""), "a 5xx received marks the client span as an error");
+        assert_eq!(spans[1].status, Status::Unset, "the server answered 201");
+        exported.reset();
 
         // A path of a route with parameters is the path, not the template.
         let mut orders = request(caller);
@@ -325,9 +246,9 @@ mod tests {
         ServerSpan::start(&orders, "GET", Some(route_names::of("/api/orders/{id}"))).unwrap().end(StatusCode::OK);
         ServerSpan::start(&request(caller), "GET", Some(route_names::of("/api/info"))).unwrap().end(StatusCode::OK);
         let spans = exported.get_finished_spans().unwrap();
-        assert!(spans[1].attributes.contains(&KeyValue::new("url.path", "/api/orders/7")));
-        assert!(spans[1].attributes.contains(&KeyValue::new("http.route", "/api/orders/{id}")));
-        assert!(spans[2].attributes.contains(&KeyValue::new("url.path", "/api/info")));
+        assert!(spans[0].attributes.contains(&KeyValue::new("url.path", "/api/orders/7")));
+        assert!(spans[0].attributes.contains(&KeyValue::new("http.route", "/api/orders/{id}")));
+        assert!(spans[1].attributes.contains(&KeyValue::new("url.path", "/api/info")));
         exported.reset();
 
         // Without a caller: a root span in a trace of its own, ids fresh
@@ -364,8 +285,11 @@ mod tests {
         assert_eq!(context.trace_id(), TraceId::from(0x0af7651916cd43dd8448eb211c80319c), "the caller's trace");
         assert_ne!(context.span_id(), SpanId::from(0xb7ad6b7169203331), "a span id of its own");
         assert!(!context.is_sampled(), "marked not sampled downstream");
+        let handed_on = call(&span, 200);
+        assert_eq!(handed_on.trace_id(), context.trace_id(), "a call in the pause carries the trace on");
+        assert!(!handed_on.is_sampled());
         span.end(StatusCode::OK);
-        assert_eq!(exported.get_finished_spans().unwrap().len(), 1);
+        assert_eq!(exported.get_finished_spans().unwrap().len(), 1, "neither span recorded");
 
         pause.judge(true);
         ServerSpan::start(&request(caller), "GET", None).expect("telemetry is on").end(StatusCode::OK);

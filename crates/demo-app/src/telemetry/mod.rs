@@ -10,9 +10,11 @@
 //! exporters send from a runtime of their own (`export_runtime`), so
 //! encoding and sending never take a thread that serves requests. Spans,
 //! exported per request, are encoded by our own exporter (`span_export.rs`,
-//! a quarter of the library's instructions), and a request's server span is
-//! a record of our own with a queue of its own (`server_span.rs`,
-//! `span_batch.rs`), not an SDK span; metrics and logs use the library's.
+//! a quarter of the library's instructions), and the spans of an HTTP
+//! request (server, client call, database operation) are records of our own
+//! with a queue of their own (`recording.rs`, `span_record.rs`,
+//! `span_batch.rs`), not SDK spans; gRPC server spans, made through
+//! `tracing`, take the SDK's path; metrics and logs use the library's.
 
 mod admission;
 pub mod dropped;
@@ -22,11 +24,12 @@ pub mod instruments;
 mod json_lines;
 mod pause;
 mod queue;
-pub mod server_span;
+pub mod recording;
 mod settings;
 mod span_batch;
 mod span_encoding;
 mod span_export;
+pub mod span_record;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,7 +63,7 @@ const EXPORTER_TARGETS: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "r
 /// Keeps the providers alive; `shutdown` flushes them.
 #[derive(Default)]
 pub struct Telemetry {
-    server_spans: Option<&'static span_batch::SpanBatch>,
+    request_spans: Option<&'static span_batch::SpanBatch>,
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
@@ -120,12 +123,12 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let mut exporter = span_exporter(&settings, &endpoint, export_runtime.clone())?;
     exporter.set_resource(&resource);
-    // Server spans, one a request, skip the SDK's span and batch processor
-    // (span_batch.rs); the spans made through `tracing` take the SDK's.
-    // Kept for the life of the process, as the exporters are.
-    let server_spans: &'static _ =
+    // The spans of HTTP requests skip the SDK's span and batch processor
+    // (span_batch.rs); the spans made through `tracing` (gRPC) take the
+    // SDK's. Kept for the life of the process, as the exporters are.
+    let request_spans: &'static _ =
         Box::leak(Box::new(span_batch::SpanBatch::from_env(vars, exporter.clone(), span_pause.clone())));
-    server_spans.start(&export_runtime);
+    request_spans.start(&export_runtime);
     let spans =
         BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
             .build();
@@ -134,7 +137,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         inner: opentelemetry_sdk::trace::Config::default().sampler,
         pause: span_pause.clone(),
     };
-    http::trace_paused_with(server_spans, sampler.clone());
+    recording::trace_paused_with(request_spans, sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(admission::SpanAdmission { inner: spans, queue: span_queue })
@@ -185,7 +188,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry {
-        server_spans: Some(server_spans),
+        request_spans: Some(request_spans),
         tracer: Some(tracer),
         meter: Some(meter),
         logger: Some(logger),
@@ -309,10 +312,10 @@ impl Telemetry {
         if self.tracer.is_none() {
             return;
         }
-        if let Some(server_spans) = self.server_spans
-            && tokio::time::timeout(timeout, server_spans.export_queued()).await.is_err()
+        if let Some(request_spans) = self.request_spans
+            && tokio::time::timeout(timeout, request_spans.export_queued()).await.is_err()
         {
-            eprintln!("server spans were not flushed within {timeout:?}; some were lost");
+            eprintln!("request spans were not flushed within {timeout:?}; some were lost");
         }
         let flush = tokio::task::spawn_blocking(move || {
             if let Some(tracer) = self.tracer {

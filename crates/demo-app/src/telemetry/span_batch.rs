@@ -1,9 +1,9 @@
-//! demo-app's server spans on their way to the Collector: a bounded queue
-//! the request threads push to (one uncontended lock), emptied by a task
-//! on the export runtime when a batch is full or the batch delay has
-//! passed. The SDK's batch processor, which still carries every other span
-//! (client calls, database operations), moved each ~400-byte `SpanData`
-//! through a channel and a buffer: 0.8k instructions a span.
+//! The spans of HTTP requests on their way to the Collector: a bounded
+//! queue the request threads push to (one uncontended lock), emptied by a
+//! task on the export runtime when a batch is full or the batch delay has
+//! passed. The SDK's batch processor, which still carries the gRPC server
+//! spans, moved each ~400-byte `SpanData` through a channel and a buffer:
+//! 0.8k instructions a span.
 //!
 //! Same settings, same accounting as the SDK's: OTEL_BSP_MAX_QUEUE_SIZE,
 //! OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_SCHEDULE_DELAY; a span that
@@ -20,9 +20,9 @@ use tokio::sync::Notify;
 use super::dropped;
 use super::pause::Pause;
 use super::queue::setting;
-use super::server_span::{Finished, Sink};
 use super::span_encoding::{self, SharedFields};
 use super::span_export::OtlpSpanExporter;
+use super::span_record::{Finished, Sink};
 
 #[derive(Debug)]
 pub struct SpanBatch {
@@ -78,13 +78,13 @@ impl SpanBatch {
                 dropped::count("traces", batch.len());
                 continue;
             }
-            let body = span_encoding::server_request(self.exporter.resource(), shared, batch);
+            let body = span_encoding::records_request(self.exporter.resource(), shared, batch);
             let result = self.exporter.send(Bytes::from(body)).await;
             self.pause.judge(result.is_ok());
             if let Err(error) = result {
                 dropped::count("traces", batch.len());
                 // Target `opentelemetry`: never exported itself (telemetry/mod.rs).
-                tracing::warn!(target: "opentelemetry", %error, spans = batch.len(), "server spans were not exported");
+                tracing::warn!(target: "opentelemetry", %error, spans = batch.len(), "request spans were not exported");
             }
         }
         spans.clear();

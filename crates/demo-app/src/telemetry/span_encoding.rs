@@ -19,7 +19,7 @@ use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encoded_len_varint};
 use rustc_hash::FxHashMap;
 
-use super::server_span::{self, Finished, nanos};
+use super::span_record::{self, Detail, Finished, nanos};
 
 /// The `Resource` message of every request, encoded once.
 #[derive(Debug, Clone, Default)]
@@ -74,17 +74,18 @@ pub fn request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
     buf
 }
 
-/// The request that exports demo-app's server spans: one `ResourceSpans`,
-/// one `ScopeSpans` (demo-app's). The same bytes as `request` makes of the
-/// spans' `SpanData` (tested), written from a few words a span.
-pub fn server_request(resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) -> Vec<u8> {
+/// The request that exports demo-app's own span records: one
+/// `ResourceSpans`, one `ScopeSpans` (demo-app's). The same bytes as
+/// `request` makes of the spans' `SpanData` (tested), written from a few
+/// words a span.
+pub fn records_request(resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(320 * spans.len() + resource.resource.len() + 64);
     nested(&mut buf, 1, 3, |b| {
         nested(b, 1, 2, |b| b.extend_from_slice(&resource.resource));
         nested(b, 2, 3, |b| {
-            message(b, 1, |b| string(b, 1, server_span::SCOPE));
+            message(b, 1, |b| string(b, 1, span_record::SCOPE));
             for span in spans {
-                nested(b, 2, 2, |b| shared.with(span, |fields| server_span(b, fields, span)));
+                nested(b, 2, 2, |b| shared.with(span, |fields| record(b, fields, span)));
             }
         });
         string(b, 3, &resource.schema_url);
@@ -92,12 +93,23 @@ pub fn server_request(resource: &EncodedResource, shared: &mut SharedFields, spa
     buf
 }
 
-/// The fields a server span has in common with every other of its method,
-/// route and status (name, kind, method, scheme, route, status code, error
+/// The fields a span has in common with every other of its kind, name and
+/// outcome (name, kind, method, scheme, route, database, status code, error
 /// type), encoded once each: written field by field they were two thirds
-/// of a span's encoding.
+/// of a server span's encoding.
 #[derive(Debug, Default)]
-pub struct SharedFields(FxHashMap<(usize, usize, usize, u16), Shared>);
+pub struct SharedFields(FxHashMap<SharedKey, Shared>);
+
+/// What tells kinds of span apart: their `&'static str` by address and
+/// length (route_names.rs, the store's literals), without hashing their
+/// text (SipHash of these words cost more than the fields it saves), and
+/// the status code.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SharedKey {
+    kind: u8,
+    texts: [(usize, usize); 4],
+    status: u16,
+}
 
 /// Kinds of span remembered at most: routes × methods × statuses is bounded,
 /// but `/status/{code}` lets a client pick among hundreds of statuses.
@@ -109,17 +121,27 @@ struct Shared {
     attributes: Vec<u8>,
 }
 
+impl SharedKey {
+    fn of(span: &Finished) -> Self {
+        let at = |text: &'static str| (text.as_ptr() as usize, text.len());
+        let none = (0, 0);
+        let error = span.error.map_or(none, at);
+        let (kind, texts) = match &span.detail {
+            Detail::Server { method, route, .. } => (0, [at(span.name), at(method), route.map_or(none, at), error]),
+            // The name is the method.
+            Detail::Client { .. } => (1, [at(span.name), none, none, error]),
+            // The name is the operation and the collection.
+            Detail::Database { system, operation, collection } => {
+                (2, [at(system), at(operation), at(collection), error])
+            }
+        };
+        Self { kind, texts, status: span.status }
+    }
+}
+
 impl SharedFields {
     fn with<R>(&mut self, span: &Finished, write: impl FnOnce(&Shared) -> R) -> R {
-        // The names are `&'static str` (route_names.rs): their addresses
-        // tell them apart, without hashing their text (and SipHash of these
-        // words cost more than the fields it saves).
-        let key = (
-            span.name.as_ptr() as usize,
-            span.method.as_ptr() as usize,
-            span.route.map_or(0, |r| r.as_ptr() as usize),
-            span.status,
-        );
+        let key = SharedKey::of(span);
         if let Some(known) = self.0.get(&key) {
             return write(known);
         }
@@ -136,25 +158,37 @@ impl Shared {
     fn of(span: &Finished) -> Self {
         let mut name_and_kind = Vec::new();
         string(&mut name_and_kind, 5, span.name);
-        varint(&mut name_and_kind, 6, kind(&SpanKind::Server));
+        varint(&mut name_and_kind, 6, kind(&span.detail.kind()));
         let mut attributes = Vec::new();
-        string_attribute(&mut attributes, 9, "http.request.method", span.method);
-        string_attribute(&mut attributes, 9, "url.scheme", "http");
-        if let Some(route) = span.route {
-            string_attribute(&mut attributes, 9, "http.route", route);
+        match &span.detail {
+            Detail::Server { method, route, .. } => {
+                string_attribute(&mut attributes, 9, "http.request.method", method);
+                string_attribute(&mut attributes, 9, "url.scheme", "http");
+                if let Some(route) = route {
+                    string_attribute(&mut attributes, 9, "http.route", route);
+                }
+            }
+            Detail::Client { method, .. } => string_attribute(&mut attributes, 9, "http.request.method", method),
+            Detail::Database { system, operation, collection } => {
+                string_attribute(&mut attributes, 9, "db.system.name", system);
+                string_attribute(&mut attributes, 9, "db.operation.name", operation);
+                string_attribute(&mut attributes, 9, "db.collection.name", collection);
+            }
         }
         if span.status != 0 {
             key_value(&mut attributes, 9, "http.response.status_code", &Value::I64(i64::from(span.status)));
         }
         if span.is_error() {
             let mut code = [0; 3];
-            string_attribute(&mut attributes, 9, "error.type", status_text(span.status, &mut code));
+            let error = span.error.unwrap_or_else(|| status_text(span.status, &mut code));
+            string_attribute(&mut attributes, 9, "error.type", error);
         }
         Self { name_and_kind, attributes }
     }
 }
 
-fn server_span(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
+/// One span record; what it shares with others of its kind is `shared`.
+fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
     id(buf, 1, span.trace_id.to_bytes());
     id(buf, 2, span.span_id.to_bytes());
     trace_state(buf, 3, &span.trace_state);
@@ -164,7 +198,16 @@ fn server_span(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
     buf.extend_from_slice(&shared.name_and_kind);
     fixed64(buf, 7, span.start);
     fixed64(buf, 8, span.end);
-    string_attribute(buf, 9, "url.path", &span.path);
+    match &span.detail {
+        Detail::Server { path, .. } => string_attribute(buf, 9, "url.path", path),
+        Detail::Client { url, .. } => {
+            string_attribute(buf, 9, "url.full", url.as_str());
+            string_attribute(buf, 9, "server.address", url.host_str().unwrap_or_default());
+            let port = url.port_or_known_default().unwrap_or(0);
+            key_value(buf, 9, "server.port", &Value::I64(i64::from(port)));
+        }
+        Detail::Database { .. } => {}
+    }
     buf.extend_from_slice(&shared.attributes);
     attributes(buf, 9, &span.sampler_attributes);
     if let Some((at, text)) = &span.exception {
@@ -548,11 +591,14 @@ mod tests {
         assert!(encoded == expected.encode_to_vec(), "the same bytes as prost's, field for field");
     }
 
-    /// Server spans as requests leave them: a child of a remote caller with
-    /// trace state, a root span that failed, one whose client went away,
-    /// an unmatched route, a path longer than a one-byte length.
-    fn server_spans() -> Vec<Finished> {
+    /// Spans as requests leave them: a server span child of a remote caller
+    /// with trace state, a root one that failed, one whose client went
+    /// away, an unmatched route, a path longer than a one-byte length; a
+    /// client call answered 404, one that got no answer; database
+    /// operations that succeeded and failed.
+    fn records() -> Vec<Finished> {
         let start = 1_765_000_000_123_456_789;
+        let served = |method, path: &'static str, route| Detail::Server { method, path: path.into(), route };
         let child = Finished {
             trace_id: TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
             span_id: SpanId::from(0xb7ad6b7169203331),
@@ -563,10 +609,9 @@ mod tests {
             name: "GET /api/info",
             start,
             end: start + 140_000,
-            method: "GET",
-            path: "/api/info".into(),
-            route: Some("/api/info"),
+            detail: served("GET", "/api/info", Some("/api/info")),
             status: 200,
+            error: None,
             exception: None,
             sampler_attributes: Vec::new(),
         };
@@ -575,9 +620,7 @@ mod tests {
             parent_is_remote: false,
             trace_state: TraceState::NONE,
             name: "POST /api/checkout",
-            method: "POST",
-            path: "/api/checkout".into(),
-            route: Some("/api/checkout"),
+            detail: served("POST", "/api/checkout", Some("/api/checkout")),
             status: 503,
             exception: Some((start + 100_000, "POST /api/checkout answered 503".into())),
             sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
@@ -585,26 +628,46 @@ mod tests {
         };
         let gone = Finished { status: 0, ..child.clone() };
         let unmatched = Finished {
-            name: "_OTHER",
-            method: "_OTHER",
-            route: None,
-            path: format!("/{}", "x".repeat(200)).into(),
+            name: "HTTP",
+            detail: Detail::Server { method: "_OTHER", path: format!("/{}", "x".repeat(200)).into(), route: None },
             ..child.clone()
         };
-        vec![child, failed, gone, unmatched]
+        let called = Finished {
+            parent_is_remote: false,
+            name: "GET",
+            detail: Detail::Client { method: "GET", url: "http://backend:8080/api/orders/7".parse().unwrap() },
+            status: 404,
+            ..child.clone()
+        };
+        let unanswered = Finished {
+            name: "POST",
+            detail: Detail::Client { method: "POST", url: "https://backend/api/orders".parse().unwrap() },
+            status: 0,
+            error: Some("timeout"),
+            exception: Some((start + 1_000, "operation timed out".into())),
+            ..called.clone()
+        };
+        let stored = Finished {
+            name: "INSERT orders",
+            detail: Detail::Database { system: "sqlite", operation: "INSERT", collection: "orders" },
+            status: 0,
+            ..called.clone()
+        };
+        let refused = Finished { error: Some("idempotency_conflict"), ..stored.clone() };
+        vec![child, failed, gone, unmatched, called, unanswered, stored, refused]
     }
 
     #[test]
-    fn server_spans_are_the_bytes_their_sdk_span_data_would_be() {
+    fn records_are_the_bytes_their_sdk_span_data_would_be() {
         let resource = Resource::builder_empty().with_service_name("demo-app").build();
         let resource = EncodedResource::new(&resource);
-        let spans = server_spans();
+        let spans = records();
         let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
         let mut shared = SharedFields::default();
-        let encoded = server_request(&resource, &mut shared, &spans);
+        let encoded = records_request(&resource, &mut shared, &spans);
         assert!(encoded == request(&resource, &as_sdk), "field for field");
-        assert!(server_request(&resource, &mut shared, &spans) == encoded, "the same with the shared fields known");
-        assert_eq!(shared.0.len(), 4, "one entry per method, route and status");
+        assert!(records_request(&resource, &mut shared, &spans) == encoded, "the same with the shared fields known");
+        assert_eq!(shared.0.len(), spans.len(), "one entry per kind, name and outcome");
         let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
         let exported = &decoded.resource_spans[0].scope_spans[0];
         assert_eq!(exported.scope.as_ref().map(|s| s.name.as_str()), Some("demo-app"));
@@ -615,23 +678,51 @@ mod tests {
         );
         assert!(keys(1).ends_with(&["http.response.status_code".into(), "error.type".into(), "sampler.rule".into()]));
         assert!(!keys(2).contains(&"http.response.status_code".to_string()), "no answer, no status code");
-        assert_eq!(exported.spans[1].status.as_ref().map(|s| s.code), Some(2), "a 5xx is an error");
+        let status = |i: usize| exported.spans[i].status.as_ref().map(|s| s.code);
+        assert_eq!(status(1), Some(2), "a 5xx is an error");
         assert_eq!(exported.spans[1].events[0].name, "exception");
+        assert_eq!(
+            keys(4),
+            [
+                "url.full",
+                "server.address",
+                "server.port",
+                "http.request.method",
+                "http.response.status_code",
+                "error.type"
+            ]
+        );
+        assert_eq!(status(4), Some(2), "a 4xx received is the client span's error");
+        assert_eq!(status(0), Some(0), "a 2xx answered is not");
+        let error_type = |i: usize| {
+            let attribute = exported.spans[i].attributes.iter().find(|a| a.key == "error.type");
+            format!("{:?}", attribute.and_then(|a| a.value.as_ref()))
+        };
+        assert!(error_type(5).contains("timeout"), "{}", error_type(5));
+        assert_eq!(keys(6), ["db.system.name", "db.operation.name", "db.collection.name"]);
+        assert_eq!((exported.spans[6].kind, status(6)), (3, Some(0)), "a client span, not an error");
+        assert!(error_type(7).contains("idempotency_conflict"), "{}", error_type(7));
     }
 
     #[test]
     fn shared_fields_stop_growing_at_their_bound_and_the_bytes_stay_right() {
         let resource = EncodedResource::new(&Resource::builder_empty().with_service_name("demo-app").build());
-        let child = server_spans().remove(0);
+        let child = records().remove(0);
         let routes = ["/status/{code}", "/api/info", "/healthz"];
         let spans: Vec<Finished> = (100..=599)
-            .flat_map(|status| routes.map(|route| Finished { status, route: Some(route), ..child.clone() }))
+            .flat_map(|status| {
+                routes.map(|route| Finished {
+                    status,
+                    detail: Detail::Server { method: "GET", path: route.into(), route: Some(route) },
+                    ..child.clone()
+                })
+            })
             .collect();
         let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
         let mut shared = SharedFields::default();
-        assert!(server_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk));
+        assert!(records_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk));
         assert_eq!(shared.0.len(), SHARED_KINDS, "no more kinds remembered than the bound");
-        assert!(server_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk), "past the bound too");
+        assert!(records_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk), "past the bound too");
     }
 
     #[test]
