@@ -7,9 +7,9 @@
 //! so "off the request path" is measured, not assumed.
 //!
 //! Only the Rust servers: valgrind stops on Go's runtime (podinfo), and
-//! CPython under it is a measure of the interpreter. Checkout spans two
-//! processes and is left to the throughput runs; HTTP/2 needs a client this
-//! pass does not have.
+//! CPython under it is a measure of the interpreter. A checkout counts both
+//! of its processes (frontend and backend, each under valgrind); HTTP/2
+//! needs a client this pass does not have.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,10 +35,7 @@ pub struct Instructions {
 
 /// Whether callgrind can measure this case (see the module comment).
 pub fn supports(server: &Server, scenario: Scenario) -> bool {
-    matches!(server.kind, Kind::DemoApp | Kind::Hyper)
-        && scenario != Scenario::Checkout
-        && !scenario.http2()
-        && !scenario.grpc()
+    matches!(server.kind, Kind::DemoApp | Kind::Hyper) && !scenario.http2() && !scenario.grpc()
 }
 
 pub fn measure(
@@ -53,21 +50,27 @@ pub fn measure(
     let out_pattern = format!("--callgrind-out-file={}.%p", out.display());
     let wrap = |command: Command| under_valgrind(command, &out_pattern);
     let mut running = servers::start_wrapped(server, scenario, bins, endpoints, dir, &wrap)?;
-    let pid = running.pids[0];
+    // Every process of the case: a checkout's frontend and backend.
+    let pids = running.pids.clone();
     send(running.port, scenario, requests / 5 + 1).context("warm-up under callgrind")?;
     if server.telemetry == Telemetry::CollectorDown {
         outage_noticed(running.port, scenario).context("warm-up under callgrind")?;
     }
-    callgrind_control("-z", pid)?;
+    pids.iter().try_for_each(|pid| callgrind_control("-z", *pid))?;
     send(running.port, scenario, requests)?;
     if server.telemetry != Telemetry::Off {
         // The batch span processor exports every 5 s: let it take this
         // load's spans before the count is read.
         std::thread::sleep(Duration::from_secs(6));
     }
-    callgrind_control("-d", pid)?;
+    pids.iter().try_for_each(|pid| callgrind_control("-d", *pid))?;
     running.supervisor.stop_all();
-    let (total, serving) = read_dumps(dir, &format!("callgrind.out.{pid}.1-"))?;
+    let (mut total, mut serving) = (0, 0);
+    for pid in &pids {
+        let (of_all, of_serving) = read_dumps(dir, &format!("callgrind.out.{pid}.1-"))?;
+        total += of_all;
+        serving += of_serving;
+    }
     Ok(Instructions {
         per_request: total / u64::from(requests),
         on_request_threads: serving / u64::from(requests),
