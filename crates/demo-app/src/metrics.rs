@@ -174,7 +174,8 @@ pub fn observe(metrics: &Metrics, method: &'static str, path: &'static str, stat
     let seconds = started.elapsed().as_secs_f64();
     let at = |text: &str| (text.as_ptr() as usize, text.len());
     let key = (metrics.id, at(method), at(path), status);
-    SERIES.with_borrow_mut(|series| {
+    let counted = SERIES.try_with(|series| {
+        let mut series = series.borrow_mut();
         if let Some((duration, count)) = series.get(&key) {
             duration.observe(seconds);
             count.inc();
@@ -188,6 +189,11 @@ pub fn observe(metrics: &Metrics, method: &'static str, path: &'static str, stat
             series.insert(key, (duration, count));
         }
     });
+    // A thread whose locals are gone (a response dropped as it exits).
+    if counted.is_err() {
+        metrics.request_duration.get_or_create(&RequestLabels { method, path, status }).observe(seconds);
+        metrics.requests.get_or_create(&StatusLabels { status }).inc();
+    }
 }
 
 /// The method as a label value: the methods HTTP defines, anything else

@@ -27,8 +27,9 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
-    // Server spans are demo-app's own records (telemetry/span_record.rs),
-    // handed to the same exporter in the SDK's shape.
+    // The spans of HTTP requests are demo-app's own records
+    // (telemetry/span_record.rs), handed to the same exporter in the SDK's
+    // shape; gRPC spans take the SDK's path.
     demo_app::telemetry::recording::trace_with(
         ToProcessor(SimpleSpanProcessor::new(exporter.clone())),
         Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),

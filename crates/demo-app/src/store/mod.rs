@@ -95,8 +95,9 @@ pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub(crate) async fn run_to_completion<T: Send + 'static>(
     work: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
 ) -> StoreResult<T> {
-    use tracing::Instrument as _;
-    tokio::spawn(work.in_current_span())
+    // The request's context goes along: log lines inside carry its ids.
+    use opentelemetry::context::FutureExt as _;
+    tokio::spawn(work.with_current_context())
         .await
         .unwrap_or_else(|err| Err(StoreError::Other(format!("the transaction task failed: {err}"))))
 }
@@ -107,7 +108,8 @@ pub(crate) async fn run_to_completion<T: Send + 'static>(
 macro_rules! dispatch {
     ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {{
         // Child of the request's span, current as the handler runs; ends
-        // when dropped here.
+        // when dropped here, or as cancelled when the caller gives up first
+        // (the readiness probe's shorter timeout).
         let mut span = crate::telemetry::recording::ChildSpan::start(concat!($operation, " ", $collection), || {
             crate::telemetry::span_record::Detail::Database {
                 system: $self.system(),
@@ -124,8 +126,9 @@ macro_rules! dispatch {
         })
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the database did not answer in time".into())));
-        if let Err(err) = &result {
-            span.fail(err.kind(), Some(err.to_string()));
+        match &result {
+            Ok(_) => span.succeed(),
+            Err(err) => span.fail(err.kind(), || err.to_string()),
         }
         crate::telemetry::instruments::INSTRUMENTS.db_duration.record(
             started.elapsed().as_secs_f64(),

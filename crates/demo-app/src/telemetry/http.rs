@@ -132,9 +132,10 @@ pub async fn send(
     let method = metrics::method_label(request.method());
     // `POST`, or `HTTP` for a method outside the known set (the conventions).
     let name = route_names::span_name(method, None);
-    let mut span = ChildSpan::start(name, || Detail::Client { method, url: request.url().clone() });
+    let mut span =
+        ChildSpan::start(name, || Detail::Client { method, url: Box::new(span_record::redacted(request.url())) });
     global::get_text_map_propagator(|p| p.inject_context(&span.outgoing(), &mut HeaderInjector(request.headers_mut())));
-    let host = request.url().host_str().unwrap_or_default().to_string();
+    let host = span_record::server_address(request.url()).to_string();
     let started = Instant::now();
     let result = client.execute(request).await;
     let mut attributes = vec![KeyValue::new("http.request.method", method), KeyValue::new("server.address", host)];
@@ -145,14 +146,42 @@ pub async fn send(
             attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
         }
         Err(err) => {
-            let error = if err.is_timeout() { "timeout" } else { "connection" };
-            span.fail(error, Some(err.to_string()));
-            tracing::warn!(error = %err, "an outgoing call got no answer");
+            let error = transport_error(err);
+            let message = redacted_message(err);
+            tracing::warn!(error = message, "an outgoing call failed");
+            span.fail(error, || message);
             attributes.push(KeyValue::new("error.type", error));
         }
     }
     INSTRUMENTS.client_duration.record(started.elapsed().as_secs_f64(), &attributes);
     result
+}
+
+/// `error.type` of a call that got no usable answer: low-cardinality names,
+/// `_OTHER` for the rest (the conventions' fallback).
+fn transport_error(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connection"
+    } else if err.is_redirect() {
+        "redirect"
+    } else if err.is_body() || err.is_decode() {
+        "body"
+    } else {
+        "_OTHER"
+    }
+}
+
+/// reqwest's message, which names the URL, without the URL's credentials.
+fn redacted_message(err: &reqwest::Error) -> String {
+    let message = err.to_string();
+    match err.url() {
+        Some(url) if !url.username().is_empty() || url.password().is_some() => {
+            message.replace(url.as_str(), span_record::redacted(url).as_str())
+        }
+        _ => message,
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +214,7 @@ mod tests {
     /// the context it hands downstream.
     fn call(server: &ServerSpan, status: u16) -> opentelemetry::trace::SpanContext {
         let _current = server.context.clone().attach();
-        let url = "http://backend:8080/api/orders".parse().unwrap();
+        let url = Box::new("http://backend:8080/api/orders".parse().unwrap());
         let mut call = ChildSpan::start("POST", || Detail::Client { method: "POST", url });
         call.status(status);
         call.outgoing().span().span_context().clone()
@@ -238,6 +267,22 @@ mod tests {
         assert!(client.attributes.contains(&KeyValue::new("error.type", "503")));
         assert_eq!(client.status, Status::error(""), "a 5xx received marks the client span as an error");
         assert_eq!(spans[1].status, Status::Unset, "the server answered 201");
+        exported.reset();
+
+        // A call given up before its outcome (a timeout around it): cancelled.
+        let server = ServerSpan::start(&request(caller), "GET", None).unwrap();
+        {
+            let _current = server.context.clone().attach();
+            drop(ChildSpan::start("SELECT ping", || Detail::Database {
+                system: "sqlite",
+                operation: "SELECT",
+                collection: "ping",
+            }));
+        }
+        server.end(StatusCode::SERVICE_UNAVAILABLE);
+        let spans = exported.get_finished_spans().unwrap();
+        assert!(spans[0].attributes.contains(&KeyValue::new("error.type", "cancelled")), "{:?}", spans[0]);
+        assert_eq!(spans[0].status, Status::error(""));
         exported.reset();
 
         // A path of a route with parameters is the path, not the template.

@@ -5,8 +5,9 @@
 //! when the span is created and again at each `record`, to print them with
 //! the events inside it: about 40k instructions per request although no line
 //! is written for most requests. Here the layer sees events only, and the
-//! ids come from the OpenTelemetry context the tracing layer activates when
-//! the request's span is entered.
+//! ids come from the current OpenTelemetry context: the server span's,
+//! attached while its request is handled (routes/observe.rs; for gRPC the
+//! tracing layer activates it).
 
 use std::fmt;
 

@@ -395,7 +395,7 @@ mod tests {
         let subscriber =
             tracing_subscriber::registry().with(Spans(seen.clone()).with_filter(unless_paused(pause.clone())));
         tracing::subscriber::with_default(subscriber, || {
-            let span = || drop(tracing::info_span!("db_client_operation"));
+            let span = || drop(tracing::info_span!("grpc_server_call"));
             pause.judge(false);
             span();
             assert_eq!(seen.load(Ordering::Relaxed), 0, "no span while paused");

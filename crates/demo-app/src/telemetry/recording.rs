@@ -105,22 +105,25 @@ impl Recorder {
 
 /// A client span started inside a request (an HTTP call, a database
 /// operation), child of the current context: the server span's while its
-/// handler runs. Ends when dropped.
+/// handler runs. Ends when dropped; dropped before its outcome was told
+/// (`status`, `fail`, `succeed`), its caller gave up on it: it ends as an
+/// error, `error.type` "cancelled".
 pub struct ChildSpan {
     /// None while not recorded (not sampled, export paused, telemetry off).
     recording: Option<(Finished, &'static dyn Sink)>,
     /// None while telemetry is off.
     context: Option<SpanContext>,
+    outcome_told: bool,
 }
 
 impl ChildSpan {
     /// Starts a span named `name`; `detail` is built only if it is recorded.
     pub fn start(name: &'static str, detail: impl FnOnce() -> Detail) -> Self {
         let Some(recorder) = recorder() else {
-            return Self { recording: None, context: None };
+            return Self { recording: None, context: None, outcome_told: false };
         };
         let (record, context) = Context::map_current(|parent| recorder.start(parent, name, SpanKind::Client, detail));
-        Self { recording: record.map(|span| (span, recorder.sink)), context: Some(context) }
+        Self { recording: record.map(|span| (span, recorder.sink)), context: Some(context), outcome_told: false }
     }
 
     /// The context to hand downstream: the current one (baggage included)
@@ -134,17 +137,24 @@ impl ChildSpan {
 
     /// `http.response.status_code` of the answer received.
     pub fn status(&mut self, status: u16) {
+        self.outcome_told = true;
         if let Some((span, _)) = &mut self.recording {
             span.status = status;
         }
     }
 
-    /// The operation failed: `error.type`, and an `exception` event when
-    /// there is more to say than the type.
-    pub fn fail(&mut self, error: &'static str, message: Option<String>) {
+    /// The operation succeeded (one without a status code).
+    pub fn succeed(&mut self) {
+        self.outcome_told = true;
+    }
+
+    /// The operation failed: `error.type`, and an `exception` event with
+    /// `message` (made only for a recorded span).
+    pub fn fail(&mut self, error: &'static str, message: impl FnOnce() -> String) {
+        self.outcome_told = true;
         if let Some((span, _)) = &mut self.recording {
             span.error = Some(error);
-            span.exception = message.map(|m| (span_record::now(), m));
+            span.exception = Some((span_record::now(), message()));
         }
     }
 }
@@ -153,6 +163,9 @@ impl Drop for ChildSpan {
     fn drop(&mut self) {
         if let Some((mut span, sink)) = self.recording.take() {
             span.end = span_record::now();
+            if !self.outcome_told {
+                span.error = Some("cancelled");
+            }
             sink.finish(span);
         }
     }

@@ -107,7 +107,7 @@ pub struct SharedFields(FxHashMap<SharedKey, Shared>);
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct SharedKey {
     kind: u8,
-    texts: [(usize, usize); 4],
+    texts: [(usize, usize); 5],
     status: u16,
 }
 
@@ -126,15 +126,13 @@ impl SharedKey {
         let at = |text: &'static str| (text.as_ptr() as usize, text.len());
         let none = (0, 0);
         let error = span.error.map_or(none, at);
-        let (kind, texts) = match &span.detail {
-            Detail::Server { method, route, .. } => (0, [at(span.name), at(method), route.map_or(none, at), error]),
-            // The name is the method.
-            Detail::Client { .. } => (1, [at(span.name), none, none, error]),
-            // The name is the operation and the collection.
-            Detail::Database { system, operation, collection } => {
-                (2, [at(system), at(operation), at(collection), error])
-            }
+        // Every text the shared bytes hold: the name, then the detail's.
+        let (kind, detail) = match &span.detail {
+            Detail::Server { method, route, .. } => (0, [at(method), route.map_or(none, at), none]),
+            Detail::Client { method, .. } => (1, [at(method), none, none]),
+            Detail::Database { system, operation, collection } => (2, [at(system), at(operation), at(collection)]),
         };
+        let texts = [at(span.name), detail[0], detail[1], detail[2], error];
         Self { kind, texts, status: span.status }
     }
 }
@@ -202,7 +200,7 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
         Detail::Server { path, .. } => string_attribute(buf, 9, "url.path", path),
         Detail::Client { url, .. } => {
             string_attribute(buf, 9, "url.full", url.as_str());
-            string_attribute(buf, 9, "server.address", url.host_str().unwrap_or_default());
+            string_attribute(buf, 9, "server.address", span_record::server_address(url));
             let port = url.port_or_known_default().unwrap_or(0);
             key_value(buf, 9, "server.port", &Value::I64(i64::from(port)));
         }
@@ -635,13 +633,16 @@ mod tests {
         let called = Finished {
             parent_is_remote: false,
             name: "GET",
-            detail: Detail::Client { method: "GET", url: "http://backend:8080/api/orders/7".parse().unwrap() },
+            detail: Detail::Client {
+                method: "GET",
+                url: Box::new("http://backend:8080/api/orders/7".parse().unwrap()),
+            },
             status: 404,
             ..child.clone()
         };
         let unanswered = Finished {
             name: "POST",
-            detail: Detail::Client { method: "POST", url: "https://backend/api/orders".parse().unwrap() },
+            detail: Detail::Client { method: "POST", url: Box::new("https://backend/api/orders".parse().unwrap()) },
             status: 0,
             error: Some("timeout"),
             exception: Some((start + 1_000, "operation timed out".into())),
@@ -653,8 +654,19 @@ mod tests {
             status: 0,
             ..called.clone()
         };
-        let refused = Finished { error: Some("idempotency_conflict"), ..stored.clone() };
-        vec![child, failed, gone, unmatched, called, unanswered, stored, refused]
+        let refused = Finished {
+            error: Some("idempotency_conflict"),
+            exception: Some((start + 2_000, "the key was used for another order".into())),
+            sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
+            ..stored.clone()
+        };
+        let answered = Finished {
+            detail: Detail::Client { method: "GET", url: Box::new("http://[::1]:8080/api/orders/7".parse().unwrap()) },
+            status: 200,
+            sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
+            ..called.clone()
+        };
+        vec![child, failed, gone, unmatched, called, unanswered, stored, refused, answered]
     }
 
     #[test]
@@ -702,6 +714,9 @@ mod tests {
         assert_eq!(keys(6), ["db.system.name", "db.operation.name", "db.collection.name"]);
         assert_eq!((exported.spans[6].kind, status(6)), (3, Some(0)), "a client span, not an error");
         assert!(error_type(7).contains("idempotency_conflict"), "{}", error_type(7));
+        assert_eq!((status(8), error_type(8).as_str()), (Some(0), "None"), "a 2xx received is no error");
+        let address = exported.spans[8].attributes.iter().find(|a| a.key == "server.address");
+        assert!(format!("{address:?}").contains("\"::1\""), "an IPv6 address without brackets: {address:?}");
     }
 
     #[test]

@@ -66,10 +66,29 @@ pub enum Detail {
         /// `http.route`, when a route matched.
         route: Option<&'static str>,
     },
-    /// An HTTP call made.
-    Client { method: &'static str, url: reqwest::Url },
+    /// An HTTP call made. The URL boxed: inline, it made every record
+    /// (one a request) 48 bytes longer to move and queue.
+    Client { method: &'static str, url: Box<reqwest::Url> },
     /// A database operation (a client span, as the conventions make it).
     Database { system: &'static str, operation: &'static str, collection: &'static str },
+}
+
+/// `url` as `url.full` may show it: credentials replaced, as the
+/// conventions require.
+pub fn redacted(url: &reqwest::Url) -> reqwest::Url {
+    let mut url = url.clone();
+    if !url.username().is_empty() {
+        let _ = url.set_username("REDACTED");
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("REDACTED"));
+    }
+    url
+}
+
+/// `server.address`: the host, an IPv6 address without its brackets.
+pub fn server_address(url: &reqwest::Url) -> &str {
+    url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Where ended spans go.
@@ -124,7 +143,7 @@ impl Finished {
             }
             Detail::Client { method, url } => {
                 attributes.push(KeyValue::new("url.full", url.as_str().to_string()));
-                attributes.push(KeyValue::new("server.address", url.host_str().unwrap_or_default().to_string()));
+                attributes.push(KeyValue::new("server.address", server_address(url).to_string()));
                 attributes.push(KeyValue::new("server.port", i64::from(url.port_or_known_default().unwrap_or(0))));
                 attributes.push(KeyValue::new("http.request.method", *method));
             }
@@ -183,5 +202,20 @@ pub struct ToProcessor<P>(pub P);
 impl<P: SpanProcessor> Sink for ToProcessor<P> {
     fn finish(&self, span: Finished) {
         self.0.on_end(span.to_span_data());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_span_shows_no_credentials_and_a_bare_ipv6_address() {
+        let url = "http://user:s3cret@[::1]:8080/api/orders?x=1".parse().unwrap();
+        assert_eq!(redacted(&url).as_str(), "http://REDACTED:REDACTED@[::1]:8080/api/orders?x=1");
+        assert_eq!(server_address(&url), "::1");
+        let plain = "http://backend:8080/".parse().unwrap();
+        assert_eq!(redacted(&plain), plain, "nothing to hide, nothing changed");
+        assert_eq!(server_address(&plain), "backend");
     }
 }
