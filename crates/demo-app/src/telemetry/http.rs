@@ -15,8 +15,8 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 
 use super::instruments::INSTRUMENTS;
-use super::recording::{self, ChildSpan};
-use super::span_record::{self, Detail, Finished, Sink};
+use super::recording::{self, ChildSpan, Recording};
+use super::span_record::{self, Detail};
 use crate::metrics;
 use crate::route_names::{self, RouteNames};
 
@@ -64,7 +64,7 @@ fn context_headers() -> &'static [HeaderName] {
 pub struct ServerSpan {
     /// None while the span is not recorded (not sampled, or export paused):
     /// the context alone propagates.
-    recording: Option<(Finished, &'static dyn Sink)>,
+    recording: Option<Recording>,
     /// The caller's context (baggage included) with this span in it.
     pub context: opentelemetry::Context,
 }
@@ -94,30 +94,28 @@ impl ServerSpan {
             },
             route: route.map(|r| r.template),
         });
-        let recording = record.map(|span| (span, recorder.sink));
-        Some(Self { recording, context: parent.with_remote_span_context(context) })
+        Some(Self { recording: record, context: parent.with_remote_span_context(context) })
     }
 
     /// Ends the span with the answer's status; a 5xx marks it as an error.
     pub fn end(mut self, status: StatusCode) {
-        if let Some((span, _)) = &mut self.recording {
-            span.status = status.as_u16();
+        if let Some(recording) = &mut self.recording {
+            recording.span.status = status.as_u16();
         }
     }
 
     /// An exception event on the span (an answer the server is to blame for).
     pub fn exception(&mut self, message: String) {
-        if let Some((span, _)) = &mut self.recording {
-            span.exception = Some((span_record::now(), message));
+        if let Some(recording) = &mut self.recording {
+            recording.span.exception = Some((span_record::now(), message));
         }
     }
 }
 
 impl Drop for ServerSpan {
     fn drop(&mut self) {
-        if let Some((mut span, sink)) = self.recording.take() {
-            span.end = span_record::now();
-            sink.finish(span);
+        if let Some(recording) = self.recording.take() {
+            recording.finish();
         }
     }
 }

@@ -22,7 +22,7 @@ use super::span_record::{self, Detail, Finished, Sink};
 pub(super) struct Recorder {
     /// For the life of the process: a reference, not an `Arc`, saves each
     /// span a forwarding call and a copy of its record.
-    pub(super) sink: &'static dyn Sink,
+    sink: &'static dyn Sink,
     sampler: PausingSampler,
 }
 
@@ -61,7 +61,7 @@ where
 
 impl Recorder {
     /// A span named `name`, child of `parent` (or a root in a trace of its
-    /// own): its context, and its record when it is sampled and export is
+    /// own): its context, and its recording when it is sampled and export is
     /// not paused (while it is, the sampler is not even asked). `detail`
     /// is built only for a recorded span.
     pub(super) fn start(
@@ -70,7 +70,7 @@ impl Recorder {
         name: &'static str,
         kind: SpanKind,
         detail: impl FnOnce() -> Detail,
-    ) -> (Option<Finished>, SpanContext) {
+    ) -> (Option<Recording>, SpanContext) {
         let parent_span = parent.span();
         let known = parent_span.span_context();
         let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random_id::<u128>()) };
@@ -99,7 +99,22 @@ impl Recorder {
             exception: None,
             sampler_attributes: sampling.map(|s| s.attributes).unwrap_or_default(),
         });
-        (record, context)
+        (record.map(|span| Recording { span, sink: self.sink }), context)
+    }
+}
+
+/// A span being recorded, and where it goes when it ends.
+#[derive(Debug)]
+pub(super) struct Recording {
+    pub(super) span: Finished,
+    sink: &'static dyn Sink,
+}
+
+impl Recording {
+    /// Ends the span now and hands it to the sink.
+    pub(super) fn finish(mut self) {
+        self.span.end = span_record::now();
+        self.sink.finish(self.span);
     }
 }
 
@@ -110,7 +125,7 @@ impl Recorder {
 /// error, `error.type` "cancelled".
 pub struct ChildSpan {
     /// None while not recorded (not sampled, export paused, telemetry off).
-    recording: Option<(Finished, &'static dyn Sink)>,
+    recording: Option<Recording>,
     /// None while telemetry is off.
     context: Option<SpanContext>,
     outcome_told: bool,
@@ -122,8 +137,9 @@ impl ChildSpan {
         let Some(recorder) = recorder() else {
             return Self { recording: None, context: None, outcome_told: false };
         };
-        let (record, context) = Context::map_current(|parent| recorder.start(parent, name, SpanKind::Client, detail));
-        Self { recording: record.map(|span| (span, recorder.sink)), context: Some(context), outcome_told: false }
+        let (recording, context) =
+            Context::map_current(|parent| recorder.start(parent, name, SpanKind::Client, detail));
+        Self { recording, context: Some(context), outcome_told: false }
     }
 
     /// The context to hand downstream: the current one (baggage included)
@@ -138,8 +154,8 @@ impl ChildSpan {
     /// `http.response.status_code` of the answer received.
     pub fn status(&mut self, status: u16) {
         self.outcome_told = true;
-        if let Some((span, _)) = &mut self.recording {
-            span.status = status;
+        if let Some(recording) = &mut self.recording {
+            recording.span.status = status;
         }
     }
 
@@ -152,21 +168,20 @@ impl ChildSpan {
     /// `message` (made only for a recorded span).
     pub fn fail(&mut self, error: &'static str, message: impl FnOnce() -> String) {
         self.outcome_told = true;
-        if let Some((span, _)) = &mut self.recording {
-            span.error = Some(error);
-            span.exception = Some((span_record::now(), message()));
+        if let Some(recording) = &mut self.recording {
+            recording.span.error = Some(error);
+            recording.span.exception = Some((span_record::now(), message()));
         }
     }
 }
 
 impl Drop for ChildSpan {
     fn drop(&mut self) {
-        if let Some((mut span, sink)) = self.recording.take() {
-            span.end = span_record::now();
+        if let Some(mut recording) = self.recording.take() {
             if !self.outcome_told {
-                span.error = Some("cancelled");
+                recording.span.error = Some("cancelled");
             }
-            sink.finish(span);
+            recording.finish();
         }
     }
 }
