@@ -52,7 +52,7 @@ pub fn count(signal: &'static str, items: usize) {
 /// context still propagates, marked not sampled.
 #[derive(Debug, Clone)]
 pub struct PausingSampler {
-    pub inner: Box<dyn ShouldSample>,
+    pub inner: super::sampler::Configured,
     pub pause: Arc<Pause>,
 }
 
@@ -224,8 +224,9 @@ mod tests {
 
     #[test]
     fn spans_the_sampler_would_record_are_dropped_while_paused() {
+        use crate::telemetry::sampler::Configured;
         let pause = Arc::new(Pause::new(Duration::from_secs(60)));
-        let sampler = PausingSampler { inner: Box::new(Sampler::AlwaysOn), pause: pause.clone() };
+        let sampler = PausingSampler { inner: Configured::Sdk(Box::new(Sampler::AlwaysOn)), pause: pause.clone() };
         let decide = || sampler.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]).decision;
         assert_eq!(decide(), SamplingDecision::RecordAndSample);
         pause.judge(false);
@@ -234,7 +235,7 @@ mod tests {
         let before = counted();
         assert!(sampler.drops_for_pause(&Context::new(), TraceId::from(7), "GET /", &SpanKind::Server));
         assert_eq!(counted(), before + 1, "a span the sampler wanted is counted as dropped");
-        let never = PausingSampler { inner: Box::new(Sampler::AlwaysOff), pause };
+        let never = PausingSampler { inner: Configured::Sdk(Box::new(Sampler::AlwaysOff)), pause };
         assert!(never.drops_for_pause(&Context::new(), TraceId::from(7), "GET /", &SpanKind::Server));
         assert_eq!(counted(), before + 1, "one the sampler did not want is not");
         let decided = never.should_sample(None, TraceId::from(7), "GET /", &SpanKind::Server, &[], &[]);

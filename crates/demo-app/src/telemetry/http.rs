@@ -194,6 +194,7 @@ mod tests {
     use super::*;
     use crate::telemetry::dropped::PausingSampler;
     use crate::telemetry::pause::Pause;
+    use crate::telemetry::sampler::Configured;
     use crate::telemetry::span_record::ToProcessor;
 
     fn request(traceparent: &str) -> Request {
@@ -227,7 +228,7 @@ mod tests {
         let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
         recording::trace_paused_with(
             Box::leak(Box::new(ToProcessor(SimpleSpanProcessor::new(exported.clone())))),
-            PausingSampler { inner: Box::new(sampler), pause: pause.clone() },
+            PausingSampler { inner: Configured::Sdk(Box::new(sampler)), pause: pause.clone() },
         );
         let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 

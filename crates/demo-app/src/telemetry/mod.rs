@@ -25,6 +25,7 @@ mod json_lines;
 mod pause;
 mod queue;
 pub mod recording;
+mod sampler;
 mod settings;
 mod span_batch;
 mod span_encoding;
@@ -132,11 +133,8 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let spans =
         BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
             .build();
-    // The sampler the SDK takes from OTEL_TRACES_SAMPLER, paused with the export.
-    let sampler = dropped::PausingSampler {
-        inner: opentelemetry_sdk::trace::Config::default().sampler,
-        pause: span_pause.clone(),
-    };
+    // The sampler OTEL_TRACES_SAMPLER names, paused with the export.
+    let sampler = dropped::PausingSampler { inner: sampler::Configured::from_env(vars), pause: span_pause.clone() };
     recording::trace_paused_with(request_spans, sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)

@@ -16,6 +16,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 use super::dropped::PausingSampler;
 use super::pause::{self, Pause};
+use super::sampler::Configured;
 use super::span_record::{self, Detail, Finished, Sink};
 
 #[derive(Debug)]
@@ -32,7 +33,7 @@ static RECORDER: OnceLock<Recorder> = OnceLock::new();
 /// test's SDK span processor (`span_record::ToProcessor`).
 pub fn trace_with(sink: impl Sink + 'static, sampler: impl ShouldSample + 'static) {
     let pause = Arc::new(Pause::new(pause::LENGTH));
-    trace_paused_with(Box::leak(Box::new(sink)), PausingSampler { inner: Box::new(sampler), pause });
+    trace_paused_with(Box::leak(Box::new(sink)), PausingSampler { inner: Configured::Sdk(Box::new(sampler)), pause });
 }
 
 /// `trace_with`, with the sampler that pauses with the export (`telemetry::init`).
