@@ -23,9 +23,9 @@ use super::servers::{self, Binaries, Endpoints, Kind, Server, Telemetry};
 use crate::cmd;
 use crate::stack::http;
 
-/// Long enough for the batch span processor, which exports every 5 s, to
-/// have sent every span queued before.
-const BATCH_EXPORTED: Duration = Duration::from_secs(6);
+/// Long enough for the batch span processor to have sent every span queued
+/// before.
+const BATCH_EXPORTED: Duration = servers::SPAN_BATCH_DELAY.saturating_add(Duration::from_secs(1));
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Instructions {

@@ -187,6 +187,10 @@ pub fn start_wrapped(
     Ok(Running { supervisor, port, pids })
 }
 
+/// How often the servers with OTLP export send their spans (the SDKs'
+/// default, set so that the callgrind pass can wait for a batch).
+pub const SPAN_BATCH_DELAY: Duration = Duration::from_secs(5);
+
 /// `taskset -c SERVER_CORE program args...`: taskset execs the program, so
 /// the child's pid is the server's.
 pub fn pinned<I, S>(program: &Path, args: I) -> Command
@@ -277,7 +281,8 @@ fn otel_env(command: &mut Command, server: &Server, endpoints: &Endpoints, servi
         .env("OTEL_EXPORTER_OTLP_INSECURE", "true")
         .env("OTEL_SERVICE_NAME", service)
         .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-        .env("OTEL_TRACES_SAMPLER_ARG", "1.0");
+        .env("OTEL_TRACES_SAMPLER_ARG", "1.0")
+        .env("OTEL_BSP_SCHEDULE_DELAY", SPAN_BATCH_DELAY.as_millis().to_string());
     Ok(())
 }
 

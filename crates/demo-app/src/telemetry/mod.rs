@@ -133,8 +133,9 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let spans =
         BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
             .build();
-    // The sampler OTEL_TRACES_SAMPLER names, paused with the export.
-    let sampler = dropped::PausingSampler { inner: sampler::Configured::from_env(vars), pause: span_pause.clone() };
+    // The sampler OTEL_TRACES_SAMPLER names (in the process environment, where
+    // the SDK reads it), paused with the export.
+    let sampler = dropped::PausingSampler { inner: sampler::Configured::from_env(), pause: span_pause.clone() };
     recording::trace_paused_with(request_spans, sampler.clone());
     let tracer = SdkTracerProvider::builder()
         .with_sampler(sampler)

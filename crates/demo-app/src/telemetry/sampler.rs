@@ -4,9 +4,7 @@
 //! span whose parent was sampled: that is answered here in a few
 //! instructions, where the SDK's boxed, nested samplers cost a request
 //! about 150 (callgrind, `GET /api/info`). Any other setting is the SDK's
-//! own sampler, built from the same variables.
-
-use std::collections::HashMap;
+//! own sampler, built from the same variables (the process environment).
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry::{Context, KeyValue};
@@ -17,24 +15,30 @@ pub enum Configured {
     /// Every span; with `follow_parent`, every span whose parent (when it
     /// has one) was sampled.
     RecordAll { follow_parent: bool },
-    /// The SDK's sampler for any other setting (ratios below 1, always off,
-    /// unknown names, which it warns about), or one a test gives.
+    /// The SDK's sampler for any other setting (ratios below 1 or not given,
+    /// always off, unknown names, which it warns about), or one a test gives.
     Sdk(Box<dyn ShouldSample>),
 }
 
 impl Configured {
-    /// The sampler `vars` (the process environment) configure; for any
-    /// other setting the SDK reads the process environment itself.
-    pub fn from_env(vars: &HashMap<String, String>) -> Self {
-        let name = vars.get("OTEL_TRACES_SAMPLER").map_or("parentbased_always_on", |v| v.trim());
-        let ratio_of_one = || {
-            vars.get("OTEL_TRACES_SAMPLER_ARG").and_then(|arg| arg.trim().parse::<f64>().ok()).is_some_and(|r| r >= 1.0)
-        };
-        match name {
-            "always_on" => Self::RecordAll { follow_parent: false },
-            "traceidratio" if ratio_of_one() => Self::RecordAll { follow_parent: false },
-            "parentbased_always_on" => Self::RecordAll { follow_parent: true },
-            "parentbased_traceidratio" if ratio_of_one() => Self::RecordAll { follow_parent: true },
+    /// The sampler the process environment configures, read as the SDK
+    /// reads it (names and arguments untrimmed, as it matches them), which
+    /// builds any sampler this does not answer in place.
+    pub fn from_env() -> Self {
+        Self::from_settings(|name| std::env::var(name).ok())
+    }
+
+    /// Records every span for the settings that say so (an argument the
+    /// SDK cannot parse also makes a ratio of 1, but the SDK warns about
+    /// it: that case stays the SDK's).
+    fn from_settings(var: impl Fn(&str) -> Option<String>) -> Self {
+        let ratio_of_one =
+            || var("OTEL_TRACES_SAMPLER_ARG").and_then(|arg| arg.parse::<f64>().ok()).is_some_and(|r| r >= 1.0);
+        match var("OTEL_TRACES_SAMPLER").as_deref() {
+            Some("always_on") => Self::RecordAll { follow_parent: false },
+            Some("traceidratio") if ratio_of_one() => Self::RecordAll { follow_parent: false },
+            None | Some("parentbased_always_on") => Self::RecordAll { follow_parent: true },
+            Some("parentbased_traceidratio") if ratio_of_one() => Self::RecordAll { follow_parent: true },
             _ => Self::Sdk(opentelemetry_sdk::trace::Config::default().sampler),
         }
     }
@@ -76,8 +80,9 @@ mod tests {
 
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    /// The sampler these settings configure.
+    fn configured(pairs: &[(&str, &str)]) -> Configured {
+        Configured::from_settings(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
     fn parent(sampled: bool) -> Context {
@@ -117,12 +122,12 @@ mod tests {
             ),
         ];
         for (env, sdk) in cases {
-            let ours = Configured::from_env(&vars(env));
+            let ours = configured(env);
             assert!(matches!(ours, Configured::RecordAll { .. }), "{env:?}");
             assert_eq!(decisions(&ours), decisions(&sdk), "{env:?}");
         }
         // The parent's trace state is handed on; a parent not sampled is followed.
-        let parent_based = decisions(&Configured::from_env(&vars(&[])));
+        let parent_based = decisions(&configured(&[]));
         assert_eq!(parent_based[1], (SamplingDecision::RecordAndSample, "vendor=x".to_string()));
         assert_eq!(parent_based[2].0, SamplingDecision::Drop);
     }
@@ -133,8 +138,11 @@ mod tests {
             &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.5")][..],
             &[("OTEL_TRACES_SAMPLER", "traceidratio")],
             &[("OTEL_TRACES_SAMPLER", "always_off")],
+            // Not trimmed: the SDK matches names as written, and warns.
+            &[("OTEL_TRACES_SAMPLER", "always_on ")],
+            &[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", " 1.0")],
         ] {
-            assert!(matches!(Configured::from_env(&vars(env)), Configured::Sdk(_)), "{env:?}");
+            assert!(matches!(configured(env), Configured::Sdk(_)), "{env:?}");
         }
     }
 }
