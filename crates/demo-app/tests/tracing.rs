@@ -47,6 +47,9 @@ async fn a_checkout_is_one_trace_across_both_services() {
     let order = serde_json::json!({"sku": "traced", "quantity": 2, "unit_price_cents": 50});
     assert_eq!(frontend.post_json("/api/checkout", &order).await.status(), 201);
     assert_eq!(frontend.get("/status/503").await.status(), 503);
+    // A method the conventions do not know: `_OTHER`, and the method as sent.
+    let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
+    assert_eq!(frontend.client.request(purge, frontend.url("/api/info")).send().await.unwrap().status(), 405);
     // The backend ends its server span after the response has left, so the
     // frontend can hold its answer before the backend's spans are exported:
     // wait for them (bounded) rather than read once.
@@ -70,6 +73,10 @@ async fn a_checkout_is_one_trace_across_both_services() {
             panic!("no {kind:?} span {name:?} in {all:?}")
         })
     };
+    let other = spans.iter().find(|s| attribute(s, "http.request.method").as_deref() == Some("_OTHER"));
+    let other = other.expect("a server span for the PURGE request");
+    assert_eq!(attribute(other, "http.request.method_original").as_deref(), Some("PURGE"));
+    assert!(other.name.starts_with("HTTP"), "{}", other.name);
     let checkout = named("POST /api/checkout", SpanKind::Server);
     let client = named("POST", SpanKind::Client);
     let orders = named("POST /api/orders", SpanKind::Server);

@@ -93,6 +93,7 @@ impl ServerSpan {
                 (path, _) => Cow::Owned(path.to_string()),
             },
             route: route.map(|r| r.template),
+            method_original: span_record::method_original(request.method(), method),
         });
         Some(Self { recording: record, context: parent.with_remote_span_context(context) })
     }

@@ -197,7 +197,12 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
     fixed64(buf, 7, span.start);
     fixed64(buf, 8, span.end);
     match &span.detail {
-        Detail::Server { path, .. } => string_attribute(buf, 9, "url.path", path),
+        Detail::Server { path, method_original, .. } => {
+            string_attribute(buf, 9, "url.path", path);
+            if let Some(original) = method_original {
+                string_attribute(buf, 9, "http.request.method_original", original);
+            }
+        }
         Detail::Client { url, .. } => {
             string_attribute(buf, 9, "url.full", url.as_str());
             string_attribute(buf, 9, "server.address", span_record::server_address(url));
@@ -596,7 +601,12 @@ mod tests {
     /// operations that succeeded and failed.
     fn records() -> Vec<Finished> {
         let start = 1_765_000_000_123_456_789;
-        let served = |method, path: &'static str, route| Detail::Server { method, path: path.into(), route };
+        let served = |method, path: &'static str, route| Detail::Server {
+            method,
+            path: path.into(),
+            route,
+            method_original: None,
+        };
         let child = Finished {
             trace_id: TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
             span_id: SpanId::from(0xb7ad6b7169203331),
@@ -627,7 +637,12 @@ mod tests {
         let gone = Finished { status: 0, ..child.clone() };
         let unmatched = Finished {
             name: "HTTP",
-            detail: Detail::Server { method: "_OTHER", path: format!("/{}", "x".repeat(200)).into(), route: None },
+            detail: Detail::Server {
+                method: "_OTHER",
+                path: format!("/{}", "x".repeat(200)).into(),
+                route: None,
+                method_original: Some(Box::new("PURGE".to_string())),
+            },
             ..child.clone()
         };
         let called = Finished {
@@ -728,7 +743,12 @@ mod tests {
             .flat_map(|status| {
                 routes.map(|route| Finished {
                     status,
-                    detail: Detail::Server { method: "GET", path: route.into(), route: Some(route) },
+                    detail: Detail::Server {
+                        method: "GET",
+                        path: route.into(),
+                        route: Some(route),
+                        method_original: None,
+                    },
                     ..child.clone()
                 })
             })

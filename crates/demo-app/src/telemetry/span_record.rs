@@ -65,6 +65,10 @@ pub enum Detail {
         path: Cow<'static, str>,
         /// `http.route`, when a route matched.
         route: Option<&'static str>,
+        /// `http.request.method_original`: the method as sent when `method`
+        /// is `_OTHER` (at most `METHOD_ORIGINAL_MAX` bytes of it). Boxed:
+        /// rare, and every record moves this field.
+        method_original: Option<Box<String>>,
     },
     /// An HTTP call made. The URL boxed: inline, it made every record
     /// (one a request) 48 bytes longer to move and queue.
@@ -89,6 +93,18 @@ pub fn redacted(url: &reqwest::Url) -> reqwest::Url {
 /// `server.address`: the host, an IPv6 address without its brackets.
 pub fn server_address(url: &reqwest::Url) -> &str {
     url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The longest `http.request.method_original` a span keeps: the method is
+/// the client's to choose, its length only bounded by the request head.
+pub const METHOD_ORIGINAL_MAX: usize = 64;
+
+/// `http.request.method_original` of a request whose method the
+/// conventions do not know (`method` is `_OTHER`); methods are ASCII
+/// tokens, so any cut is on a character boundary.
+pub fn method_original(method: &axum::http::Method, label: &str) -> Option<Box<String>> {
+    let sent = method.as_str();
+    (label == "_OTHER").then(|| Box::new(sent[..sent.len().min(METHOD_ORIGINAL_MAX)].to_string()))
 }
 
 /// Where ended spans go.
@@ -133,8 +149,11 @@ impl Finished {
     pub fn attributes(&self) -> Vec<KeyValue> {
         let mut attributes = Vec::new();
         match &self.detail {
-            Detail::Server { method, path, route } => {
+            Detail::Server { method, path, route, method_original } => {
                 attributes.push(KeyValue::new("url.path", path.to_string()));
+                if let Some(original) = method_original {
+                    attributes.push(KeyValue::new("http.request.method_original", original.to_string()));
+                }
                 attributes.push(KeyValue::new("http.request.method", *method));
                 attributes.push(KeyValue::new("url.scheme", "http"));
                 if let Some(route) = route {
@@ -217,5 +236,15 @@ mod tests {
         let plain = "http://backend:8080/".parse().unwrap();
         assert_eq!(redacted(&plain), plain, "nothing to hide, nothing changed");
         assert_eq!(server_address(&plain), "backend");
+    }
+
+    #[test]
+    fn only_a_method_the_conventions_do_not_know_is_kept_as_sent_and_bounded() {
+        use axum::http::Method;
+        let of = |method: &Method| method_original(method, crate::metrics::method_label(method)).map(|m| *m);
+        assert_eq!(of(&Method::GET), None);
+        assert_eq!(of(&Method::from_bytes(b"PURGE").unwrap()).as_deref(), Some("PURGE"));
+        let long = Method::from_bytes("X".repeat(500).as_bytes()).unwrap();
+        assert_eq!(of(&long).map(|m| m.len()), Some(METHOD_ORIGINAL_MAX));
     }
 }
