@@ -7,7 +7,8 @@
 # SQLite (bundled by sqlx) and ring are C code, and glibc needs no cross
 # toolchain. It links only libc and libgcc_s, so the runtime image is
 # distroless "cc" (glibc + libgcc, no shell, no package manager), from the
-# same Debian release as the builder.
+# same Debian release as the builder. The release profile keeps symbols (the
+# code layout of build.rs needs it); `install -s` strips the image's copy.
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
@@ -19,7 +20,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p demo-app \
-    && install -D -m 0755 target/release/demo-app /out/root/usr/local/bin/demo-app \
+    && install -D -s -m 0755 target/release/demo-app /out/root/usr/local/bin/demo-app \
     && ln -s demo-app /out/root/usr/local/bin/podcli \
     && install -d /out/root/home/app \
     && ln -s /usr/local/bin/demo-app /out/root/home/app/podinfo \

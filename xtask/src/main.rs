@@ -133,6 +133,10 @@ enum Command {
         /// Requests counted under callgrind per case, for instructions per request (0: none).
         #[arg(long, default_value_t = 2000)]
         callgrind_requests: u32,
+        /// Measure nothing: run demo-app's cases under callgrind and write the functions
+        /// they run to crates/demo-app/hot-functions.txt (its release code layout).
+        #[arg(long)]
+        hot_code: bool,
     },
 }
 
@@ -196,6 +200,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             scenarios,
             publish,
             callgrind_requests,
+            hot_code,
         } => {
             let options = bench::Options {
                 smoke,
@@ -207,6 +212,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 scenarios,
                 publish,
                 callgrind_requests,
+                hot_code,
             };
             bench::run(&project, options)
         }

@@ -18,13 +18,19 @@ pub fn binaries(project: &Project, profile: &str, packages: &[&str]) -> Result<B
         // The smoke in `make test` runs the binaries its compile step made.
         crate::cargo::workspace_binaries(project)?
     } else {
+        // One build per package: built together, the packages' shared
+        // dependencies would get the union of their features, a different
+        // hash in every symbol name than the image's `cargo build -p
+        // demo-app`, and demo-app's code layout (hot_code.rs) would not match.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(&project.root).args(["build", "--locked", "--profile", profile]);
+        let mut found = BTreeMap::new();
         for package in packages {
+            let mut build = Command::new(&cargo);
+            build.current_dir(&project.root).args(["build", "--locked", "--profile", profile]);
             build.args(["--package", package, "--bin", package]);
+            found.append(&mut crate::cargo::binaries_of(build)?);
         }
-        crate::cargo::binaries_of(build)?
+        found
     };
     found.retain(|name, _| packages.contains(&name.as_str()));
     for package in packages {

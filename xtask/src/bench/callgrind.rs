@@ -25,7 +25,7 @@ use crate::stack::http;
 
 /// Long enough for the batch span processor to have sent every span queued
 /// before.
-const BATCH_EXPORTED: Duration = servers::SPAN_BATCH_DELAY.saturating_add(Duration::from_secs(1));
+pub(super) const BATCH_EXPORTED: Duration = servers::SPAN_BATCH_DELAY.saturating_add(Duration::from_secs(1));
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Instructions {
@@ -52,7 +52,7 @@ pub fn measure(
 ) -> Result<Instructions> {
     let out = dir.join("callgrind.out");
     let out_pattern = format!("--callgrind-out-file={}.%p", out.display());
-    let wrap = |command: Command| under_valgrind(command, &out_pattern);
+    let wrap = |command: Command| under_valgrind(command, &["--separate-threads=yes", &out_pattern]);
     let mut running = servers::start_wrapped(server, scenario, bins, endpoints, dir, &wrap)?;
     // Every process of the case: a checkout's frontend and backend.
     let pids = running.pids.clone();
@@ -64,14 +64,14 @@ pub fn measure(
         Telemetry::Collector | Telemetry::CollectorHttp => std::thread::sleep(BATCH_EXPORTED),
         Telemetry::Off => {}
     }
-    pids.iter().try_for_each(|pid| callgrind_control("-z", *pid))?;
+    pids.iter().try_for_each(|pid| control("-z", *pid))?;
     send(running.port, scenario, requests)?;
     if server.telemetry != Telemetry::Off {
         // Let the batch span processor take this load's spans before the
         // count is read.
         std::thread::sleep(BATCH_EXPORTED);
     }
-    pids.iter().try_for_each(|pid| callgrind_control("-d", *pid))?;
+    pids.iter().try_for_each(|pid| control("-d", *pid))?;
     running.supervisor.stop_all();
     let (mut total, mut serving) = (0, 0);
     for pid in &pids {
@@ -86,13 +86,14 @@ pub fn measure(
     })
 }
 
-/// `taskset -c CORE program args` becomes `taskset -c CORE valgrind ... program args`.
-fn under_valgrind(command: Command, out_pattern: &str) -> Command {
+/// `taskset -c CORE program args` becomes `taskset -c CORE valgrind
+/// --tool=callgrind OPTIONS program args`.
+pub(super) fn under_valgrind(command: Command, options: &[&str]) -> Command {
     let mut args = command.get_args().map(|a| a.to_os_string()).collect::<Vec<_>>().into_iter();
     let mut wrapped = Command::new(command.get_program());
     // taskset's own `-c CORE`.
     wrapped.args(args.by_ref().take(2));
-    wrapped.args(["valgrind", "--tool=callgrind", "--separate-threads=yes", out_pattern]).args(args);
+    wrapped.args(["valgrind", "--tool=callgrind"]).args(options).args(args);
     for (name, value) in command.get_envs() {
         match value {
             Some(value) => wrapped.env(name, value),
@@ -139,7 +140,7 @@ fn outage_noticed(port: u16, scenario: Scenario) -> Result<()> {
     }
 }
 
-fn callgrind_control(action: &str, pid: u32) -> Result<()> {
+pub(super) fn control(action: &str, pid: u32) -> Result<()> {
     cmd::run(Command::new("callgrind_control").args([action, &pid.to_string()]))
         .map(drop)
         .with_context(|| format!("callgrind_control {action} (valgrind is a Debian tool of `make tools`)"))
@@ -186,7 +187,7 @@ mod tests {
     fn valgrind_goes_between_taskset_and_the_server() {
         let mut command = Command::new("taskset");
         command.args(["-c", "0", "/bin/demo-app", "--port", "1"]).env("OTEL_X", "1");
-        let wrapped = under_valgrind(command, "--callgrind-out-file=x.%p");
+        let wrapped = under_valgrind(command, &["--separate-threads=yes", "--callgrind-out-file=x.%p"]);
         let args: Vec<_> = wrapped.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(
             args,

@@ -25,6 +25,7 @@ mod callgrind;
 mod chart;
 mod equal_load;
 mod ghz;
+mod hot_code;
 mod machine;
 mod oha;
 pub(crate) mod procfs;
@@ -68,6 +69,8 @@ pub struct Options {
     pub publish: bool,
     /// Requests counted under callgrind per case (0: no callgrind pass).
     pub callgrind_requests: u32,
+    /// Instead of measuring: list the functions demo-app runs (hot_code.rs).
+    pub hot_code: bool,
 }
 
 impl Options {
@@ -83,6 +86,7 @@ impl Options {
             scenarios: Vec::new(),
             publish: false,
             callgrind_requests: SMOKE_CALLGRIND_REQUESTS,
+            hot_code: false,
         }
     }
 }
@@ -137,11 +141,24 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     if options.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if options.hot_code {
+        if options.smoke {
+            bail!("--hot-code needs the release build, not --smoke's");
+        }
+        if options.servers.is_empty() {
+            options.servers =
+                SERVERS.iter().filter(|s| s.kind == servers::Kind::DemoApp).map(|s| s.id.into()).collect();
+        }
+    }
     let selected = select(&options)?;
     check_cores()?;
 
     let wrk = tools::locate(project, "wrk")?;
     let bins = find_binaries(project, &options, &selected)?;
+    // The memory figures depend on demo-app's code layout (hot_code.rs).
+    if let Some(demo_app) = bins.demo_app.as_deref().filter(|_| !options.smoke && !options.hot_code) {
+        hot_code::check(project, demo_app)?;
+    }
     // The open-loop generator is a ~10 min build: only the full run needs it.
     let oha = if options.smoke { None } else { Some(oha::ensure(project)?) };
     let ghz = if selected.iter().any(|(_, s)| s.grpc()) { Some(tools::locate(project, "ghz")?) } else { None };
@@ -205,6 +222,9 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     );
     let mut cases = Vec::new();
     let loaders = Loaders { wrk: &wrk, oha: oha.as_deref(), ghz: ghz.as_deref() };
+    if options.hot_code {
+        return hot_code::write(project, &selected, &bins, &endpoints, &loaders, &options, &out.join("hot-code"));
+    }
     for scenario in Scenario::ALL {
         let servers: Vec<&Server> =
             selected.iter().filter(|(_, s)| *s == scenario).map(|(server, _)| *server).collect();
@@ -279,7 +299,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
 fn profile(options: &Options) -> &'static str {
     // Smoke numbers mean nothing, and `cargo test` has built the debug
     // binaries already: the smoke adds no release build (minutes) to make test.
-    if options.smoke { "dev" } else { "bench-release" }
+    if options.smoke { "dev" } else { "release" }
 }
 
 /// (server, scenario) pairs in run order: scenario by scenario, so the
@@ -645,6 +665,7 @@ mod tests {
             scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
             publish: false,
             callgrind_requests: 0,
+            hot_code: false,
         }
     }
 
