@@ -50,12 +50,16 @@ async fn a_checkout_is_one_trace_across_both_services() {
     // A method the conventions do not know: `_OTHER`, and the method as sent.
     let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
     assert_eq!(frontend.client.request(purge, frontend.url("/api/info")).send().await.unwrap().status(), 405);
+    // The readiness check's `SELECT 1` touches no table.
+    assert_eq!(backend.get("/readyz").await.status(), 200);
     // The backend ends its server span after the response has left, so the
     // frontend can hold its answer before the backend's spans are exported:
     // wait for them (bounded) rather than read once.
     let wanted = |spans: &[SpanData]| {
         let has = |name: &str, kind: SpanKind| spans.iter().any(|s| s.name == name && s.span_kind == kind);
-        has("POST /api/orders", SpanKind::Server) && has("INSERT orders", SpanKind::Client)
+        has("POST /api/orders", SpanKind::Server)
+            && has("INSERT orders", SpanKind::Client)
+            && has("SELECT", SpanKind::Client)
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let spans = loop {
@@ -108,6 +112,10 @@ async fn a_checkout_is_one_trace_across_both_services() {
     assert_eq!(attribute(insert, "db.system.name").as_deref(), Some("sqlite"));
     assert_eq!(attribute(insert, "db.operation.name").as_deref(), Some("INSERT"));
     assert_eq!(attribute(insert, "db.collection.name").as_deref(), Some("orders"));
+    let ping = named("SELECT", SpanKind::Client);
+    assert_eq!(attribute(ping, "db.operation.name").as_deref(), Some("SELECT"));
+    assert_eq!(attribute(ping, "db.collection.name"), None, "no table, no collection");
+    assert_eq!(attribute(ping, "server.address"), None, "SQLite is a file, not a server");
 
     let failed = named("GET /status/{code}", SpanKind::Server);
     assert_eq!(failed.status, opentelemetry::trace::Status::error(""), "5xx marks the span as an error");

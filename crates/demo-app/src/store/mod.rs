@@ -104,17 +104,26 @@ pub(crate) async fn run_to_completion<T: Send + 'static>(
 
 /// Runs one store call inside a database client span (semantic-convention
 /// attributes), records `db.client.operation.duration`, and bounds it by
-/// OPERATION_TIMEOUT.
+/// OPERATION_TIMEOUT. The span is named `OPERATION COLLECTION`, or by the
+/// operation alone when it touches no collection.
 macro_rules! dispatch {
-    ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {{
+    ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {
+        dispatch!(@span $self, concat!($operation, " ", $collection), $operation, Some($collection), $store => $call)
+    };
+    ($self:ident, $operation:literal, $store:ident => $call:expr) => {
+        dispatch!(@span $self, $operation, $operation, None, $store => $call)
+    };
+    (@span $self:ident, $name:expr, $operation:literal, $collection:expr, $store:ident => $call:expr) => {{
+        let collection: Option<&'static str> = $collection;
         // Child of the request's span, current as the handler runs; ends
         // when dropped here, or as cancelled when the caller gives up first
         // (the readiness probe's shorter timeout).
-        let mut span = crate::telemetry::recording::ChildSpan::start(concat!($operation, " ", $collection), || {
+        let mut span = crate::telemetry::recording::ChildSpan::start($name, || {
             crate::telemetry::span_record::Detail::Database {
                 system: $self.system(),
                 operation: $operation,
-                collection: $collection,
+                collection,
+                target: $self.target(),
             }
         });
         let started = std::time::Instant::now();
@@ -130,14 +139,13 @@ macro_rules! dispatch {
             Ok(_) => span.succeed(),
             Err(err) => span.fail(err.kind(), || err.to_string()),
         }
-        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(
-            started.elapsed().as_secs_f64(),
-            &[
-                opentelemetry::KeyValue::new("db.system.name", $self.system()),
-                opentelemetry::KeyValue::new("db.operation.name", $operation),
-                opentelemetry::KeyValue::new("db.collection.name", $collection),
-            ],
-        );
+        let attributes = [
+            opentelemetry::KeyValue::new("db.system.name", $self.system()),
+            opentelemetry::KeyValue::new("db.operation.name", $operation),
+            opentelemetry::KeyValue::new("db.collection.name", collection.unwrap_or_default()),
+        ];
+        let named = if collection.is_some() { 3 } else { 2 };
+        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(started.elapsed().as_secs_f64(), &attributes[..named]);
         result
     }};
 }
@@ -164,8 +172,17 @@ impl Store {
         }
     }
 
+    /// Where a networked database is, for its client spans.
+    fn target(&self) -> Option<std::sync::Arc<crate::telemetry::span_record::DbTarget>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.target()),
+        }
+    }
+
+    /// `SELECT 1`: a span named `SELECT`, of no collection.
     pub async fn ping(&self) -> StoreResult<()> {
-        dispatch!(self, "SELECT", "ping", s => s.ping().await)
+        dispatch!(self, "SELECT", s => s.ping().await)
     }
 
     /// Why the store can never work again without a restart (its SQLite

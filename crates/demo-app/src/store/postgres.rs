@@ -17,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::sqlite::{OrderRow, now_utc_micros, order_columns, order_total, request_fingerprint};
 use super::{Created, NewOrder, Order, StoreError, StoreResult};
+use crate::telemetry::span_record::DbTarget;
 
 /// Pause between migration attempts while the database is unreachable.
 const MIGRATE_RETRY: Duration = Duration::from_millis(500);
@@ -31,6 +32,8 @@ pub struct PostgresStore {
     /// Set once the background task has applied the migrations. Until then
     /// the tables may not exist, so operations answer `Unavailable`.
     migrated: Arc<AtomicBool>,
+    /// The server and database the URL names, for client spans.
+    target: Arc<DbTarget>,
 }
 
 impl PostgresStore {
@@ -43,10 +46,19 @@ impl PostgresStore {
         // The pool checks an idle connection before handing it out
         // (`test_before_acquire`, on by default), so connections broken by a
         // server restart are replaced instead of failing a request.
+        let target = Arc::new(DbTarget {
+            namespace: options.get_database().map(str::to_string),
+            address: options.get_host().to_string(),
+            port: options.get_port(),
+        });
         let pool = PgPoolOptions::new().acquire_timeout(acquire_timeout).connect_lazy_with(options);
         let migrated = Arc::new(AtomicBool::new(false));
         tokio::spawn(migrate_until_done(pool.clone(), Arc::clone(&migrated)));
-        Ok(Self { pool, migrated })
+        Ok(Self { pool, migrated, target })
+    }
+
+    pub fn target(&self) -> Arc<DbTarget> {
+        Arc::clone(&self.target)
     }
 
     fn ensure_migrated(&self) -> StoreResult<()> {
@@ -213,4 +225,17 @@ fn map_err(error: sqlx::Error) -> StoreError {
         _ => false,
     };
     if unavailable { StoreError::Unavailable(error.to_string()) } else { StoreError::Other(error.to_string()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn client_spans_name_the_server_and_database_of_the_url() {
+        let url = "postgres://app:secret@db.internal:6543/orders?sslmode=disable";
+        let store = PostgresStore::connect(url, Duration::from_millis(10)).await.unwrap();
+        let expected = DbTarget { namespace: Some("orders".into()), address: "db.internal".into(), port: 6543 };
+        assert_eq!(*store.target(), expected, "the password is not part of it");
+    }
 }

@@ -273,10 +273,11 @@ mod tests {
         let server = ServerSpan::start(&request(caller), "GET", None).unwrap();
         {
             let _current = server.context.clone().attach();
-            drop(ChildSpan::start("SELECT ping", || Detail::Database {
+            drop(ChildSpan::start("SELECT", || Detail::Database {
                 system: "sqlite",
                 operation: "SELECT",
-                collection: "ping",
+                collection: None,
+                target: None,
             }));
         }
         server.end(StatusCode::SERVICE_UNAVAILABLE);

@@ -130,7 +130,9 @@ impl SharedKey {
         let (kind, detail) = match &span.detail {
             Detail::Server { method, route, .. } => (0, [at(method), route.map_or(none, at), none]),
             Detail::Client { method, .. } => (1, [at(method), none, none]),
-            Detail::Database { system, operation, collection } => (2, [at(system), at(operation), at(collection)]),
+            Detail::Database { system, operation, collection, .. } => {
+                (2, [at(system), at(operation), collection.map_or(none, at)])
+            }
         };
         let texts = [at(span.name), detail[0], detail[1], detail[2], error];
         Self { kind, texts, status: span.status }
@@ -167,10 +169,12 @@ impl Shared {
                 }
             }
             Detail::Client { method, .. } => string_attribute(&mut attributes, 9, "http.request.method", method),
-            Detail::Database { system, operation, collection } => {
+            Detail::Database { system, operation, collection, .. } => {
                 string_attribute(&mut attributes, 9, "db.system.name", system);
                 string_attribute(&mut attributes, 9, "db.operation.name", operation);
-                string_attribute(&mut attributes, 9, "db.collection.name", collection);
+                if let Some(collection) = collection {
+                    string_attribute(&mut attributes, 9, "db.collection.name", collection);
+                }
             }
         }
         if span.status != 0 {
@@ -209,7 +213,14 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
             let port = url.port_or_known_default().unwrap_or(0);
             key_value(buf, 9, "server.port", &Value::I64(i64::from(port)));
         }
-        Detail::Database { .. } => {}
+        Detail::Database { target: Some(target), .. } => {
+            if let Some(namespace) = &target.namespace {
+                string_attribute(buf, 9, "db.namespace", namespace);
+            }
+            string_attribute(buf, 9, "server.address", &target.address);
+            key_value(buf, 9, "server.port", &Value::I64(i64::from(target.port)));
+        }
+        Detail::Database { target: None, .. } => {}
     }
     buf.extend_from_slice(&shared.attributes);
     attributes(buf, 9, &span.sampler_attributes);
@@ -500,6 +511,7 @@ fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
     use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId};
@@ -510,6 +522,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::telemetry::span_record::DbTarget;
 
     fn context(trace: u128, span: u64, remote: bool, state: TraceState) -> SpanContext {
         SpanContext::new(TraceId::from(trace), SpanId::from(span), TraceFlags::SAMPLED, remote, state)
@@ -665,9 +678,24 @@ mod tests {
         };
         let stored = Finished {
             name: "INSERT orders",
-            detail: Detail::Database { system: "sqlite", operation: "INSERT", collection: "orders" },
+            detail: Detail::Database {
+                system: "sqlite",
+                operation: "INSERT",
+                collection: Some("orders"),
+                target: None,
+            },
             status: 0,
             ..called.clone()
+        };
+        let pinged = Finished {
+            name: "SELECT",
+            detail: Detail::Database {
+                system: "postgresql",
+                operation: "SELECT",
+                collection: None,
+                target: Some(Arc::new(DbTarget { namespace: Some("demo".into()), address: "db".into(), port: 5432 })),
+            },
+            ..stored.clone()
         };
         let refused = Finished {
             error: Some("idempotency_conflict"),
@@ -681,7 +709,7 @@ mod tests {
             sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
             ..called.clone()
         };
-        vec![child, failed, gone, unmatched, called, unanswered, stored, refused, answered]
+        vec![child, failed, gone, unmatched, called, unanswered, stored, refused, answered, pinged]
     }
 
     #[test]
@@ -732,6 +760,12 @@ mod tests {
         assert_eq!((status(8), error_type(8).as_str()), (Some(0), "None"), "a 2xx received is no error");
         let address = exported.spans[8].attributes.iter().find(|a| a.key == "server.address");
         assert!(format!("{address:?}").contains("\"::1\""), "an IPv6 address without brackets: {address:?}");
+        assert_eq!(exported.spans[9].name, "SELECT", "no collection: the operation alone");
+        assert_eq!(
+            keys(9),
+            ["db.namespace", "server.address", "server.port", "db.system.name", "db.operation.name"],
+            "a networked database's target, no collection"
+        );
     }
 
     #[test]

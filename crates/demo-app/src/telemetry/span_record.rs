@@ -13,6 +13,7 @@
 //! (`ToProcessor`), where `to_span_data` gives it the SDK's shape.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
@@ -74,7 +75,24 @@ pub enum Detail {
     /// (one a request) 48 bytes longer to move and queue.
     Client { method: &'static str, url: Box<reqwest::Url> },
     /// A database operation (a client span, as the conventions make it).
-    Database { system: &'static str, operation: &'static str, collection: &'static str },
+    /// `collection` is None for an operation on no table (the readiness
+    /// check's `SELECT 1`); `target` is where a networked database is.
+    Database {
+        system: &'static str,
+        operation: &'static str,
+        collection: Option<&'static str>,
+        target: Option<Arc<DbTarget>>,
+    },
+}
+
+/// A database server as its client spans name it: `db.namespace` (the
+/// database, when the URL names one), `server.address` and `server.port`.
+/// Made once when the store opens; each span holds a reference.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DbTarget {
+    pub namespace: Option<String>,
+    pub address: String,
+    pub port: u16,
 }
 
 /// `url` as `url.full` may show it: credentials replaced, as the
@@ -166,10 +184,19 @@ impl Finished {
                 attributes.push(KeyValue::new("server.port", i64::from(url.port_or_known_default().unwrap_or(0))));
                 attributes.push(KeyValue::new("http.request.method", *method));
             }
-            Detail::Database { system, operation, collection } => {
+            Detail::Database { system, operation, collection, target } => {
+                if let Some(target) = target {
+                    if let Some(namespace) = &target.namespace {
+                        attributes.push(KeyValue::new("db.namespace", namespace.clone()));
+                    }
+                    attributes.push(KeyValue::new("server.address", target.address.clone()));
+                    attributes.push(KeyValue::new("server.port", i64::from(target.port)));
+                }
                 attributes.push(KeyValue::new("db.system.name", *system));
                 attributes.push(KeyValue::new("db.operation.name", *operation));
-                attributes.push(KeyValue::new("db.collection.name", *collection));
+                if let Some(collection) = collection {
+                    attributes.push(KeyValue::new("db.collection.name", *collection));
+                }
             }
         }
         if self.status != 0 {
