@@ -33,7 +33,14 @@ fn hot_functions() {
     println!("cargo:rerun-if-changed=hot-functions.txt");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     let lld_target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
-    if release && lld_target {
+    // GNU ld and gold refuse the option: a build that picks them goes without.
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let other_linker = ["fuse-ld=bfd", "fuse-ld=gold", "linker-features=-lld"].iter().any(|f| flags.contains(f));
+    if release && lld_target && other_linker {
+        println!(
+            "cargo:warning=GNU ld or gold chosen in RUSTFLAGS: release code layout (hot-functions.txt) not applied"
+        );
+    } else if release && lld_target {
         let list = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hot-functions.txt");
         println!("cargo:rustc-link-arg-bin=demo-app=-Wl,--symbol-ordering-file={}", list.display());
         println!("cargo:rustc-link-arg-bin=demo-app=-Wl,--no-warn-symbol-ordering");
