@@ -9,8 +9,10 @@
 # distroless "cc" (glibc + libgcc, no shell, no package manager), from the
 # same Debian release as the builder. The release profile keeps symbols (the
 # code layout of build.rs needs it); `install -s` strips the image's copy.
+# The compiler is pinned to the patch release: its version is hashed into
+# every symbol name, and crates/demo-app/hot-functions.txt names symbols.
 
-FROM rust:1.95-bookworm AS builder
+FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
 # Stamped into /api/info and /version by build.rs; "unknown" when not given.
 ARG DEMO_APP_REVISION=unknown

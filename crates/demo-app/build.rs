@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// `cargo xtask bench --hot-code`) are linked first and side by side. A
 /// page of code is resident once any byte of it runs, and the kernel maps
 /// 64 KiB around each fault: spread over the whole 12 MiB of text, the
-/// 3.8 MiB that runs kept 9-10 MiB resident (docs/benchmarks.md, "Code
+/// 4.4 MiB that runs kept 8-10 MiB resident (docs/benchmarks.md, "Code
 /// layout"). Only where the linker is lld (rustc's default for this target
 /// since 1.90), and only in release builds: elsewhere the names would not
 /// match (the profile is hashed into every symbol). A name the build lacks
@@ -41,8 +41,12 @@ fn hot_functions() {
             "cargo:warning=GNU ld or gold chosen in RUSTFLAGS: release code layout (hot-functions.txt) not applied"
         );
     } else if release && lld_target {
-        let list = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hot-functions.txt");
-        println!("cargo:rustc-link-arg-bin=demo-app=-Wl,--symbol-ordering-file={}", list.display());
-        println!("cargo:rustc-link-arg-bin=demo-app=-Wl,--no-warn-symbol-ordering");
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let list = std::path::Path::new(&manifest_dir).join("hot-functions.txt");
+        // `-Xlinker`, one argument each: `-Wl,` would split a path at its commas.
+        for arg in ["--symbol-ordering-file", &list.display().to_string(), "--no-warn-symbol-ordering"] {
+            println!("cargo:rustc-link-arg-bin=demo-app=-Xlinker");
+            println!("cargo:rustc-link-arg-bin=demo-app={arg}");
+        }
     }
 }

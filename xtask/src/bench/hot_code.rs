@@ -112,8 +112,16 @@ fn run_case(
         script: wrk::write_script(dir, scenario)?,
         running,
     };
-    // Answers and errors do not matter here (valgrind is slow): what ran does.
-    let _ = closed_loop(&turn, scenario, loaders, options, options.duration);
+    // Errors and timeouts do not matter here (valgrind is slow), but a load
+    // that never ran, or was never answered, would list start-up alone.
+    let load = closed_loop(&turn, scenario, loaders, options, options.duration)?;
+    if load.requests == 0 {
+        bail!(
+            "no request was answered under callgrind in {} s (see the logs in {})",
+            options.duration.as_secs(),
+            dir.display()
+        );
+    }
     if server.telemetry != Telemetry::Off {
         std::thread::sleep(callgrind::BATCH_EXPORTED);
     }
@@ -196,22 +204,56 @@ fn in_layout_order<'a>(symbols: &'a [Symbol], executed: &BTreeSet<String>) -> Ve
     hot.into_iter().map(|s| s.name.as_str()).filter(|name| seen.insert(*name)).collect()
 }
 
-/// Fails when `LIST` no longer names this build's functions, so the
-/// benchmark never measures the memory of a layout that silently fell apart.
+/// Fails when `LIST` no longer names this build's functions, or names them
+/// but the build did not lay them out in its order (build.rs skipped the
+/// layout): the benchmark never measures the memory of a layout that
+/// silently fell apart.
 pub fn check(project: &Project, binary: &Path) -> Result<()> {
     let path = project.root.join(LIST);
     let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let defined: BTreeSet<String> = text_symbols(binary)?.into_iter().map(|s| s.name).collect();
     let listed: Vec<&str> = names(&text).collect();
-    let found = listed.iter().filter(|name| defined.contains(**name)).count();
-    println!("code layout: {found} of the {} functions in {LIST} are in this build", listed.len());
-    if listed.is_empty() || (found as f64) < MATCHING * listed.len() as f64 {
+    let layout = Layout::of(&listed, &text_symbols(binary)?);
+    println!(
+        "code layout: {} of the {} functions in {LIST} are in this build, {} of them in the list's order",
+        layout.found,
+        listed.len(),
+        layout.in_order
+    );
+    if listed.is_empty() || (layout.found as f64) < MATCHING * listed.len() as f64 {
         bail!(
-            "{LIST} no longer matches the build ({found} of {} names found; a dependency, the compiler or the release profile changed): run `cargo xtask bench --hot-code` and commit the list",
+            "{LIST} no longer matches the build ({} of {} names found; a dependency, the compiler or the release profile changed): run `cargo xtask bench --hot-code` and commit the list",
+            layout.found,
             listed.len()
         );
     }
+    if (layout.in_order as f64) < MATCHING * layout.found as f64 {
+        bail!(
+            "the build did not lay out {LIST} ({} of {} names in its order): was it linked by lld, with crates/demo-app/build.rs's arguments?",
+            layout.in_order,
+            layout.found
+        );
+    }
     Ok(())
+}
+
+/// How a build holds the list: names found, and found names whose address
+/// follows the previous found name's (the linker put them in list order).
+#[derive(Debug, PartialEq)]
+struct Layout {
+    found: usize,
+    in_order: usize,
+}
+
+impl Layout {
+    fn of(listed: &[&str], symbols: &[Symbol]) -> Self {
+        let mut addresses = std::collections::HashMap::new();
+        for symbol in symbols {
+            addresses.entry(symbol.name.as_str()).or_insert(symbol.address);
+        }
+        let found: Vec<u64> = listed.iter().filter_map(|name| addresses.get(name).copied()).collect();
+        let in_order = found.windows(2).filter(|pair| pair[0] < pair[1]).count() + usize::from(!found.is_empty());
+        Layout { found: found.len(), in_order }
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +286,16 @@ mod tests {
         let symbols = [symbol(30, "c"), symbol(10, "b"), symbol(20, "a"), symbol(40, "idle"), symbol(50, "a")];
         let executed: BTreeSet<String> = ["a", "b", "c", "libc_only"].map(String::from).into();
         assert_eq!(in_layout_order(&symbols, &executed), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn a_build_holds_the_list_in_its_order_or_not() {
+        let symbol = |address, name: &str| Symbol { address, size: 1, name: name.into() };
+        let laid_out = [symbol(10, "a"), symbol(20, "b"), symbol(30, "c"), symbol(40, "d")];
+        assert_eq!(Layout::of(&["a", "b", "gone", "c"], &laid_out), Layout { found: 3, in_order: 3 });
+        let by_default = [symbol(40, "a"), symbol(10, "b"), symbol(30, "c"), symbol(20, "d")];
+        assert_eq!(Layout::of(&["a", "b", "c", "d"], &by_default), Layout { found: 4, in_order: 2 });
+        assert_eq!(Layout::of(&["x"], &laid_out), Layout { found: 0, in_order: 0 });
     }
 
     #[test]
