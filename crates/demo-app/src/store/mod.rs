@@ -104,14 +104,14 @@ pub(crate) async fn run_to_completion<T: Send + 'static>(
 
 /// Runs one store call inside a database client span (semantic-convention
 /// attributes), records `db.client.operation.duration`, and bounds it by
-/// OPERATION_TIMEOUT. The span is named `OPERATION COLLECTION`, or by the
-/// operation alone when it touches no collection.
+/// OPERATION_TIMEOUT. The span is named `OPERATION COLLECTION`, or as the
+/// caller names it when the operation touches no collection.
 macro_rules! dispatch {
     ($self:ident, $operation:literal, $collection:literal, $store:ident => $call:expr) => {
         dispatch!(@span $self, concat!($operation, " ", $collection), $operation, Some($collection), $store => $call)
     };
-    ($self:ident, $operation:literal, $store:ident => $call:expr) => {
-        dispatch!(@span $self, $operation, $operation, None, $store => $call)
+    ($self:ident, $operation:literal, named $name:expr, $store:ident => $call:expr) => {
+        dispatch!(@span $self, $name, $operation, None, $store => $call)
     };
     (@span $self:ident, $name:expr, $operation:literal, $collection:expr, $store:ident => $call:expr) => {{
         let collection: Option<&'static str> = $collection;
@@ -139,13 +139,15 @@ macro_rules! dispatch {
             Ok(_) => span.succeed(),
             Err(err) => span.fail(err.kind(), || err.to_string()),
         }
-        let attributes = [
+        let mut attributes = vec![
             opentelemetry::KeyValue::new("db.system.name", $self.system()),
             opentelemetry::KeyValue::new("db.operation.name", $operation),
-            opentelemetry::KeyValue::new("db.collection.name", collection.unwrap_or_default()),
         ];
-        let named = if collection.is_some() { 3 } else { 2 };
-        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(started.elapsed().as_secs_f64(), &attributes[..named]);
+        attributes.extend(collection.map(|c| opentelemetry::KeyValue::new("db.collection.name", c)));
+        if let Some(target) = $self.target() {
+            attributes.extend(target.key_values());
+        }
+        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(started.elapsed().as_secs_f64(), &attributes);
         result
     }};
 }
@@ -180,9 +182,14 @@ impl Store {
         }
     }
 
-    /// `SELECT 1`: a span named `SELECT`, of no collection.
+    /// `SELECT 1`: a span of no collection, named `SELECT host:port` for a
+    /// server, `SELECT` for SQLite's file.
     pub async fn ping(&self) -> StoreResult<()> {
-        dispatch!(self, "SELECT", s => s.ping().await)
+        let name = match self {
+            Store::Sqlite(_) => "SELECT",
+            Store::Postgres(s) => s.ping_name(),
+        };
+        dispatch!(self, "SELECT", named name, s => s.ping().await)
     }
 
     /// Why the store can never work again without a restart (its SQLite

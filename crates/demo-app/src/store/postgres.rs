@@ -34,6 +34,8 @@ pub struct PostgresStore {
     migrated: Arc<AtomicBool>,
     /// The server and database the URL names, for client spans.
     target: Arc<DbTarget>,
+    /// The readiness check's span: `SELECT host:port`.
+    ping_name: &'static str,
 }
 
 impl PostgresStore {
@@ -46,19 +48,21 @@ impl PostgresStore {
         // The pool checks an idle connection before handing it out
         // (`test_before_acquire`, on by default), so connections broken by a
         // server restart are replaced instead of failing a request.
-        let target = Arc::new(DbTarget {
-            namespace: options.get_database().map(str::to_string),
-            address: options.get_host().to_string(),
-            port: options.get_port(),
-        });
+        let target = Arc::new(target_of(&options));
+        // Made once: span names are `&'static str`, and a store opens once.
+        let ping_name: &'static str = Box::leak(format!("SELECT {}", target.server()).into_boxed_str());
         let pool = PgPoolOptions::new().acquire_timeout(acquire_timeout).connect_lazy_with(options);
         let migrated = Arc::new(AtomicBool::new(false));
         tokio::spawn(migrate_until_done(pool.clone(), Arc::clone(&migrated)));
-        Ok(Self { pool, migrated, target })
+        Ok(Self { pool, migrated, target, ping_name })
     }
 
     pub fn target(&self) -> Arc<DbTarget> {
         Arc::clone(&self.target)
+    }
+
+    pub fn ping_name(&self) -> &'static str {
+        self.ping_name
     }
 
     fn ensure_migrated(&self) -> StoreResult<()> {
@@ -227,6 +231,23 @@ fn map_err(error: sqlx::Error) -> StoreError {
     if unavailable { StoreError::Unavailable(error.to_string()) } else { StoreError::Other(error.to_string()) }
 }
 
+/// The conventions' view of where the URL points: the database, or the
+/// user's name when the URL names none (PostgreSQL's default); the host
+/// without an IPv6 address's brackets, or the Unix socket's folder and no
+/// port.
+fn target_of(options: &PgConnectOptions) -> DbTarget {
+    let namespace = options.get_database().unwrap_or(options.get_username());
+    let namespace = (!namespace.is_empty()).then(|| namespace.to_string());
+    match options.get_socket() {
+        Some(socket) => DbTarget { namespace, address: socket.display().to_string(), port: None },
+        None => DbTarget {
+            namespace,
+            address: options.get_host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: Some(options.get_port()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +256,20 @@ mod tests {
     async fn client_spans_name_the_server_and_database_of_the_url() {
         let url = "postgres://app:secret@db.internal:6543/orders?sslmode=disable";
         let store = PostgresStore::connect(url, Duration::from_millis(10)).await.unwrap();
-        let expected = DbTarget { namespace: Some("orders".into()), address: "db.internal".into(), port: 6543 };
+        let expected = DbTarget { namespace: Some("orders".into()), address: "db.internal".into(), port: Some(6543) };
         assert_eq!(*store.target(), expected, "the password is not part of it");
+        assert_eq!(store.ping_name(), "SELECT db.internal:6543");
+    }
+
+    #[test]
+    fn an_ipv6_host_a_socket_and_a_url_without_database() {
+        let target = |url: &str| target_of(&PgConnectOptions::from_str(url).unwrap());
+        let ipv6 = target("postgres://app@[::1]:5433/orders");
+        assert_eq!((ipv6.address.as_str(), ipv6.port), ("::1", Some(5433)), "no brackets");
+        let socket = target("postgres://app@localhost/orders?host=/run/postgresql");
+        assert_eq!((socket.address.as_str(), socket.port), ("/run/postgresql", None));
+        assert_eq!(socket.server(), "/run/postgresql");
+        let no_database = target("postgres://app@db");
+        assert_eq!(no_database.namespace.as_deref(), Some("app"), "PostgreSQL's default database: the user's");
     }
 }

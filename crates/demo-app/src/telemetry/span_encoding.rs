@@ -218,7 +218,9 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
                 string_attribute(buf, 9, "db.namespace", namespace);
             }
             string_attribute(buf, 9, "server.address", &target.address);
-            key_value(buf, 9, "server.port", &Value::I64(i64::from(target.port)));
+            if let Some(port) = target.port {
+                key_value(buf, 9, "server.port", &Value::I64(i64::from(port)));
+            }
         }
         Detail::Database { target: None, .. } => {}
     }
@@ -688,12 +690,26 @@ mod tests {
             ..called.clone()
         };
         let pinged = Finished {
-            name: "SELECT",
+            name: "SELECT db:5432",
             detail: Detail::Database {
                 system: "postgresql",
                 operation: "SELECT",
                 collection: None,
-                target: Some(Arc::new(DbTarget { namespace: Some("demo".into()), address: "db".into(), port: 5432 })),
+                target: Some(Arc::new(DbTarget {
+                    namespace: Some("demo".into()),
+                    address: "db".into(),
+                    port: Some(5432),
+                })),
+            },
+            ..stored.clone()
+        };
+        let over_a_socket = Finished {
+            name: "SELECT orders",
+            detail: Detail::Database {
+                system: "postgresql",
+                operation: "SELECT",
+                collection: Some("orders"),
+                target: Some(Arc::new(DbTarget { namespace: None, address: "/run/postgresql".into(), port: None })),
             },
             ..stored.clone()
         };
@@ -709,7 +725,7 @@ mod tests {
             sampler_attributes: vec![KeyValue::new("sampler.rule", "always")],
             ..called.clone()
         };
-        vec![child, failed, gone, unmatched, called, unanswered, stored, refused, answered, pinged]
+        vec![child, failed, gone, unmatched, called, unanswered, stored, refused, answered, pinged, over_a_socket]
     }
 
     #[test]
@@ -760,11 +776,16 @@ mod tests {
         assert_eq!((status(8), error_type(8).as_str()), (Some(0), "None"), "a 2xx received is no error");
         let address = exported.spans[8].attributes.iter().find(|a| a.key == "server.address");
         assert!(format!("{address:?}").contains("\"::1\""), "an IPv6 address without brackets: {address:?}");
-        assert_eq!(exported.spans[9].name, "SELECT", "no collection: the operation alone");
+        assert_eq!(exported.spans[9].name, "SELECT db:5432", "no collection: named after the server");
         assert_eq!(
             keys(9),
             ["db.namespace", "server.address", "server.port", "db.system.name", "db.operation.name"],
             "a networked database's target, no collection"
+        );
+        assert_eq!(
+            keys(10),
+            ["server.address", "db.system.name", "db.operation.name", "db.collection.name"],
+            "a socket has no port"
         );
     }
 

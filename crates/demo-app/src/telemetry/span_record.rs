@@ -85,14 +85,33 @@ pub enum Detail {
     },
 }
 
-/// A database server as its client spans name it: `db.namespace` (the
-/// database, when the URL names one), `server.address` and `server.port`.
-/// Made once when the store opens; each span holds a reference.
+/// A database server as its client spans and metrics name it:
+/// `db.namespace` (the database), `server.address` (a host, an IP address
+/// without brackets, or a Unix socket's path) and `server.port` (none for a
+/// socket). Made once when the store opens; each span holds a reference.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DbTarget {
     pub namespace: Option<String>,
     pub address: String,
-    pub port: u16,
+    pub port: Option<u16>,
+}
+
+impl DbTarget {
+    /// Its attributes, in the order spans encode them.
+    pub fn key_values(&self) -> impl Iterator<Item = KeyValue> + '_ {
+        let namespace = self.namespace.as_ref().map(|n| KeyValue::new("db.namespace", n.clone()));
+        let port = self.port.map(|p| KeyValue::new("server.port", i64::from(p)));
+        namespace.into_iter().chain([KeyValue::new("server.address", self.address.clone())]).chain(port)
+    }
+
+    /// `address:port` (or the socket's path): what a span of an operation
+    /// on no collection and no particular database is named after.
+    pub fn server(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.address),
+            None => self.address.clone(),
+        }
+    }
 }
 
 /// `url` as `url.full` may show it: credentials replaced, as the
@@ -186,11 +205,7 @@ impl Finished {
             }
             Detail::Database { system, operation, collection, target } => {
                 if let Some(target) = target {
-                    if let Some(namespace) = &target.namespace {
-                        attributes.push(KeyValue::new("db.namespace", namespace.clone()));
-                    }
-                    attributes.push(KeyValue::new("server.address", target.address.clone()));
-                    attributes.push(KeyValue::new("server.port", i64::from(target.port)));
+                    attributes.extend(target.key_values());
                 }
                 attributes.push(KeyValue::new("db.system.name", *system));
                 attributes.push(KeyValue::new("db.operation.name", *operation));
