@@ -2,8 +2,8 @@
 //! OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT, the standard
 //! variables), traces, metrics and logs are also exported over OTLP.
 //!
-//! Export never sits in the request path: batch processors run on their own
-//! threads with bounded queues; what does not fit in a queue or fails to
+//! Export never sits in the request path: batch processors run as tasks on
+//! the export runtime's one thread, with bounded queues; what does not fit in a queue or fails to
 //! export is counted in `telemetry_dropped_total` (see `admission.rs` and
 //! `dropped.rs`), and a Collector that is down costs requests next to
 //! nothing: while it is, spans are not even recorded (`pause.rs`). The
@@ -20,6 +20,7 @@ mod admission;
 pub mod dropped;
 pub mod grpc;
 pub mod http;
+mod http_client;
 pub mod instruments;
 mod json_lines;
 mod pause;
@@ -41,12 +42,16 @@ use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{LogExporter, MetricExporter, WithExportConfig};
+use opentelemetry_otlp::{LogExporter, MetricExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanExporter as _};
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter as _};
 use tracing_subscriber::filter::{FilterExt as _, dynamic_filter_fn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -72,8 +77,11 @@ pub struct Telemetry {
     _stdout: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
-/// Log lines queued for stdout before new ones are dropped.
-const STDOUT_QUEUE_LINES: usize = 16 * 1024;
+/// Log lines queued for stdout before new ones are dropped. demo-app logs
+/// no line per request, so this is room for a burst of warnings; the queue's
+/// slots are written when it is made (32 bytes a line: 16K lines were
+/// 512 KiB resident in every process).
+const STDOUT_QUEUE_LINES: usize = 4 * 1024;
 
 /// stdout written by a thread of its own: a request thread never waits for
 /// the reader of the pipe (a blocked stdout stopped `/healthz` and SIGTERM).
@@ -113,7 +121,8 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         return Ok(Telemetry { _stdout: Some(guard), ..Telemetry::default() });
     };
     // Built inside the export runtime: tonic's channels spawn their tasks
-    // (protobuf encoding, HTTP/2) on the runtime current at build time.
+    // (protobuf encoding, HTTP/2) on the runtime current at build time, and
+    // so do the SDK's processors (`runtime::Tokio`): a thread each otherwise.
     let export_runtime = export_runtime()?;
     let _in_export_runtime = export_runtime.enter();
     let resource = Resource::builder()
@@ -122,7 +131,14 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .build();
     let span_queue = queue::Queue::from_env(vars, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
-    let mut exporter = span_exporter(&settings, &endpoint, export_runtime.clone())?;
+    // Over OTLP/HTTP, one client (one connection pool) for the three signals.
+    let client = http_client::SharedClient(
+        reqwest::Client::builder()
+            .timeout(settings.span_timeout)
+            .build()
+            .context("cannot build the OTLP/HTTP client")?,
+    );
+    let mut exporter = span_exporter(&settings, &endpoint, &client, export_runtime.clone())?;
     exporter.set_resource(&resource);
     // The spans of HTTP requests skip the SDK's span and batch processor
     // (span_batch.rs); the spans made through `tracing` (gRPC) take the
@@ -130,9 +146,11 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let request_spans: &'static _ =
         Box::leak(Box::new(span_batch::SpanBatch::from_env(vars, exporter.clone(), span_pause.clone())));
     request_spans.start(&export_runtime);
-    let spans =
-        BatchSpanProcessor::builder(dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()))
-            .build();
+    let spans = BatchSpanProcessor::builder(
+        dropped::CountingSpanExporter(exporter, span_queue.clone(), span_pause.clone()),
+        Tokio,
+    )
+    .build();
     // The sampler OTEL_TRACES_SAMPLER names (in the process environment, where
     // the SDK reads it), paused with the export.
     let sampler = dropped::PausingSampler { inner: sampler::Configured::from_env(), pause: span_pause.clone() };
@@ -144,19 +162,25 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .build();
     let meter = SdkMeterProvider::builder()
         .with_reader(
-            PeriodicReader::builder(dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint)?))
-                .with_interval(METRIC_INTERVAL)
-                .build(),
+            PeriodicReader::builder(
+                dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint, &client)?),
+                Tokio,
+            )
+            .with_interval(METRIC_INTERVAL)
+            .build(),
         )
         .with_resource(resource.clone())
         .build();
     let log_queue = queue::Queue::from_env(vars, "OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let log_pause = Arc::new(pause::Pause::new(pause::LENGTH));
-    let records = BatchLogProcessor::builder(dropped::CountingLogExporter(
-        log_exporter(&settings, &endpoint)?,
-        log_queue.clone(),
-        log_pause.clone(),
-    ))
+    let records = BatchLogProcessor::builder(
+        dropped::CountingLogExporter(
+            log_exporter(&settings, &endpoint, &client)?,
+            log_queue.clone(),
+            log_pause.clone(),
+        ),
+        Tokio,
+    )
     .build();
     let logger = SdkLoggerProvider::builder()
         .with_log_processor(admission::LogAdmission { inner: records, queue: log_queue })
@@ -275,11 +299,13 @@ fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
 /// the builders share a shape but not a type, hence a macro.
 macro_rules! exporter {
     ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
-        fn $name(settings: &Settings, endpoint: &str) -> anyhow::Result<$exporter> {
+        fn $name(settings: &Settings, endpoint: &str, client: &http_client::SharedClient) -> anyhow::Result<$exporter> {
             let url = signal_endpoint(settings, endpoint, $path);
             let built = match settings.protocol {
                 Protocol::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
-                Protocol::HttpProtobuf => <$exporter>::builder().with_http().with_endpoint(url).build(),
+                Protocol::HttpProtobuf => {
+                    <$exporter>::builder().with_http().with_http_client(client.clone()).with_endpoint(url).build()
+                }
             };
             built.context(concat!("cannot build the OTLP ", $what, " exporter"))
         }
@@ -290,13 +316,16 @@ macro_rules! exporter {
 fn span_exporter(
     settings: &Settings,
     endpoint: &str,
+    client: &http_client::SharedClient,
     runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<span_export::OtlpSpanExporter> {
     let url = signal_endpoint(settings, endpoint, "v1/traces");
     let (headers, timeout) = (&settings.span_headers, settings.span_timeout);
     match settings.protocol {
         Protocol::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
-        Protocol::HttpProtobuf => span_export::OtlpSpanExporter::http(&url, headers, timeout, runtime),
+        Protocol::HttpProtobuf => {
+            span_export::OtlpSpanExporter::http(&url, headers, client.0.clone(), timeout, runtime)
+        }
     }
     .context("cannot build the OTLP span exporter")
 }

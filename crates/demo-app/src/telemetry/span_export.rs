@@ -76,10 +76,12 @@ impl OtlpSpanExporter {
         Ok(Self::with(Transport::Grpc { channel, metadata }, timeout, runtime))
     }
 
-    /// An OTLP/HTTP (protobuf) exporter posting to `url` (…/v1/traces).
+    /// An OTLP/HTTP (protobuf) exporter posting to `url` (…/v1/traces)
+    /// through `client` (shared with the other signals, http_client.rs).
     pub fn http(
         url: &str,
         headers: &[(String, String)],
+        client: reqwest::Client,
         timeout: Duration,
         runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Self> {
@@ -92,7 +94,6 @@ impl OtlpSpanExporter {
                 .map_err(|_| anyhow::anyhow!("OTLP header {name} has an invalid value"))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(Self::with(Transport::Http { client, url: url.to_string(), headers: map }, timeout, runtime))
     }
 
@@ -154,7 +155,9 @@ impl Transport {
                     .await
                     .map_err(|e| Failure { message: e.to_string(), retryable: true })?;
                 let status = sent.status();
-                let answer = sent.bytes().await.map_err(|e| Failure { message: e.to_string(), retryable: true })?;
+                let answer = super::http_client::read_answer(sent)
+                    .await
+                    .map_err(|e| Failure { message: e.to_string(), retryable: true })?;
                 if !status.is_success() {
                     // OTLP/HTTP: these are the statuses worth another attempt.
                     let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
@@ -367,8 +370,13 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let exporter =
-            exporter(OtlpSpanExporter::http(&url, &[], Duration::from_secs(5), tokio::runtime::Handle::current()));
+        let exporter = exporter(OtlpSpanExporter::http(
+            &url,
+            &[],
+            reqwest::Client::new(),
+            Duration::from_secs(5),
+            tokio::runtime::Handle::current(),
+        ));
 
         exporter.export(vec![span(7)]).await.expect("delivered");
 
