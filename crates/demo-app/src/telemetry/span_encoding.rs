@@ -77,10 +77,12 @@ pub fn request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
 /// The request that exports demo-app's own span records: one
 /// `ResourceSpans`, one `ScopeSpans` (demo-app's). The same bytes as
 /// `request` makes of the spans' `SpanData` (tested), written from a few
-/// words a span.
-pub fn records_request(resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(320 * spans.len() + resource.resource.len() + 64);
-    nested(&mut buf, 1, 3, |b| {
+/// words a span. Into `buf`, emptied first: the exporter hands back the
+/// same allocation batch after batch.
+pub fn records_request(buf: &mut Vec<u8>, resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) {
+    buf.clear();
+    buf.reserve(320 * spans.len() + resource.resource.len() + 64);
+    nested(buf, 1, 3, |b| {
         nested(b, 1, 2, |b| b.extend_from_slice(&resource.resource));
         nested(b, 2, 3, |b| {
             message(b, 1, |b| string(b, 1, span_record::SCOPE));
@@ -90,7 +92,6 @@ pub fn records_request(resource: &EncodedResource, shared: &mut SharedFields, sp
         });
         string(b, 3, &resource.schema_url);
     });
-    buf
 }
 
 /// The fields a span has in common with every other of its kind, name and
@@ -735,9 +736,15 @@ mod tests {
         let spans = records();
         let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
         let mut shared = SharedFields::default();
-        let encoded = records_request(&resource, &mut shared, &spans);
+        // Into a buffer that held something: it is emptied first.
+        let encode = |shared: &mut SharedFields| {
+            let mut buf = vec![1, 2, 3];
+            records_request(&mut buf, &resource, shared, &spans);
+            buf
+        };
+        let encoded = encode(&mut shared);
         assert!(encoded == request(&resource, &as_sdk), "field for field");
-        assert!(records_request(&resource, &mut shared, &spans) == encoded, "the same with the shared fields known");
+        assert!(encode(&mut shared) == encoded, "the same with the shared fields known");
         assert_eq!(shared.0.len(), spans.len(), "one entry per kind, name and outcome");
         let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
         let exported = &decoded.resource_spans[0].scope_spans[0];
@@ -810,9 +817,12 @@ mod tests {
             .collect();
         let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
         let mut shared = SharedFields::default();
-        assert!(records_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk));
+        let mut buf = Vec::new();
+        records_request(&mut buf, &resource, &mut shared, &spans);
+        assert!(buf == request(&resource, &as_sdk));
         assert_eq!(shared.0.len(), SHARED_KINDS, "no more kinds remembered than the bound");
-        assert!(records_request(&resource, &mut shared, &spans) == request(&resource, &as_sdk), "past the bound too");
+        records_request(&mut buf, &resource, &mut shared, &spans);
+        assert!(buf == request(&resource, &as_sdk), "past the bound too");
     }
 
     #[test]
