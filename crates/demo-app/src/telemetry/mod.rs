@@ -59,7 +59,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use settings::{Protocol, Settings};
 
-/// How often metrics are pushed over OTLP.
+/// How often metrics are pushed over OTLP. The SDK's reader on a runtime
+/// skips its first tick: the first push comes after two intervals (20 s),
+/// then one every interval (and one at shutdown).
 const METRIC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Crates whose own logs must never be exported over OTLP: exporting them
