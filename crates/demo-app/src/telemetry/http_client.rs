@@ -1,7 +1,7 @@
-//! One HTTP client for the three signals over OTLP/HTTP: demo-app's own
-//! reqwest client, which sends the spans (span_export.rs) and the calls to
-//! the backend, handed to the library's metric and log exporters too. Their
-//! own client was another reqwest release with its own connection pool:
+//! One HTTP client for the three signals over OTLP/HTTP, the span exporter's
+//! (span_export.rs), handed to the library's metric and log exporters too.
+//! It is of the reqwest release demo-app calls its backend with; the
+//! library's own client was another release, with a pool of its own:
 //! another copy of the HTTP stack's code resident, and a connection a
 //! signal.
 

@@ -3,8 +3,8 @@
 //! variables), traces, metrics and logs are also exported over OTLP.
 //!
 //! Export never sits in the request path: batch processors run as tasks on
-//! the export runtime's one thread, with bounded queues; what does not fit in a queue or fails to
-//! export is counted in `telemetry_dropped_total` (see `admission.rs` and
+//! the export runtime's one thread, with bounded queues; what does not fit
+//! in a queue or fails to export is counted in `telemetry_dropped_total` (see `admission.rs` and
 //! `dropped.rs`), and a Collector that is down costs requests next to
 //! nothing: while it is, spans are not even recorded (`pause.rs`). The
 //! exporters send from a runtime of their own (`export_runtime`), so
@@ -133,14 +133,8 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .build();
     let span_queue = queue::Queue::from_env(vars, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
-    // Over OTLP/HTTP, one client (one connection pool) for the three signals.
-    let client = http_client::SharedClient(
-        reqwest::Client::builder()
-            .timeout(settings.span_timeout)
-            .build()
-            .context("cannot build the OTLP/HTTP client")?,
-    );
-    let mut exporter = span_exporter(&settings, &endpoint, &client, export_runtime.clone())?;
+    let wire = Wire::of(&settings)?;
+    let mut exporter = span_exporter(&settings, &endpoint, &wire, export_runtime.clone())?;
     exporter.set_resource(&resource);
     // The spans of HTTP requests skip the SDK's span and batch processor
     // (span_batch.rs); the spans made through `tracing` (gRPC) take the
@@ -165,7 +159,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let meter = SdkMeterProvider::builder()
         .with_reader(
             PeriodicReader::builder(
-                dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint, &client)?),
+                dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint, &wire)?),
                 Tokio,
             )
             .with_interval(METRIC_INTERVAL)
@@ -176,11 +170,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let log_queue = queue::Queue::from_env(vars, "OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let log_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let records = BatchLogProcessor::builder(
-        dropped::CountingLogExporter(
-            log_exporter(&settings, &endpoint, &client)?,
-            log_queue.clone(),
-            log_pause.clone(),
-        ),
+        dropped::CountingLogExporter(log_exporter(&settings, &endpoint, &wire)?, log_queue.clone(), log_pause.clone()),
         Tokio,
     )
     .build();
@@ -297,15 +287,36 @@ fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
     }
 }
 
+/// How the signals reach the Collector: over OTLP/HTTP, through one client
+/// (one connection pool) for all three.
+enum Wire {
+    Grpc,
+    Http(http_client::SharedClient),
+}
+
+impl Wire {
+    fn of(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(match settings.protocol {
+            Protocol::Grpc => Wire::Grpc,
+            Protocol::HttpProtobuf => Wire::Http(http_client::SharedClient(
+                reqwest::Client::builder()
+                    .timeout(settings.span_timeout)
+                    .build()
+                    .context("cannot build the OTLP/HTTP client")?,
+            )),
+        })
+    }
+}
+
 /// The library's OTLP exporter of a signal, over the configured protocol;
 /// the builders share a shape but not a type, hence a macro.
 macro_rules! exporter {
     ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
-        fn $name(settings: &Settings, endpoint: &str, client: &http_client::SharedClient) -> anyhow::Result<$exporter> {
+        fn $name(settings: &Settings, endpoint: &str, wire: &Wire) -> anyhow::Result<$exporter> {
             let url = signal_endpoint(settings, endpoint, $path);
-            let built = match settings.protocol {
-                Protocol::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
-                Protocol::HttpProtobuf => {
+            let built = match wire {
+                Wire::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
+                Wire::Http(client) => {
                     <$exporter>::builder().with_http().with_http_client(client.clone()).with_endpoint(url).build()
                 }
             };
@@ -318,16 +329,14 @@ macro_rules! exporter {
 fn span_exporter(
     settings: &Settings,
     endpoint: &str,
-    client: &http_client::SharedClient,
+    wire: &Wire,
     runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<span_export::OtlpSpanExporter> {
     let url = signal_endpoint(settings, endpoint, "v1/traces");
     let (headers, timeout) = (&settings.span_headers, settings.span_timeout);
-    match settings.protocol {
-        Protocol::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
-        Protocol::HttpProtobuf => {
-            span_export::OtlpSpanExporter::http(&url, headers, client.0.clone(), timeout, runtime)
-        }
+    match wire {
+        Wire::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
+        Wire::Http(client) => span_export::OtlpSpanExporter::http(&url, headers, client.0.clone(), timeout, runtime),
     }
     .context("cannot build the OTLP span exporter")
 }
@@ -343,7 +352,7 @@ impl Telemetry {
             return;
         }
         if let Some(request_spans) = self.request_spans
-            && tokio::time::timeout(timeout, request_spans.export_queued()).await.is_err()
+            && tokio::time::timeout(timeout, request_spans.export_queued(true)).await.is_err()
         {
             eprintln!("request spans were not flushed within {timeout:?}; some were lost");
         }

@@ -67,19 +67,22 @@ impl SpanBatch {
     pub fn start(&'static self, runtime: &tokio::runtime::Handle) {
         runtime.spawn(async move {
             loop {
-                let _ = tokio::time::timeout(self.delay, self.full.notified()).await;
-                self.export_queued().await;
+                let delay_passed = tokio::time::timeout(self.delay, self.full.notified()).await.is_err();
+                self.export_queued(delay_passed).await;
             }
         });
     }
 
-    /// Sends what is queued, a batch at a time, until the queue is empty
-    /// (also at shutdown).
-    pub async fn export_queued(&self) {
+    /// Sends the whole batches queued, a batch at a time, and with `all`
+    /// (the delay has passed, or at shutdown) the one being filled, once:
+    /// taking it again while it refilled during each send made exports of a
+    /// few dozen spans, 12k instructions a request over gRPC.
+    pub async fn export_queued(&self, all: bool) {
         let mut exporting = self.exporting.lock().await;
+        let mut partial = all;
         loop {
             // The lock released before the export (a `while let` would hold it).
-            let Some(mut batch) = self.lock().take() else { break };
+            let Some(mut batch) = self.lock().take(&mut partial) else { break };
             self.export(&mut exporting, &batch).await;
             batch.clear();
             self.lock().recycle(batch);
@@ -174,12 +177,13 @@ impl Batches {
         Pushed::BatchFull
     }
 
-    /// The oldest whole batch, else the one being filled; None when empty.
-    fn take(&mut self) -> Option<Vec<Finished>> {
+    /// The oldest whole batch, else, if `partial` (then cleared), the one
+    /// being filled; None when there is neither.
+    fn take(&mut self, partial: &mut bool) -> Option<Vec<Finished>> {
         if let Some(batch) = self.full.pop_front() {
             return Some(batch);
         }
-        if self.filling.is_empty() {
+        if !std::mem::take(partial) || self.filling.is_empty() {
             return None;
         }
         let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.batch_size));
@@ -224,9 +228,13 @@ mod tests {
         let pushed: Vec<_> = spans(7).map(|s| queue.push(s)).collect();
         assert_eq!(pushed[3], Pushed::BatchFull, "the fourth span completes a batch");
         assert_eq!(&pushed[4..], [Pushed::Queued, Pushed::Queued, Pushed::Dropped], "six at most");
-        assert_eq!(queue.take().map(|b| b.len()), Some(4), "the whole batch first");
-        assert_eq!(queue.take().map(|b| b.len()), Some(2), "then the one being filled");
-        assert!(queue.take().is_none());
+        let mut partial = false;
+        assert_eq!(queue.take(&mut partial).map(|b| b.len()), Some(4), "the whole batch first");
+        assert!(queue.take(&mut partial).is_none(), "the one being filled waits for the delay");
+        let mut partial = true;
+        assert_eq!(queue.take(&mut partial).map(|b| b.len()), Some(2), "then goes");
+        queue.push(spans(1).next().unwrap());
+        assert!(queue.take(&mut partial).is_none(), "once: what came during its send waits");
     }
 
     #[test]
@@ -234,7 +242,7 @@ mod tests {
         let mut queue = Batches::new(8, 4);
         for _ in 0..3 {
             spans(8).for_each(|s| assert_ne!(queue.push(s), Pushed::Dropped));
-            while let Some(mut batch) = queue.take() {
+            while let Some(mut batch) = queue.take(&mut true) {
                 assert_eq!(batch.capacity(), 4, "a batch's room, never the queue's");
                 batch.clear();
                 queue.recycle(batch);
@@ -263,7 +271,7 @@ mod tests {
         let mut buffers = Vec::new();
         for _ in 0..3 {
             spans(10).for_each(|span| batch.finish(span));
-            batch.export_queued().await;
+            batch.export_queued(true).await;
             let exporting = batch.exporting.lock().await;
             assert!(exporting.body.capacity() > 0, "the buffer came back from the send");
             buffers.push(exporting.body.as_ptr());
