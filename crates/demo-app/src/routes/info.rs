@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -47,7 +46,8 @@ pub fn info(state: &AppState) -> Info {
 }
 
 #[utoipa::path(get, path = "/api/info", operation_id = "getInfo", tag = "podinfo", responses((status = 200, body = Info)))]
-pub async fn handler(State(state): State<AppState>) -> Response {
+pub async fn handler(state: AppState) -> Response {
+    // The state comes from the route, not an extractor (see health.rs).
     // Everything but the task count is fixed for the process: serialized
     // once, the document is two copies and a number (it is the route load
     // balancers and benchmarks hit most).
