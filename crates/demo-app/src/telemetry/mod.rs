@@ -158,19 +158,16 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .build();
     let meter = SdkMeterProvider::builder()
         .with_reader(
-            PeriodicReader::builder(
-                dropped::CountingMetricExporter(metric_exporter(&settings, &endpoint, &wire)?),
-                Tokio,
-            )
-            .with_interval(METRIC_INTERVAL)
-            .build(),
+            PeriodicReader::builder(dropped::CountingMetricExporter(metric_exporter(&endpoint, &wire)?), Tokio)
+                .with_interval(METRIC_INTERVAL)
+                .build(),
         )
         .with_resource(resource.clone())
         .build();
     let log_queue = queue::Queue::from_env(vars, "OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let log_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let records = BatchLogProcessor::builder(
-        dropped::CountingLogExporter(log_exporter(&settings, &endpoint, &wire)?, log_queue.clone(), log_pause.clone()),
+        dropped::CountingLogExporter(log_exporter(&endpoint, &wire)?, log_queue.clone(), log_pause.clone()),
         Tokio,
     )
     .build();
@@ -279,14 +276,6 @@ impl<S> tracing_subscriber::layer::Filter<S> for UnlessLogsPaused {
     }
 }
 
-/// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a path per signal.
-fn signal_endpoint(settings: &Settings, endpoint: &str, path: &str) -> String {
-    match settings.protocol {
-        Protocol::Grpc => endpoint.to_string(),
-        Protocol::HttpProtobuf => format!("{}/{path}", endpoint.trim_end_matches('/')),
-    }
-}
-
 /// How the signals reach the Collector: over OTLP/HTTP, through one client
 /// (one connection pool) for all three.
 enum Wire {
@@ -306,14 +295,23 @@ impl Wire {
             )),
         })
     }
+
+    /// The endpoint for one signal: gRPC takes the base URL, OTLP/HTTP a
+    /// path per signal.
+    fn endpoint(&self, base: &str, path: &str) -> String {
+        match self {
+            Wire::Grpc => base.to_string(),
+            Wire::Http(_) => format!("{}/{path}", base.trim_end_matches('/')),
+        }
+    }
 }
 
 /// The library's OTLP exporter of a signal, over the configured protocol;
 /// the builders share a shape but not a type, hence a macro.
 macro_rules! exporter {
     ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
-        fn $name(settings: &Settings, endpoint: &str, wire: &Wire) -> anyhow::Result<$exporter> {
-            let url = signal_endpoint(settings, endpoint, $path);
+        fn $name(endpoint: &str, wire: &Wire) -> anyhow::Result<$exporter> {
+            let url = wire.endpoint(endpoint, $path);
             let built = match wire {
                 Wire::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
                 Wire::Http(client) => {
@@ -332,7 +330,7 @@ fn span_exporter(
     wire: &Wire,
     runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<span_export::OtlpSpanExporter> {
-    let url = signal_endpoint(settings, endpoint, "v1/traces");
+    let url = wire.endpoint(endpoint, "v1/traces");
     let (headers, timeout) = (&settings.span_headers, settings.span_timeout);
     match wire {
         Wire::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
