@@ -50,14 +50,23 @@ struct Percentile {
 
 /// ghz's report in wrk's terms: calls other than OK are errors, except
 /// the ones in flight when ghz closed its connections at the end of the run
-/// ("transport is closing", at most one per call in flight: the client
-/// stopping them, as oha's deadline). ghz gives no 99.9th percentile, so
-/// that one stays at its 99th.
+/// (at most one per call in flight: the client stopping them, as oha's
+/// deadline): "transport is closing" for a call already sent, "the client
+/// connection is closing" for one grpc-go cancels before sending it. ghz
+/// gives no 99.9th percentile, so that one stays at its 99th.
+/// grpc-go's messages for the calls its own closing connections end.
+const CLOSED_BY_CLIENT: [&str; 2] = ["transport is closing", "grpc: the client connection is closing"];
+
 fn summary(json: &[u8], duration: Duration, in_flight: u64) -> Result<WrkSummary> {
     let report: Report = serde_json::from_slice(json)?;
     let ok = report.status_codes.get("OK").copied().unwrap_or(0);
-    let cut_off: u64 =
-        report.errors.iter().flatten().filter(|(why, _)| why.contains("transport is closing")).map(|(_, n)| n).sum();
+    let cut_off: u64 = report
+        .errors
+        .iter()
+        .flatten()
+        .filter(|(why, _)| CLOSED_BY_CLIENT.iter().any(|closed| why.contains(closed)))
+        .map(|(_, n)| n)
+        .sum();
     if ok == 0 {
         bail!("no call answered OK: {:?}", report.status_codes);
     }
@@ -83,7 +92,8 @@ mod tests {
     #[test]
     fn ghz_reports_read_as_wrk_summaries() {
         let json = br#"{"count":1000,"rps":250.0,"statusCodeDistribution":{"OK":958,"Unavailable":42},
-            "errorDistribution":{"rpc error: code = Unavailable desc = transport is closing":40,
+            "errorDistribution":{"rpc error: code = Unavailable desc = transport is closing":39,
+                "rpc error: code = Canceled desc = grpc: the client connection is closing":1,
                 "rpc error: code = Unavailable desc = connection refused":2},
             "latencyDistribution":[{"percentage":50,"latency":200000},{"percentage":99,"latency":1500000}]}"#;
         let summary = super::summary(json, std::time::Duration::from_secs(4), 32).unwrap();
