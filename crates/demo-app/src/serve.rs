@@ -124,7 +124,15 @@ pub async fn serve(
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, SOCKET_SEND_BUFFER);
         let slot = ConnectionSlot(Arc::new(permit));
         let service = router.clone().map_request(move |request: axum::http::Request<_>| {
-            let mut request = request.map(|body| DeadlineBody::new(body, limits.body_timeout));
+            // Most requests have no body: an empty one costs no allocation,
+            // where a deadline around hyper's empty body was boxed.
+            let mut request = request.map(|body| {
+                if http_body::Body::is_end_stream(&body) {
+                    axum::body::Body::empty()
+                } else {
+                    axum::body::Body::new(DeadlineBody::new(body, limits.body_timeout))
+                }
+            });
             // Only a request that can take the socket over needs the slot;
             // the first extension of a request allocates its map.
             if may_upgrade(&request) {
