@@ -32,6 +32,7 @@ mod span_batch;
 mod span_encoding;
 mod span_export;
 pub mod span_record;
+mod trace_context;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter as _};
@@ -107,7 +108,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let instance_id = hex::encode(rand::random::<[u8; 8]>());
     let settings = Settings::from_env(vars, &instance_id).map_err(anyhow::Error::msg)?;
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
+        Box::new(trace_context::W3cTraceContext),
         Box::new(BaggagePropagator::new()),
     ]));
     let (stdout, guard) = stdout_writer();
