@@ -16,6 +16,8 @@ use crate::cmd;
 
 /// Marks wrk's JSON summary line among its other output.
 const MARKER: &str = "BENCH_JSON ";
+/// Marks the line that tells wrk's errors apart.
+const ERRORS_MARKER: &str = "BENCH_ERRORS ";
 
 /// One wrk run as wrk reports it (latencies in microseconds, closed loop).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -70,6 +72,10 @@ fn script(scenario: Scenario) -> String {
         r#"{"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d}\n', "#,
         "\n    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,\n",
         "    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))\n",
+        "  io.write(string.format('",
+        "BENCH_ERRORS ",
+        "connect %d, read %d, write %d, status other than 2xx/3xx %d, timeout %d\\n', ",
+        "e.connect, e.read, e.write, e.status, e.timeout))\n",
         "end\n",
     ));
     lua
@@ -86,7 +92,14 @@ pub fn run(wrk: &Path, script: &Path, url: &str, load: &Load, duration: Duration
         .arg(url);
     let output = cmd::run(&mut command)?;
     let text = String::from_utf8_lossy(&output.stdout);
-    parse(&text).with_context(|| format!("`{}` printed no summary line:\n{text}", cmd::display(&command)))
+    let summary =
+        parse(&text).with_context(|| format!("`{}` printed no summary line:\n{text}", cmd::display(&command)))?;
+    if summary.errors > 0 {
+        // The table has a count only: the kinds go to the run's output.
+        let kinds = text.lines().find_map(|l| l.strip_prefix(ERRORS_MARKER)).unwrap_or("(not reported)");
+        println!("    wrk: {} error(s): {kinds}", summary.errors);
+    }
+    Ok(summary)
 }
 
 fn parse(output: &str) -> Result<WrkSummary> {
@@ -107,6 +120,7 @@ mod tests {
         assert!(lua.contains(r#"wrk.body = [==[{"sku":"bench-1""#), "{lua}");
         assert!(lua.contains("wrk.headers[\"Content-Type\"] = \"application/json\""));
         assert!(lua.contains("latency:percentile(99.9)"));
+        assert!(lua.contains(ERRORS_MARKER) && lua.contains("e.timeout))"), "{lua}");
         assert!(!script(Scenario::Info).contains("wrk.body"));
     }
 
