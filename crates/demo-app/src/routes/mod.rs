@@ -114,6 +114,10 @@ pub fn router(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(BODY_LIMIT)),
     );
 
+    // Both keep axum's default fallback, and `merge` keeps the one of the
+    // router merged in: unmatched paths get operational's layers (observed,
+    // no injected fault), as when one layer wrapped them all. Merged the
+    // other way round, a 404 would take the faults too.
     app.merge(operational).with_state(state)
 }
 

@@ -62,8 +62,9 @@ fn line(event: &Event<'_>, context: &opentelemetry::Context) -> Value {
 /// `bytes` in lowercase hex, written in place: `hex::encode` collects a
 /// `String` char by char (0.4k instructions an id).
 fn lowercase_hex<const N: usize, const HEX: usize>(bytes: [u8; N]) -> String {
+    const { assert!(HEX == 2 * N, "two digits a byte") };
     let mut text = [0u8; HEX];
-    hex::encode_to_slice(bytes, &mut text).expect("two digits a byte");
+    hex::encode_to_slice(bytes, &mut text).expect("the lengths are checked above");
     std::str::from_utf8(&text).expect("hex digits are ASCII").to_owned()
 }
 
