@@ -172,8 +172,8 @@ impl Batches {
         if self.filling.len() < self.batch_size {
             return Pushed::Queued;
         }
-        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.batch_size));
-        self.full.push_back(std::mem::replace(&mut self.filling, next));
+        let batch = self.start_next();
+        self.full.push_back(batch);
         Pushed::BatchFull
     }
 
@@ -186,8 +186,13 @@ impl Batches {
         if !std::mem::take(partial) || self.filling.is_empty() {
             return None;
         }
+        Some(self.start_next())
+    }
+
+    /// The batch being filled, replaced by a spare buffer (or a new one).
+    fn start_next(&mut self) -> Vec<Finished> {
         let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.batch_size));
-        Some(std::mem::replace(&mut self.filling, next))
+        std::mem::replace(&mut self.filling, next)
     }
 
     fn recycle(&mut self, batch: Vec<Finished>) {
