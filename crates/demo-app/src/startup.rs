@@ -50,10 +50,13 @@ impl Application {
         };
         // Redirects are not followed: a backend's 3xx is its answer to judge
         // (checkout and the order list refuse it), never a hop elsewhere
-        // carrying the Idempotency-Key.
+        // carrying the Idempotency-Key. No retry policy: reqwest's default
+        // retries only HTTP/2 refusals, and this client speaks HTTP/1.1 (no
+        // `http2` feature), yet it copied every call's headers and body.
         let http = reqwest::Client::builder()
             .timeout(config.http_client_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .context("cannot build the HTTP client")?;
         let listener = bind(&config.host, config.port).await?;

@@ -36,6 +36,16 @@ pub struct SqliteStore {
     /// all of them) and recreates it under another inode, which would look
     /// like a replaced file.
     anchor: std::sync::Arc<tokio::sync::Mutex<sqlx::SqliteConnection>>,
+    /// The connection every write goes through, one at a time (SQLite
+    /// has one writer anyway: pooled writers waited on `busy_timeout`).
+    /// Its page cache stays current; through the pool, whose idle
+    /// connections take turns, each write found its connection's cache
+    /// stale and read its pages again (11k instructions a checkout).
+    /// None after a failure closed it: the next write opens a fresh one.
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+    /// How the writer is opened again, and how long a write waits its turn.
+    options: std::sync::Arc<SqliteConnectOptions>,
+    acquire_timeout: Duration,
     /// Set once the orders of a removed write-ahead log were checkpointed.
     wal_rescued: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// When `file_gone` last looked (ms since `opened_at`), for probes
@@ -98,7 +108,11 @@ impl SqliteStore {
             .await
             .context("applying SQLite migrations")
             .map_err(|e| when_full(e, &path))?;
-        let pool = pool.connect_lazy_with(options);
+        let writer = sqlx::ConnectOptions::connect(&options)
+            .await
+            .with_context(|| format!("opening SQLite database {}", path.display()))?;
+        let acquire_timeout = pool.get_acquire_timeout();
+        let pool = pool.connect_lazy_with(options.clone());
         let wal = wal_path(&path);
         let files = [
             (path.clone(), file_identity(&path).with_context(|| format!("reading {}", path.display()))?),
@@ -108,6 +122,9 @@ impl SqliteStore {
             pool,
             files: std::sync::Arc::new(files),
             anchor: std::sync::Arc::new(tokio::sync::Mutex::new(anchor)),
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            options: std::sync::Arc::new(options),
+            acquire_timeout,
             wal_rescued: Default::default(),
             last_looked_ms: Default::default(),
             opened_at: std::time::Instant::now(),
@@ -210,23 +227,37 @@ impl SqliteStore {
     }
 
     /// Inserts the order, or with a key returns the order first stored under
-    /// it. `BEGIN IMMEDIATE` takes the write lock up front, so concurrent
-    /// requests with one key queue on `busy_timeout` and see each other's row.
+    /// it. Writes take turns on the writer, and `BEGIN IMMEDIATE` takes the
+    /// write lock up front (against another process on the file), so
+    /// concurrent requests with one key see each other's row.
     async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
         self.files_intact().await?;
-        let mut connection = self.pool.acquire().await.map_err(map_err)?;
-        let result = insert_order(&mut connection, order, total, idempotency_key).await;
+        let mut writer = self.writer().await?;
+        let connection = writer.as_mut().expect("writer() opens a missing writer");
+        let result = insert_order(connection, order, total, idempotency_key).await;
         if matches!(result, Err(StoreError::Unavailable(_) | StoreError::Other(_))) {
             // A COMMIT that failed (a full disk: SQLITE_FULL) may have rolled
             // the transaction back inside SQLite while sqlx still counts it
-            // open, and its own ROLLBACK then fails too: returned to the pool,
-            // the connection refused every later BEGIN ("begin_with at
-            // non-zero transaction depth") for good. It is closed instead,
-            // and the pool opens a fresh one.
-            connection.close_on_drop();
+            // open, and its own ROLLBACK then fails too: kept, the connection
+            // refused every later BEGIN ("begin_with at non-zero transaction
+            // depth") for good. It is closed instead; the next write opens a
+            // fresh one.
+            *writer = None;
         }
         result
+    }
+
+    /// The writer, after the writes before this one: waits at most the
+    /// acquire timeout (a fast 503, as for a pooled connection).
+    async fn writer(&self) -> StoreResult<tokio::sync::MutexGuard<'_, Option<sqlx::SqliteConnection>>> {
+        let mut writer = tokio::time::timeout(self.acquire_timeout, self.writer.lock()).await.map_err(|_| {
+            StoreError::Unavailable(format!("no turn to write within {:?}: the database is busy", self.acquire_timeout))
+        })?;
+        if writer.is_none() {
+            *writer = Some(sqlx::ConnectOptions::connect(&*self.options).await.map_err(map_err)?);
+        }
+        Ok(writer)
     }
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
         let row: Option<OrderRow> = sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = ?"))
@@ -262,6 +293,7 @@ impl SqliteStore {
 
     pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
         self.files_intact().await?;
+        let mut writer = self.writer().await?;
         sqlx::query(
             "INSERT INTO cache (key, value, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -269,7 +301,7 @@ impl SqliteStore {
         .bind(key)
         .bind(value)
         .bind(now_utc_micros())
-        .execute(&self.pool)
+        .execute(writer.as_mut().expect("writer() opens a missing writer"))
         .await
         .map_err(map_err)?;
         Ok(())
@@ -277,8 +309,12 @@ impl SqliteStore {
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
         self.files_intact().await?;
-        let done =
-            sqlx::query("DELETE FROM cache WHERE key = ?").bind(key).execute(&self.pool).await.map_err(map_err)?;
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("DELETE FROM cache WHERE key = ?")
+            .bind(key)
+            .execute(writer.as_mut().expect("writer() opens a missing writer"))
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -471,8 +507,8 @@ mod tests {
     }
 
     /// A full disk fails a transaction inside SQLite: once space is free
-    /// again, orders must be stored again (on one pooled connection, the one
-    /// that failed), not refused for good.
+    /// again, orders must be stored again (the failed writer replaced), not
+    /// refused for good.
     #[tokio::test]
     async fn orders_are_stored_again_once_a_full_database_has_room() {
         let dir = tempfile::tempdir().unwrap();

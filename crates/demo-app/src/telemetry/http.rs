@@ -36,6 +36,12 @@ impl Extractor for HeaderExtractor<'_> {
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
+
+    /// Every field of that name (`tracestate` may come in several).
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()).collect();
+        (!values.is_empty()).then_some(values)
+    }
 }
 
 struct HeaderInjector<'a>(&'a mut reqwest::header::HeaderMap);
@@ -220,6 +226,17 @@ mod tests {
             .header("traceparent", traceparent)
             .body(axum::body::Body::empty())
             .unwrap()
+    }
+
+    #[test]
+    fn every_field_of_a_repeated_header_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.append(TRACESTATE, "a=1".parse().unwrap());
+        headers.append(TRACESTATE, "b=2".parse().unwrap());
+        let extractor = HeaderExtractor(&headers);
+        assert_eq!(extractor.get("tracestate"), Some("a=1"));
+        assert_eq!(extractor.get_all("tracestate"), Some(vec!["a=1", "b=2"]));
+        assert_eq!(extractor.get_all("baggage"), None);
     }
 
     fn request_without_context() -> Request {

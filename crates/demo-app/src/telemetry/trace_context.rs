@@ -30,14 +30,19 @@ impl TextMapPropagator for W3cTraceContext {
         let ids = span.span_context();
         if ids.is_valid() {
             injector.set(TRACEPARENT, traceparent(ids));
-            injector.set(TRACESTATE, ids.trace_state().header());
+            // An empty `tracestate` may be left out (W3C 3.3.1.1); the SDK
+            // sends it, a header on every call for nothing.
+            let state = ids.trace_state().header();
+            if !state.is_empty() {
+                injector.set(TRACESTATE, state);
+            }
         }
     }
 
     fn extract_with_context(&self, context: &Context, extractor: &dyn Extractor) -> Context {
         match extractor.get(TRACEPARENT).and_then(parse) {
             Some((trace_id, span_id, flags)) => {
-                let state = extractor.get(TRACESTATE).and_then(|s| TraceState::from_str(s).ok()).unwrap_or_default();
+                let state = trace_state(extractor).unwrap_or_default();
                 context.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, state))
             }
             None => context.clone(),
@@ -46,6 +51,17 @@ impl TextMapPropagator for W3cTraceContext {
 
     fn fields(&self) -> FieldIter<'_> {
         FieldIter::new(FIELDS.as_slice())
+    }
+}
+
+/// The `tracestate` of the request: repeated headers are one list, joined
+/// with commas (W3C 3.3.1.1, as HTTP combines repeated fields); None when
+/// absent or invalid.
+fn trace_state(extractor: &dyn Extractor) -> Option<TraceState> {
+    let first = extractor.get(TRACESTATE)?;
+    match extractor.get_all(TRACESTATE) {
+        Some(all) if all.len() > 1 => TraceState::from_str(&all.join(",")).ok(),
+        _ => TraceState::from_str(first).ok(),
     }
 }
 
@@ -168,6 +184,42 @@ mod tests {
         }
     }
 
+    /// Headers as HTTP carries them: a name may repeat.
+    struct Fields(Vec<(&'static str, &'static str)>);
+
+    impl Extractor for Fields {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| *k).collect()
+        }
+
+        fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+            let all: Vec<&str> = self.0.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).collect();
+            (!all.is_empty()).then_some(all)
+        }
+    }
+
+    #[test]
+    fn repeated_tracestate_headers_are_one_list() {
+        let traceparent = ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let headers = Fields(vec![traceparent, ("tracestate", "a=1,b=2"), ("tracestate", "c=3")]);
+        let context = W3cTraceContext.extract(&headers);
+        let span = context.span();
+        let state = span.span_context().trace_state();
+        assert_eq!(state.header(), "a=1,b=2,c=3");
+        assert_eq!(state.get("c"), Some("3"), "the second field is read too");
+
+        let one = Fields(vec![traceparent, ("tracestate", "a=1")]);
+        assert_eq!(W3cTraceContext.extract(&one).span().span_context().trace_state().header(), "a=1");
+        let broken = Fields(vec![traceparent, ("tracestate", "a=1"), ("tracestate", "not a member")]);
+        let context = W3cTraceContext.extract(&broken);
+        assert!(context.span().span_context().is_valid(), "a bad trace state does not lose the parent");
+        assert_eq!(context.span().span_context().trace_state().header(), "");
+    }
+
     #[test]
     fn writes_what_the_sdk_writes() {
         for sampled in [TraceFlags::SAMPLED, TraceFlags::default()] {
@@ -178,12 +230,21 @@ mod tests {
                 true,
                 TraceState::from_str("foo=bar").unwrap(),
             );
-            let context = Context::new().with_remote_span_context(ids);
+            let context = Context::new().with_remote_span_context(ids.clone());
             let (mut ours, mut theirs) = (HashMap::new(), HashMap::new());
             W3cTraceContext.inject_context(&context, &mut ours);
             TraceContextPropagator::new().inject_context(&context, &mut theirs);
             assert_eq!(ours, theirs);
             assert_eq!(ours.len(), 2);
+
+            // Without a trace state, the SDK's empty header is left out.
+            let stateless = SpanContext::new(ids.trace_id(), ids.span_id(), sampled, true, TraceState::default());
+            let context = Context::new().with_remote_span_context(stateless);
+            let (mut ours, mut theirs) = (HashMap::new(), HashMap::new());
+            W3cTraceContext.inject_context(&context, &mut ours);
+            TraceContextPropagator::new().inject_context(&context, &mut theirs);
+            assert_eq!(theirs.remove(TRACESTATE).as_deref(), Some(""));
+            assert_eq!(ours, theirs);
         }
         let mut none = HashMap::new();
         W3cTraceContext.inject_context(&Context::new(), &mut none);
