@@ -41,7 +41,8 @@ pub struct SqliteStore {
     /// Its page cache stays current; through the pool, whose idle
     /// connections take turns, each write found its connection's cache
     /// stale and read its pages again (11k instructions a checkout).
-    /// None after a failure closed it: the next write opens a fresh one.
+    /// None before the first write, and after a failure closed it: the
+    /// next write opens a fresh one.
     writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
     /// How the writer is opened again, and how long a write waits its turn.
     options: std::sync::Arc<SqliteConnectOptions>,
@@ -108,9 +109,6 @@ impl SqliteStore {
             .await
             .context("applying SQLite migrations")
             .map_err(|e| when_full(e, &path))?;
-        let writer = sqlx::ConnectOptions::connect(&options)
-            .await
-            .with_context(|| format!("opening SQLite database {}", path.display()))?;
         let acquire_timeout = pool.get_acquire_timeout();
         let pool = pool.connect_lazy_with(options.clone());
         let wal = wal_path(&path);
@@ -122,7 +120,10 @@ impl SqliteStore {
             pool,
             files: std::sync::Arc::new(files),
             anchor: std::sync::Arc::new(tokio::sync::Mutex::new(anchor)),
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            // Opened by the first write: a connection is a thread of sqlx's
+            // and SQLite's caches, which a process that is never sent an
+            // order does without.
+            writer: Default::default(),
             options: std::sync::Arc::new(options),
             acquire_timeout,
             wal_rescued: Default::default(),
