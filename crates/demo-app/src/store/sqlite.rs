@@ -233,33 +233,37 @@ impl SqliteStore {
     /// concurrent requests with one key see each other's row.
     async fn create_order_now(&self, order: &NewOrder, idempotency_key: Option<&str>) -> StoreResult<Created> {
         let total = order_total(order)?;
+        self.write(async |connection| insert_order(connection, order, total, idempotency_key).await).await
+    }
+
+    /// `write` on the writer, after the writes before it: waits at most the
+    /// acquire timeout (a fast 503, as for a pooled connection), then checks
+    /// the files (one removed during the wait must not take the write).
+    async fn write<T>(&self, write: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> StoreResult<T>) -> StoreResult<T> {
+        let busy = |what: &str| StoreError::Unavailable(format!("{what} within {:?}", self.acquire_timeout));
+        let mut writer = tokio::time::timeout(self.acquire_timeout, self.writer.lock())
+            .await
+            .map_err(|_| busy("the database is busy: no turn to write"))?;
         self.files_intact().await?;
-        let mut writer = self.writer().await?;
-        let connection = writer.as_mut().expect("writer() opens a missing writer");
-        let result = insert_order(connection, order, total, idempotency_key).await;
+        if writer.is_none() {
+            let opened = tokio::time::timeout(self.acquire_timeout, sqlx::ConnectOptions::connect(&*self.options))
+                .await
+                .map_err(|_| busy("the database could not be opened for writing"))?;
+            *writer = Some(opened.map_err(map_err)?);
+        }
+        let result = write(writer.as_mut().expect("opened above")).await;
         if matches!(result, Err(StoreError::Unavailable(_) | StoreError::Other(_))) {
             // A COMMIT that failed (a full disk: SQLITE_FULL) may have rolled
             // the transaction back inside SQLite while sqlx still counts it
             // open, and its own ROLLBACK then fails too: kept, the connection
             // refused every later BEGIN ("begin_with at non-zero transaction
-            // depth") for good. It is closed instead; the next write opens a
-            // fresh one.
+            // depth") for good; a crashed worker fails every call. It is
+            // closed instead; the next write opens a fresh one.
             *writer = None;
         }
         result
     }
 
-    /// The writer, after the writes before this one: waits at most the
-    /// acquire timeout (a fast 503, as for a pooled connection).
-    async fn writer(&self) -> StoreResult<tokio::sync::MutexGuard<'_, Option<sqlx::SqliteConnection>>> {
-        let mut writer = tokio::time::timeout(self.acquire_timeout, self.writer.lock()).await.map_err(|_| {
-            StoreError::Unavailable(format!("no turn to write within {:?}: the database is busy", self.acquire_timeout))
-        })?;
-        if writer.is_none() {
-            *writer = Some(sqlx::ConnectOptions::connect(&*self.options).await.map_err(map_err)?);
-        }
-        Ok(writer)
-    }
     pub async fn get_order(&self, id: i64) -> StoreResult<Option<Order>> {
         let row: Option<OrderRow> = sqlx::query_as(concat!("SELECT ", order_columns!(), " FROM orders WHERE id = ?"))
             .bind(id)
@@ -293,30 +297,29 @@ impl SqliteStore {
     }
 
     pub async fn cache_set(&self, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.files_intact().await?;
-        let mut writer = self.writer().await?;
-        sqlx::query(
-            "INSERT INTO cache (key, value, updated_at) VALUES (?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(now_utc_micros())
-        .execute(writer.as_mut().expect("writer() opens a missing writer"))
+        self.write(async |connection| {
+            sqlx::query(
+                "INSERT INTO cache (key, value, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now_utc_micros())
+            .execute(connection)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
         .await
-        .map_err(map_err)?;
-        Ok(())
     }
 
     pub async fn cache_delete(&self, key: &str) -> StoreResult<bool> {
-        self.files_intact().await?;
-        let mut writer = self.writer().await?;
-        let done = sqlx::query("DELETE FROM cache WHERE key = ?")
-            .bind(key)
-            .execute(writer.as_mut().expect("writer() opens a missing writer"))
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
+        self.write(async |connection| {
+            let done =
+                sqlx::query("DELETE FROM cache WHERE key = ?").bind(key).execute(connection).await.map_err(map_err)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 }
 

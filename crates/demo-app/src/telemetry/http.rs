@@ -37,9 +37,11 @@ impl Extractor for HeaderExtractor<'_> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
 
-    /// Every field of that name (`tracestate` may come in several).
+    /// Every field of that name (`tracestate` may come in several); None
+    /// when there is none or one is not visible ASCII, which makes the
+    /// whole list invalid.
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let values: Vec<&str> = self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()).collect();
+        let values: Vec<&str> = self.0.get_all(key).iter().map(|v| v.to_str().ok()).collect::<Option<_>>()?;
         (!values.is_empty()).then_some(values)
     }
 }
@@ -237,6 +239,10 @@ mod tests {
         assert_eq!(extractor.get("tracestate"), Some("a=1"));
         assert_eq!(extractor.get_all("tracestate"), Some(vec!["a=1", "b=2"]));
         assert_eq!(extractor.get_all("baggage"), None);
+
+        headers.append(TRACESTATE, axum::http::HeaderValue::from_bytes("c=\u{e9}".as_bytes()).unwrap());
+        let extractor = HeaderExtractor(&headers);
+        assert_eq!(extractor.get_all("tracestate"), None, "one field not ASCII spoils the list");
     }
 
     fn request_without_context() -> Request {

@@ -56,12 +56,11 @@ impl TextMapPropagator for W3cTraceContext {
 
 /// The `tracestate` of the request: repeated headers are one list, joined
 /// with commas (W3C 3.3.1.1, as HTTP combines repeated fields); None when
-/// absent or invalid.
+/// absent or when any of them is invalid (the whole list is then dropped).
 fn trace_state(extractor: &dyn Extractor) -> Option<TraceState> {
-    let first = extractor.get(TRACESTATE)?;
-    match extractor.get_all(TRACESTATE) {
-        Some(all) if all.len() > 1 => TraceState::from_str(&all.join(",")).ok(),
-        _ => TraceState::from_str(first).ok(),
+    match extractor.get_all(TRACESTATE)?.as_slice() {
+        [one] => TraceState::from_str(one).ok(),
+        all => TraceState::from_str(&all.join(",")).ok(),
     }
 }
 
