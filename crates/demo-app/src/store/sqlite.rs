@@ -40,7 +40,7 @@ pub struct SqliteStore {
     /// has one writer anyway: pooled writers waited on `busy_timeout`).
     /// Its page cache stays current; through the pool, whose idle
     /// connections take turns, each write found its connection's cache
-    /// stale and read its pages again (11k instructions a checkout).
+    /// stale and read its pages again (14k instructions a checkout).
     /// None before the first write, and after a failure closed it: the
     /// next write opens a fresh one.
     writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
