@@ -47,6 +47,7 @@ pub fn compare(
             continue;
         }
         let rate = options.load.equal_rate_for(scenario);
+        let duration = options.duration * LONGER;
         println!(
             "\n{}: CPU per request of {} demo-app variants at {rate} req/s, in turns",
             scenario.title(),
@@ -75,7 +76,7 @@ pub fn compare(
             for i in super::in_turns(round, n) {
                 process::check_interrupted()?;
                 readings[i].push(procfs::cpu_seconds(&running[i].pids)?);
-                answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, options.duration, rate)?);
+                answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, duration, rate)?);
             }
         }
         std::thread::sleep(SETTLE);
@@ -89,7 +90,7 @@ pub fn compare(
             r.supervisor.stop_all();
         }
         for ((server, readings), answered) in variants.iter().zip(&readings).zip(&answered) {
-            let row = row(server, scenario, rate, options.duration, readings, answered);
+            let row = row(server, scenario, rate, duration, readings, answered);
             if server.telemetry == Telemetry::Off && !row.sustained {
                 bail!(
                     "demo-app without telemetry did not keep to {rate} req/s on {}: lower --equal-rate",
@@ -106,6 +107,12 @@ pub fn compare(
     }
     Ok(rows)
 }
+
+/// Turns here last this many throughput runs: a round's CPU is counted in
+/// 10 ms ticks, and at 500 checkouts a second four seconds were about a
+/// hundred of them, with every write waiting on an fsync; the rounds of one
+/// run then differed by up to 30 %.
+const LONGER: u32 = 3;
 
 /// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the
 /// last round's spans are exported, and charged, before the last reading.

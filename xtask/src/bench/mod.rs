@@ -195,6 +195,7 @@ pub fn run(project: &Project, mut options: Options) -> Result<()> {
     };
     let endpoints = Endpoints {
         collector: collector.as_ref().map(|(_, ports)| (ports.otlp_grpc, ports.otlp_http)),
+        collector_pids: collector.as_ref().map(|(supervisor, _)| supervisor.pids()).unwrap_or_default(),
         down: ports::free_port()?,
     };
 
@@ -480,17 +481,26 @@ fn measure(
         }
     }
     let n = running.len();
-    let mut throughput: Vec<Vec<(wrk::WrkSummary, f64)>> = vec![Vec::new(); n];
+    let mut throughput: Vec<Vec<ClosedLoopRun>> = vec![Vec::new(); n];
     let mut fixed: Vec<Vec<oha::OhaSummary>> = vec![Vec::new(); n];
     for round in 0..options.runs {
         for i in in_turns(round, n) {
             let turn = &running[i];
             process::check_interrupted()?;
             let before = procfs::cpu_seconds(&turn.running.pids)?;
+            let collector_before = procfs::cpu_seconds(&endpoints.collector_pids)?;
+            let load_core_before = procfs::core_ticks(LOAD_CORE)?;
+            let started = std::time::Instant::now();
             let summary = closed_loop(turn, scenario, loaders, options, options.duration)
                 .with_context(|| format!("{}: throughput run", turn.server.id))?;
-            let cpu = procfs::cpu_seconds(&turn.running.pids)? - before;
-            throughput[i].push((summary, cpu));
+            let wall = started.elapsed().as_secs_f64();
+            throughput[i].push(ClosedLoopRun {
+                cpu: procfs::cpu_seconds(&turn.running.pids)? - before,
+                wall,
+                load_core_busy: procfs::busy_share(load_core_before, procfs::core_ticks(LOAD_CORE)?),
+                collector_cpu: procfs::cpu_seconds(&endpoints.collector_pids)? - collector_before,
+                summary,
+            });
             settle(turn.server);
         }
     }
@@ -536,6 +546,17 @@ fn in_turns(round: usize, n: usize) -> impl Iterator<Item = usize> {
     (0..n).map(move |k| (k + round) % n)
 }
 
+/// One closed-loop run and what it cost: the server's CPU seconds, and how
+/// busy the load core was, with the Collector's share of it.
+#[derive(Clone)]
+struct ClosedLoopRun {
+    summary: wrk::WrkSummary,
+    cpu: f64,
+    wall: f64,
+    load_core_busy: f64,
+    collector_cpu: f64,
+}
+
 /// One server of a scenario, started, waiting for its turns.
 struct Turn<'a> {
     server: &'a Server,
@@ -578,15 +599,17 @@ fn settle(server: &Server) {
 fn case(
     server: &Server,
     scenario: Scenario,
-    throughput: &[(wrk::WrkSummary, f64)],
+    throughput: &[ClosedLoopRun],
     fixed: &[oha::OhaSummary],
     options: &Options,
     peak_rss_kib: u64,
 ) -> Case {
-    let rps: Vec<f64> = throughput.iter().map(|(s, _)| s.requests_per_second()).collect();
-    let cpu_per_10k: Vec<f64> =
-        throughput.iter().filter(|(s, _)| s.requests > 0).map(|(s, cpu)| cpu / s.requests as f64 * 10_000.0).collect();
-    let closed_p99: Vec<f64> = throughput.iter().map(|(s, _)| s.p99_us / 1000.0).collect();
+    let of = |f: fn(&ClosedLoopRun) -> f64| Spread::of(&throughput.iter().map(f).collect::<Vec<_>>());
+    let cpu_per_10k: Vec<f64> = throughput
+        .iter()
+        .filter(|r| r.summary.requests > 0)
+        .map(|r| r.cpu / r.summary.requests as f64 * 10_000.0)
+        .collect();
     let fixed_rate = (!fixed.is_empty()).then(|| FixedRate {
         target_rps: options.load.rate_for(scenario),
         achieved_rps: Spread::of(&fixed.iter().map(|f| f.requests_per_second).collect::<Vec<_>>()),
@@ -600,14 +623,17 @@ fn case(
         server_title: server.title().into(),
         telemetry: server.telemetry,
         scenario,
-        requests: throughput.iter().map(|(s, _)| s.requests).sum(),
-        throughput_rps: Spread::of(&rps),
+        requests: throughput.iter().map(|r| r.summary.requests).sum(),
+        throughput_rps: of(|r| r.summary.requests_per_second()),
         cpu_s_per_10k: Spread::of(&cpu_per_10k),
-        closed_loop_p99_ms: Spread::of(&closed_p99),
-        errors: throughput.iter().map(|(s, _)| s.errors).sum::<u64>() + fixed.iter().map(|f| f.errors).sum::<u64>(),
+        server_core_busy: of(|r| r.cpu / r.wall),
+        load_core_busy: of(|r| r.load_core_busy),
+        collector_core_busy: of(|r| r.collector_cpu / r.wall),
+        closed_loop_p99_ms: of(|r| r.summary.p99_us / 1000.0),
+        errors: throughput.iter().map(|r| r.summary.errors).sum::<u64>() + fixed.iter().map(|f| f.errors).sum::<u64>(),
         fixed_rate,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
-        raw_wrk: throughput.iter().map(|(s, _)| s.clone()).collect(),
+        raw_wrk: throughput.iter().map(|r| r.summary.clone()).collect(),
         raw_oha: fixed.to_vec(),
         instructions: None,
     }

@@ -1,6 +1,6 @@
 //! What a server costs, read from /proc: CPU time (user + system, all
-//! threads) and the peak resident set (`VmHWM`, the high-water mark the
-//! kernel keeps for the process's lifetime).
+//! threads), the peak resident set (`VmHWM`, the high-water mark the
+//! kernel keeps for the process's lifetime), and how busy a core was.
 
 use std::fs;
 
@@ -29,6 +29,29 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy and total ticks of one core so far, from /proc/stat: busy is all
+/// but idle and iowait.
+pub fn core_ticks(core: &str) -> Result<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    core_line_ticks(&stat, core).with_context(|| format!("no line for cpu{core} in /proc/stat"))
+}
+
+fn core_line_ticks(stat: &str, core: &str) -> Option<(u64, u64)> {
+    let label = format!("cpu{core}");
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The share of `core` that was busy between two `core_ticks` readings.
+pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 { 0.0 } else { after.0.saturating_sub(before.0) as f64 / total as f64 }
+}
+
 /// Sum of the processes' peak resident set sizes, in KiB.
 pub fn peak_rss_kib(pids: &[u32]) -> Result<u64> {
     let mut total = 0;
@@ -53,6 +76,17 @@ mod tests {
     fn cpu_ticks_survive_a_command_name_with_spaces_and_parentheses() {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 17 0 0 20 0 3 0 99 1000 50";
         assert_eq!(cpu_ticks(stat), Some(267));
+    }
+
+    #[test]
+    fn a_core_is_busy_for_all_but_its_idle_and_iowait_ticks() {
+        let stat =
+            "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 0 50 800 50 0 0 0 0 0\ncpu1 300 10 90 550 40 5 5 0 0 0\nintr 1\n";
+        assert_eq!(core_line_ticks(stat, "1"), Some((410, 1000)));
+        assert_eq!(core_line_ticks(stat, "0"), Some((150, 1000)));
+        assert_eq!(core_line_ticks(stat, "2"), None);
+        assert_eq!(busy_share((150, 1000), (600, 1500)), 0.9);
+        assert!(core_ticks("0").unwrap().1 > 0);
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub struct Binaries {
 pub struct Endpoints {
     /// The Collector's OTLP/gRPC and OTLP/HTTP ports.
     pub collector: Option<(u16, u16)>,
+    /// The Collector's process, whose CPU the closed-loop runs report: it
+    /// shares the load generator's core.
+    pub collector_pids: Vec<u32>,
     pub down: u16,
 }
 
