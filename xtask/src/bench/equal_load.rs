@@ -108,10 +108,11 @@ pub fn compare(
     Ok(rows)
 }
 
-/// Turns here last this many throughput runs: a round's CPU is counted in
-/// 10 ms ticks, and at 500 checkouts a second four seconds were about a
-/// hundred of them, with every write waiting on an fsync; the rounds of one
-/// run then differed by up to 30 %.
+/// Turns here last this many throughput runs. At 500 checkouts a second a
+/// 4 s turn was 2000 checkouts, each waiting on an fsync, and the rounds of
+/// one run differed by up to 30 % (the 10 ms CPU ticks account for about
+/// 1 % of that): longer turns average more of the disk's and the machine's
+/// swings into each round.
 const LONGER: u32 = 3;
 
 /// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the

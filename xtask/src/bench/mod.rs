@@ -488,17 +488,16 @@ fn measure(
             let turn = &running[i];
             process::check_interrupted()?;
             let before = procfs::cpu_seconds(&turn.running.pids)?;
-            let collector_before = procfs::cpu_seconds(&endpoints.collector_pids)?;
-            let load_core_before = procfs::core_ticks(LOAD_CORE)?;
-            let started = std::time::Instant::now();
+            let collector_before = collector_cpu(&endpoints.collector_pids)?;
+            let cores_before = (procfs::core_ticks(SERVER_CORE)?, procfs::core_ticks(LOAD_CORE)?);
             let summary = closed_loop(turn, scenario, loaders, options, options.duration)
                 .with_context(|| format!("{}: throughput run", turn.server.id))?;
-            let wall = started.elapsed().as_secs_f64();
+            let cores_after = (procfs::core_ticks(SERVER_CORE)?, procfs::core_ticks(LOAD_CORE)?);
             throughput[i].push(ClosedLoopRun {
                 cpu: procfs::cpu_seconds(&turn.running.pids)? - before,
-                wall,
-                load_core_busy: procfs::busy_share(load_core_before, procfs::core_ticks(LOAD_CORE)?),
-                collector_cpu: procfs::cpu_seconds(&endpoints.collector_pids)? - collector_before,
+                server_core_busy: procfs::busy_share(cores_before.0, cores_after.0),
+                load_core_busy: procfs::busy_share(cores_before.1, cores_after.1),
+                collector_cpu: collector_cpu(&endpoints.collector_pids)?.zip(collector_before).map(|(a, b)| a - b),
                 summary,
             });
             settle(turn.server);
@@ -546,15 +545,31 @@ fn in_turns(round: usize, n: usize) -> impl Iterator<Item = usize> {
     (0..n).map(move |k| (k + round) % n)
 }
 
-/// One closed-loop run and what it cost: the server's CPU seconds, and how
-/// busy the load core was, with the Collector's share of it.
+/// One closed-loop run and what it cost: the server's CPU seconds, how busy
+/// its core and the load core were (shares from /proc/stat, the server's
+/// network work in softirq included), and the Collector's CPU seconds.
 #[derive(Clone)]
 struct ClosedLoopRun {
     summary: wrk::WrkSummary,
     cpu: f64,
-    wall: f64,
+    server_core_busy: f64,
     load_core_busy: f64,
-    collector_cpu: f64,
+    collector_cpu: Option<f64>,
+}
+
+impl ClosedLoopRun {
+    /// The share of a core the Collector took during the run.
+    fn collector_share(&self) -> Option<f64> {
+        Some(self.collector_cpu? / (self.summary.duration_us as f64 / 1e6).max(f64::EPSILON))
+    }
+}
+
+/// The Collector's CPU seconds so far; None when none runs.
+fn collector_cpu(pids: &[u32]) -> Result<Option<f64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    procfs::cpu_seconds(pids).context("the Collector (did it exit?)").map(Some)
 }
 
 /// One server of a scenario, started, waiting for its turns.
@@ -626,9 +641,22 @@ fn case(
         requests: throughput.iter().map(|r| r.summary.requests).sum(),
         throughput_rps: of(|r| r.summary.requests_per_second()),
         cpu_s_per_10k: Spread::of(&cpu_per_10k),
-        server_core_busy: of(|r| r.cpu / r.wall),
+        server_core_busy: of(|r| r.server_core_busy),
         load_core_busy: of(|r| r.load_core_busy),
-        collector_core_busy: of(|r| r.collector_cpu / r.wall),
+        collector_core_busy: Spread::of(
+            &throughput.iter().filter_map(ClosedLoopRun::collector_share).collect::<Vec<_>>(),
+        ),
+        collector_cpu_s_per_10k: Spread::of(
+            &throughput
+                .iter()
+                .filter(|r| r.summary.requests > 0)
+                .filter_map(|r| Some(r.collector_cpu? / r.summary.requests as f64 * 10_000.0))
+                .collect::<Vec<_>>(),
+        ),
+        runs_paced_by_load_core: throughput
+            .iter()
+            .filter(|r| report::paced_by_load_core(r.load_core_busy, r.server_core_busy, r.collector_share()))
+            .count(),
         closed_loop_p99_ms: of(|r| r.summary.p99_us / 1000.0),
         errors: throughput.iter().map(|r| r.summary.errors).sum::<u64>() + fixed.iter().map(|f| f.errors).sum::<u64>(),
         fixed_rate,

@@ -29,8 +29,9 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Busy and total ticks of one core so far, from /proc/stat: busy is all
-/// but idle and iowait.
+/// Busy and total ticks of one core so far, from /proc/stat. Steal time (a
+/// hypervisor running someone else) counts as neither: a noisy neighbour
+/// must not make a core look busy with our work.
 pub fn core_ticks(core: &str) -> Result<(u64, u64)> {
     let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
     core_line_ticks(&stat, core).with_context(|| format!("no line for cpu{core} in /proc/stat"))
@@ -39,11 +40,11 @@ pub fn core_ticks(core: &str) -> Result<(u64, u64)> {
 fn core_line_ticks(stat: &str, core: &str) -> Option<(u64, u64)> {
     let label = format!("cpu{core}");
     let line = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|t| t.parse().ok()).collect::<Option<_>>()?;
-    let total: u64 = ticks.iter().sum();
-    let idle = ticks.get(3)? + ticks.get(4)?;
-    Some((total - idle, total))
+    // user nice system idle iowait irq softirq (guest time is inside user).
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).take(7).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq] = ticks[..] else { return None };
+    let busy = user + nice + system + irq + softirq;
+    Some((busy, busy + idle + iowait))
 }
 
 /// The share of `core` that was busy between two `core_ticks` readings.

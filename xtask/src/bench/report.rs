@@ -55,13 +55,16 @@ pub struct Case {
     pub requests: u64,
     pub throughput_rps: Option<Spread>,
     pub cpu_s_per_10k: Option<Spread>,
-    /// Shares of a core during the throughput runs: the server's CPU, the
-    /// load core's (wrk, and the Collector when it runs), the Collector's.
-    /// A load core near 100 % with a server well below it means the load
-    /// generator, not the server, set the pace.
+    /// Busy shares during the throughput runs: the server's core and the
+    /// load core (wrk, and the Collector when it runs), from /proc/stat;
+    /// the Collector's CPU as a share of a core, and a request.
     pub server_core_busy: Option<Spread>,
     pub load_core_busy: Option<Spread>,
     pub collector_core_busy: Option<Spread>,
+    pub collector_cpu_s_per_10k: Option<Spread>,
+    /// Throughput runs the load core, not the server, set the pace of
+    /// (`paced_by_load_core`).
+    pub runs_paced_by_load_core: usize,
     /// wrk's own p99 (closed loop: flattered by coordinated omission; for reference).
     pub closed_loop_p99_ms: Option<Spread>,
     pub errors: u64,
@@ -331,16 +334,23 @@ fn per_cpu_target(
     Target { name, goal, measured, verdict }
 }
 
-/// Below this share of its core a server was not what set the pace.
+/// Below this busy share its core was not what set the pace.
 const SATURATED: f64 = 0.9;
-/// Above this share the load core was.
+/// From this busy share the load core was.
 const LOAD_CORE_FULL: f64 = 0.95;
+/// The Collector's least share of the load core for it to be the cause.
+const COLLECTOR_SHARE: f64 = 0.05;
 
-/// Whether the load core, not the server, set the pace of a closed-loop
-/// case: the load core full, the server short of its own.
-fn paced_by_load_core(case: &Case) -> bool {
-    matches!((case.load_core_busy, case.server_core_busy),
-        (Some(load), Some(server)) if load.median >= LOAD_CORE_FULL && server.median < SATURATED)
+/// Whether the load core, not the server, set the pace of one closed-loop
+/// run: the load core full, the server's core short of it, and the
+/// Collector, which shares the load core with wrk, taking part of it.
+pub fn paced_by_load_core(load_core: f64, server_core: f64, collector: Option<f64>) -> bool {
+    load_core >= LOAD_CORE_FULL && server_core < SATURATED && collector.is_some_and(|c| c >= COLLECTOR_SHARE)
+}
+
+/// A telemetry case every throughput run of which the load core paced.
+fn case_paced_by_load_core(case: &Case) -> bool {
+    case.telemetry.needs_collector() && !case.raw_wrk.is_empty() && case.runs_paced_by_load_core == case.raw_wrk.len()
 }
 
 /// Closed-loop cost of telemetry against telemetry off, in requests served.
@@ -348,19 +358,19 @@ fn paced_by_load_core(case: &Case) -> bool {
 /// (the Collector shares it with wrk, which alone keeps it over 90 % busy,
 /// and this machine has no third core), the figure measures the load core:
 /// the row says so and leaves the verdict to the same cost at one offered
-/// load (`per_cpu_target`), which accounts for the Collector's CPU by
-/// keeping wrk's pace fixed. Requests per demo-app CPU-second of those runs
-/// are shown, not judged: a server short of work spends more CPU on each
-/// request (fewer requests a wake-up), so they err against whichever
-/// variant the load core starved.
+/// load (`at_one_load`, from `per_cpu_target`), where wrk's pace is fixed
+/// whatever the Collector takes; without that row the target is not met.
+/// Requests per demo-app CPU-second of the closed-loop runs and the
+/// Collector's CPU a request are shown, not judged: a server short of work
+/// spends more CPU on each request (fewer requests a wake-up), so the first
+/// errs against whichever variant the load core starved.
 fn throughput_target(
     scenario: Scenario,
-    base: Option<&Case>,
-    case: Option<&Case>,
+    (base, case): (Option<&Case>, Option<&Case>),
     what: &str,
-    limit: f64,
-    goal: &'static str,
+    (limit, goal): (f64, &'static str),
     errors: Option<u64>,
+    at_one_load: &Target,
 ) -> Target {
     let name = format!("{} throughput cost of telemetry ({what})", scenario.title());
     let (Some(base), Some(case), Some(b), Some(t)) = (base, case, rps(base), rps(case)) else {
@@ -368,7 +378,7 @@ fn throughput_target(
     };
     let errors = errors.unwrap_or_default();
     let served = 1.0 - t / b.max(f64::MIN_POSITIVE);
-    if !paced_by_load_core(case) {
+    if !case_paced_by_load_core(case) {
         let measured = format!("{:.1}%, {errors} errors", served * 100.0);
         return Target { name, goal, measured, verdict: verdict(Some(served), |c| c <= limit && errors == 0) };
     }
@@ -376,14 +386,19 @@ fn throughput_target(
         (Some(b), Some(t)) if t.median > 0.0 => format!("{:.1}%", (1.0 - b.median / t.median) * 100.0),
         _ => "-".into(),
     };
+    let collector_us = case.collector_cpu_s_per_10k.map_or("-".into(), |s| format!("{:.1} µs", s.median * 100.0));
     let measured = format!(
-        "{:.1}%, {errors} errors; paced by the load core ({} busy, the Collector {}), demo-app at {} of its core ({per_cpu} fewer requests per its CPU-second)",
+        "{:.1}%, {errors} errors; paced by the load core ({} busy, the Collector {}: {collector_us} a request), demo-app's core at {} ({per_cpu} fewer requests per demo-app CPU-second)",
         served * 100.0,
         share(case.load_core_busy),
         share(case.collector_core_busy),
         share(case.server_core_busy),
     );
-    let verdict = if errors > 0 { "NOT met" } else { "not decisive: see the row at one offered load" };
+    let verdict = if errors > 0 || at_one_load.verdict == "not measured" {
+        "NOT met"
+    } else {
+        "not decisive: see the row at one offered load"
+    };
     Target { name, goal, measured, verdict }
 }
 
@@ -415,10 +430,11 @@ pub fn targets(results: &Results) -> Vec<Target> {
         ] {
             let case = find(results, id, scenario);
             let errors = case.map(|c| c.errors + equal_load(results, id, scenario).map_or(0, |e| e.errors));
-            targets.push(throughput_target(scenario, base, case, what, limit, goal, errors));
             // The same cost at one offered load, where wrk's pace is the
             // same whatever the Collector takes of its core.
-            targets.push(per_cpu_target(results, scenario, id, what, limit, goal, errors));
+            let at_one_load = per_cpu_target(results, scenario, id, what, limit, goal, errors);
+            targets.push(throughput_target(scenario, (base, case), what, (limit, goal), errors, &at_one_load));
+            targets.push(at_one_load);
         }
     }
     // A request served alone, and a checkout across its two services.
@@ -499,7 +515,9 @@ mod tests {
             cpu_s_per_10k: one(1.0),
             server_core_busy: one(1.0),
             load_core_busy: one(0.5),
-            collector_core_busy: one(0.0),
+            collector_core_busy: None,
+            collector_cpu_s_per_10k: None,
+            runs_paced_by_load_core: 0,
             closed_loop_p99_ms: one(1.0),
             errors,
             fixed_rate: p99.map(|p| FixedRate {
@@ -613,35 +631,97 @@ mod tests {
 
     #[test]
     fn a_case_paced_by_the_load_core_is_not_judged_by_requests_served() {
-        let mut otel = case("demo-app-otel", Scenario::Info, 60_000.0, 12.0, None, 0);
-        otel.cpu_s_per_10k = Some(Spread { median: 1.05, min: 1.05, max: 1.05 });
-        otel.server_core_busy = Some(Spread { median: 0.63, min: 0.6, max: 0.65 });
-        otel.load_core_busy = Some(Spread { median: 0.99, min: 0.98, max: 1.0 });
-        otel.collector_core_busy = Some(Spread { median: 0.41, min: 0.4, max: 0.42 });
-        let mut http = case("demo-app-otel-http", Scenario::Info, 60_000.0, 12.0, None, 3);
-        http.load_core_busy = otel.load_core_busy;
-        http.server_core_busy = otel.server_core_busy;
-        // The load core full but the server busy too: requests served decide.
-        let mut down = case("demo-app-otel-down", Scenario::Info, 60_000.0, 12.0, None, 0);
-        down.load_core_busy = otel.load_core_busy;
-        let r = results(vec![case("demo-app", Scenario::Info, 100_000.0, 10.0, None, 0), otel, http, down]);
-        let t = targets(&r);
-        let by = |part: &str| {
-            t.iter().find(|t| t.name.starts_with("GET /api/info throughput cost") && t.name.contains(part)).unwrap()
+        let one = |v: f64| Some(Spread { median: v, min: v, max: v });
+        // Every throughput run paced by the load core, the Collector on it.
+        let paced = |server: &str, telemetry: Telemetry, errors: u64| {
+            let mut c = case(server, Scenario::Info, 60_000.0, 12.0, None, errors);
+            c.telemetry = telemetry;
+            c.cpu_s_per_10k = one(1.05);
+            c.server_core_busy = one(0.63);
+            c.load_core_busy = one(0.99);
+            c.collector_core_busy = one(0.41);
+            c.collector_cpu_s_per_10k = one(0.07);
+            let run = WrkSummary {
+                requests: 240_000,
+                duration_us: 4_000_000,
+                errors,
+                p50_us: 1.0,
+                p99_us: 1.0,
+                p999_us: 1.0,
+            };
+            c.raw_wrk = vec![run.clone(), run];
+            c.runs_paced_by_load_core = 2;
+            c
         };
+        let mut half = paced("demo-app-otel-http", Telemetry::CollectorHttp, 0);
+        half.runs_paced_by_load_core = 1;
+        let mut r = results(vec![
+            case("demo-app", Scenario::Info, 100_000.0, 10.0, None, 0),
+            paced("demo-app-otel", Telemetry::Collector, 0),
+            half,
+            // No Collector on the load core: requests served decide.
+            paced("demo-app-otel-down", Telemetry::CollectorDown, 0),
+        ]);
+        let at = |server: &str, rounds: &[f64]| EqualLoad {
+            server: server.into(),
+            scenario: Scenario::Info,
+            rate_rps: 20_000,
+            sustained: true,
+            cpu_us_per_request: Spread::of(rounds),
+            cpu_us_per_round: rounds.to_vec(),
+            errors: 0,
+        };
+        // 12.5 µs a request against 10 at one load: 20 % over the limit.
+        r.equal_load = vec![at("demo-app", &[10.0, 10.0]), at("demo-app-otel", &[12.5, 12.5])];
+        let t = targets(&r);
+        let by =
+            |prefix: &str, part: &str| t.iter().find(|t| t.name.starts_with(prefix) && t.name.contains(part)).unwrap();
+        let throughput = |part: &str| by("GET /api/info throughput cost", part);
         assert_eq!(
-            (by("OTLP/gRPC").measured.as_str(), by("OTLP/gRPC").verdict),
+            (throughput("OTLP/gRPC").measured.as_str(), throughput("OTLP/gRPC").verdict),
             (
-                "40.0%, 0 errors; paced by the load core (99% busy, the Collector 41%), demo-app at 63% of its core (4.8% fewer requests per its CPU-second)",
+                "40.0%, 0 errors; paced by the load core (99% busy, the Collector 41%: 7.0 µs a request), demo-app's core at 63% (4.8% fewer requests per demo-app CPU-second)",
                 "not decisive: see the row at one offered load"
             )
         );
-        // Errors fail a case whatever set the pace.
-        assert_eq!(by("OTLP/HTTP").verdict, "NOT met", "{}", by("OTLP/HTTP").measured);
+        // The cost still fails where it is judged.
+        assert_eq!(by("GET /api/info requests per CPU-second", "OTLP/gRPC").verdict, "NOT met");
+        // One run of two paced: requests served decide.
         assert_eq!(
-            (by("Collector down").measured.as_str(), by("Collector down").verdict),
+            (throughput("OTLP/HTTP").measured.as_str(), throughput("OTLP/HTTP").verdict),
             ("40.0%, 0 errors", "NOT met")
         );
+        assert_eq!(
+            (throughput("Collector down").measured.as_str(), throughput("Collector down").verdict),
+            ("40.0%, 0 errors", "NOT met")
+        );
+
+        // Paced, but no row at one offered load to judge it: not met.
+        r.equal_load.clear();
+        let t = targets(&r);
+        let row = t
+            .iter()
+            .find(|t| t.name.starts_with("GET /api/info throughput cost") && t.name.contains("OTLP/gRPC"))
+            .unwrap();
+        assert_eq!(row.verdict, "NOT met", "{}", row.measured);
+        // Errors fail a paced case too.
+        r.cases[1].errors = 2;
+        r.equal_load = vec![at("demo-app", &[10.0, 10.0]), at("demo-app-otel", &[10.0, 10.0])];
+        let t = targets(&r);
+        let row = t
+            .iter()
+            .find(|t| t.name.starts_with("GET /api/info throughput cost") && t.name.contains("OTLP/gRPC"))
+            .unwrap();
+        assert_eq!(row.verdict, "NOT met", "{}", row.measured);
+    }
+
+    #[test]
+    fn a_run_is_paced_by_the_load_core_only_when_it_is_full_the_server_is_not_and_the_collector_is_there() {
+        assert!(paced_by_load_core(0.95, 0.899, Some(0.05)));
+        assert!(!paced_by_load_core(0.949, 0.5, Some(0.4)), "the load core had room");
+        assert!(!paced_by_load_core(1.0, 0.9, Some(0.4)), "the server's core was full");
+        assert!(!paced_by_load_core(1.0, 0.5, Some(0.049)), "the Collector took next to nothing");
+        assert!(!paced_by_load_core(1.0, 0.5, None), "no Collector runs");
     }
 
     #[test]
