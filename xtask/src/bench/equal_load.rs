@@ -47,7 +47,7 @@ pub fn compare(
             continue;
         }
         let rate = options.load.equal_rate_for(scenario);
-        let duration = options.duration * LONGER;
+        let duration = options.duration;
         println!(
             "\n{}: CPU per request of {} demo-app variants at {rate} req/s, in turns",
             scenario.title(),
@@ -71,7 +71,7 @@ pub fn compare(
         let n = running.len();
         let mut readings: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut answered: Vec<Vec<OhaSummary>> = vec![Vec::new(); n];
-        for round in 0..options.runs {
+        for round in 0..options.runs * ROUNDS_PER_BLOCK {
             // The order rotates each round: no variant always follows another.
             for i in super::in_turns(round, n) {
                 process::check_interrupted()?;
@@ -108,12 +108,13 @@ pub fn compare(
     Ok(rows)
 }
 
-/// Turns here last this many throughput runs. At 500 checkouts a second a
-/// 4 s turn was 2000 checkouts, each waiting on an fsync, and the rounds of
-/// one run differed by up to 30 % (the 10 ms CPU ticks account for about
-/// 1 % of that): longer turns average more of the disk's and the machine's
-/// swings into each round.
-const LONGER: u32 = 3;
+/// Rounds pooled into one block, the unit a verdict compares: each of
+/// `--runs` blocks is this many rounds of `--duration` turns. Three turns
+/// of 12 s spread as widely as three of 4 s had (checkout from −14 % to
+/// +24 %, info from −11 % to +11 %, 2026-12-07 17:25): the noise is the
+/// machine's swings between one variant's turn and another's, which more,
+/// shorter turns pooled together average out.
+pub(super) const ROUNDS_PER_BLOCK: usize = 3;
 
 /// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the
 /// last round's spans are exported, and charged, before the last reading.
@@ -144,6 +145,8 @@ fn row(
         sustained: !answered.is_empty() && answered.iter().all(kept),
         cpu_us_per_request: Spread::of(&per_round),
         cpu_us_per_round: per_round,
+        requests_per_round: answered.iter().map(|s| s.requests).collect(),
+        rounds_per_block: ROUNDS_PER_BLOCK,
         errors: answered.iter().map(|s| s.errors).sum(),
     }
 }
