@@ -71,7 +71,8 @@ pub fn compare(
         let n = running.len();
         let mut readings: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut answered: Vec<Vec<OhaSummary>> = vec![Vec::new(); n];
-        for round in 0..options.runs * ROUNDS_PER_BLOCK {
+        let block = rounds_per_block(n);
+        for round in 0..options.runs * block {
             // The order rotates each round: no variant always follows another.
             for i in super::in_turns(round, n) {
                 process::check_interrupted()?;
@@ -90,15 +91,15 @@ pub fn compare(
             r.supervisor.stop_all();
         }
         for ((server, readings), answered) in variants.iter().zip(&readings).zip(&answered) {
-            let row = row(server, scenario, rate, duration, readings, answered);
+            let row = row(server, scenario, rate, duration, readings, answered, block);
             if server.telemetry == Telemetry::Off && !row.sustained {
                 bail!(
                     "demo-app without telemetry did not keep to {rate} req/s on {}: lower --equal-rate",
                     scenario.title()
                 );
             }
-            let cpu = match row.cpu_us_per_request {
-                Some(c) if row.sustained => format!("{:.2} µs", c.median),
+            let cpu = match row.pooled_cpu_us(0..row.cpu_us_per_round.len()) {
+                Some(c) if row.sustained => format!("{c:.2} µs"),
                 _ => "rate not sustained".into(),
             };
             println!("  {:<20} {cpu} CPU a request, {} errors", server.id, row.errors);
@@ -108,13 +109,15 @@ pub fn compare(
     Ok(rows)
 }
 
-/// Rounds pooled into one block, the unit a verdict compares: each of
-/// `--runs` blocks is this many rounds of `--duration` turns. Three turns
-/// of 12 s spread as widely as three of 4 s had (checkout from −14 % to
-/// +24 %, info from −11 % to +11 %, 2026-12-07 17:25): the noise is the
-/// machine's swings between one variant's turn and another's, which more,
-/// shorter turns pooled together average out.
-pub(super) const ROUNDS_PER_BLOCK: usize = 3;
+/// Rounds pooled into one block, the unit a verdict compares: as many as
+/// there are variants, so that within a block each variant takes each place
+/// in the order once. Three turns of 12 s spread as widely as three of 4 s
+/// had (checkout from −14 % to +24 %, info from −11 % to +11 %, 2026-12-07
+/// 17:25): the noise is the machine's swings between one variant's turn
+/// and another's, which more, shorter turns pooled together average out.
+fn rounds_per_block(variants: usize) -> usize {
+    variants.max(2)
+}
 
 /// Longer than the span batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): the
 /// last round's spans are exported, and charged, before the last reading.
@@ -129,6 +132,7 @@ fn row(
     duration: Duration,
     readings: &[f64],
     answered: &[OhaSummary],
+    rounds_per_block: usize,
 ) -> EqualLoad {
     let per_round: Vec<f64> = readings
         .windows(2)
@@ -146,7 +150,7 @@ fn row(
         cpu_us_per_request: Spread::of(&per_round),
         cpu_us_per_round: per_round,
         requests_per_round: answered.iter().map(|s| s.requests).collect(),
-        rounds_per_block: ROUNDS_PER_BLOCK,
+        rounds_per_block,
         errors: answered.iter().map(|s| s.errors).sum(),
     }
 }
@@ -173,7 +177,7 @@ mod tests {
         let one_second = Duration::from_secs(1);
         // 0.5 s of CPU for 50,000 requests, then 0.6 s for 50,000: 10 and 12 µs.
         let row =
-            row(server, Scenario::Info, 50_000, one_second, &[1.0, 1.5, 2.1], &[answered(50_000), answered(50_000)]);
+            row(server, Scenario::Info, 50_000, one_second, &[1.0, 1.5, 2.1], &[answered(50_000), answered(50_000)], 2);
         assert!(row.sustained);
         assert_eq!(row.cpu_us_per_round.len(), 2);
         assert!((row.cpu_us_per_round[0] - 10.0).abs() < 1e-9 && (row.cpu_us_per_round[1] - 12.0).abs() < 1e-9);
@@ -185,6 +189,6 @@ mod tests {
 
     fn row_of(server: &Server, answered: &[OhaSummary]) -> EqualLoad {
         let readings: Vec<f64> = (0..=answered.len()).map(|i| i as f64).collect();
-        row(server, Scenario::Info, 50_000, Duration::from_secs(1), &readings, answered)
+        row(server, Scenario::Info, 50_000, Duration::from_secs(1), &readings, answered, 1)
     }
 }

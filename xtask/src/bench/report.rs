@@ -97,13 +97,17 @@ pub struct EqualLoad {
 
 impl EqualLoad {
     /// CPU a request over rounds `range`, pooled: all their CPU over all
-    /// their requests.
-    fn pooled_cpu_us(&self, range: std::ops::Range<usize>) -> f64 {
-        let weight = |i: usize| self.requests_per_round.get(i).map_or(1.0, |&n| n as f64);
+    /// their requests (each round weighs its requests when every round's
+    /// count is known). Rounds without a finite figure (no answer) are
+    /// left out; None when none is left.
+    pub fn pooled_cpu_us(&self, range: std::ops::Range<usize>) -> Option<f64> {
+        let weighted = self.requests_per_round.len() == self.cpu_us_per_round.len();
         let (cpu, requests) = range
-            .filter(|&i| i < self.cpu_us_per_round.len())
-            .fold((0.0, 0.0), |(cpu, n), i| (cpu + self.cpu_us_per_round[i] * weight(i), n + weight(i)));
-        if requests > 0.0 { cpu / requests } else { f64::NAN }
+            .filter_map(|i| Some((*self.cpu_us_per_round.get(i)?, i)))
+            .filter(|(us, _)| us.is_finite())
+            .map(|(us, i)| (us, if weighted { self.requests_per_round[i] as f64 } else { 1.0 }))
+            .fold((0.0, 0.0), |(cpu, n), (us, w)| (cpu + us * w, n + w));
+        (requests > 0.0).then(|| cpu / requests)
     }
 }
 
@@ -245,8 +249,8 @@ pub fn markdown(results: &Results) -> String {
             .map_or("-".into(), |i| format!("{} ({})", thousands(i.per_request), thousands(i.on_request_threads)));
         let cpu = case.cpu_s_per_10k.map_or("-".into(), |s| format!("{:.1}", s.median * 100.0));
         let cpu = match equal_load(results, &case.server, case.scenario) {
-            Some(e) => match e.cpu_us_per_request {
-                Some(at) if e.sustained => format!("{cpu} ({:.2})", at.median),
+            Some(e) => match e.pooled_cpu_us(0..e.cpu_us_per_round.len()) {
+                Some(at) if e.sustained => format!("{cpu} ({at:.2})"),
                 _ => format!("{cpu} (rate not sustained)"),
             },
             None => cpu,
@@ -324,15 +328,18 @@ fn per_cpu_target(
     }
     // Block by block: the rounds of a block pooled, against telemetry off
     // in the same rounds (the variants took turns).
+    // Both from the same turns: as many rounds, in blocks of one size.
+    debug_assert_eq!(base.cpu_us_per_round.len(), row.cpu_us_per_round.len());
+    debug_assert_eq!(base.rounds_per_block, row.rounds_per_block);
     let rounds = base.cpu_us_per_round.len().min(row.cpu_us_per_round.len());
     let block = row.rounds_per_block.max(1);
-    let cost_of = |range: std::ops::Range<usize>| 1.0 - base.pooled_cpu_us(range.clone()) / row.pooled_cpu_us(range);
-    let costs: Vec<f64> = (0..rounds)
-        .step_by(block)
-        .map(|start| cost_of(start..(start + block).min(rounds)))
-        .filter(|c| c.is_finite())
-        .collect();
-    let Some(cost) = Spread::of(&costs) else {
+    let cost_of = |range: std::ops::Range<usize>| match (base.pooled_cpu_us(range.clone()), row.pooled_cpu_us(range)) {
+        (Some(b), Some(t)) if t > 0.0 => Some(1.0 - b / t),
+        _ => None,
+    };
+    let costs: Vec<f64> =
+        (0..rounds).step_by(block).filter_map(|start| cost_of(start..(start + block).min(rounds))).collect();
+    let (Some(cost), Some(pooled)) = (Spread::of(&costs), cost_of(0..rounds)) else {
         return Target { name, goal, measured: "-".into(), verdict: "not measured" };
     };
     let errors = errors.unwrap_or_default();
@@ -350,7 +357,7 @@ fn per_cpu_target(
     };
     let measured = format!(
         "{:.1}% ({:.1}–{:.1}% over {over}), {errors} errors",
-        cost_of(0..rounds) * 100.0,
+        pooled * 100.0,
         cost.min * 100.0,
         cost.max * 100.0,
     );
@@ -602,30 +609,39 @@ mod tests {
             ..equal(server, rounds, true)
         };
         let even = [1000; 6];
+        let judged = |r: &Results| {
+            let row = targets(r)
+                .into_iter()
+                .find(|t| t.name.starts_with("GET /api/info requests per") && t.name.contains("gRPC"))
+                .unwrap();
+            (row.measured, row.verdict)
+        };
         let mut r = results(vec![
             case("demo-app", Scenario::Info, 30_000.0, 10.0, None, 0),
             case("demo-app-otel", Scenario::Info, 30_000.0, 10.0, None, 0),
         ]);
-        // One round at +25 % among five near +3 %: pooled, each block is
+        // One round at +25 % among five within ±3 %: pooled, each block is
         // within 10 % (10.9 and 10.3 µs against 10).
         r.equal_load =
             vec![at("demo-app", &[10.0; 6], &even), at("demo-app-otel", &[13.33, 9.7, 9.7, 10.3, 10.3, 10.3], &even)];
-        let t = targets(&r);
-        let row =
-            t.iter().find(|t| t.name.starts_with("GET /api/info requests per") && t.name.contains("gRPC")).unwrap();
-        assert_eq!(
-            (row.measured.as_str(), row.verdict),
-            ("5.7% (2.9–8.3% over 2 blocks of 3 rounds), 0 errors", "met")
-        );
+        assert_eq!(judged(&r), ("5.7% (2.9–8.3% over 2 blocks of 3 rounds), 0 errors".to_string(), "met"));
         // A round's weight is its requests: 12 µs over three times the
         // requests of the 10 µs rounds puts the first block at 10.7 %
         // (6.3 % unweighted).
         r.equal_load[1] =
             at("demo-app-otel", &[12.0, 10.0, 10.0, 10.3, 10.3, 10.3], &[3000, 1000, 1000, 1000, 1000, 1000]);
-        let t = targets(&r);
-        let row =
-            t.iter().find(|t| t.name.starts_with("GET /api/info requests per") && t.name.contains("gRPC")).unwrap();
-        assert_eq!(row.verdict, "inconclusive", "{}", row.measured);
+        assert_eq!(judged(&r).1, "inconclusive", "{}", judged(&r).0);
+        // The same weights on telemetry off's side: its first block is 11.2
+        // µs too, and that block costs nothing.
+        r.equal_load[0] = at("demo-app", &[12.0, 10.0, 10.0, 10.0, 10.0, 10.0], &[3000, 1000, 1000, 1000, 1000, 1000]);
+        assert_eq!(judged(&r), ("1.0% (0.0–2.9% over 2 blocks of 3 rounds), 0 errors".to_string(), "met"));
+        // Every block over the limit: not met. A round without an answer
+        // (no figure) is left out of its block, not the block out.
+        r.equal_load = vec![
+            at("demo-app", &[10.0; 6], &even),
+            at("demo-app-otel", &[12.0, f64::INFINITY, 12.0, 11.5, 11.5, 11.5], &[1000, 0, 1000, 1000, 1000, 1000]),
+        ];
+        assert_eq!(judged(&r), ("14.5% (13.0–16.7% over 2 blocks of 3 rounds), 0 errors".to_string(), "NOT met"));
     }
 
     #[test]
