@@ -353,7 +353,7 @@ fn per_cpu_target(
     let over = if block == 1 {
         format!("{} rounds", costs.len())
     } else {
-        format!("{} blocks of {block} rounds", costs.len())
+        format!("{} block{} of {block} rounds", costs.len(), if costs.len() == 1 { "" } else { "s" })
     };
     let measured = format!(
         "{:.1}% ({:.1}–{:.1}% over {over}), {errors} errors",
