@@ -366,8 +366,9 @@ fn per_cpu_target(
 
 /// Below this busy share its core was not what set the pace.
 const SATURATED: f64 = 0.9;
-/// From this busy share the load core was.
-const LOAD_CORE_FULL: f64 = 0.95;
+/// From this busy share the load core was (a run of 18:57 had its load
+/// core at 94 %, the Collector at 43 % of it, and demo-app's core at 64 %).
+const LOAD_CORE_FULL: f64 = 0.9;
 /// The Collector's least share of the load core for it to be the cause.
 const COLLECTOR_SHARE: f64 = 0.05;
 
@@ -781,8 +782,8 @@ mod tests {
 
     #[test]
     fn a_run_is_paced_by_the_load_core_only_when_it_is_full_the_server_is_not_and_the_collector_is_there() {
-        assert!(paced_by_load_core(0.95, 0.899, Some(0.05)));
-        assert!(!paced_by_load_core(0.949, 0.5, Some(0.4)), "the load core had room");
+        assert!(paced_by_load_core(0.9, 0.899, Some(0.05)));
+        assert!(!paced_by_load_core(0.899, 0.5, Some(0.4)), "the load core had room");
         assert!(!paced_by_load_core(1.0, 0.9, Some(0.4)), "the server's core was full");
         assert!(!paced_by_load_core(1.0, 0.5, Some(0.049)), "the Collector took next to nothing");
         assert!(!paced_by_load_core(1.0, 0.5, None), "no Collector runs");
