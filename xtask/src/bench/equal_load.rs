@@ -47,7 +47,6 @@ pub fn compare(
             continue;
         }
         let rate = options.load.equal_rate_for(scenario);
-        let duration = options.duration;
         println!(
             "\n{}: CPU per request of {} demo-app variants at {rate} req/s, in turns",
             scenario.title(),
@@ -77,7 +76,7 @@ pub fn compare(
             for i in super::in_turns(round, n) {
                 process::check_interrupted()?;
                 readings[i].push(procfs::cpu_seconds(&running[i].pids)?);
-                answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, duration, rate)?);
+                answered[i].push(oha::run_at(oha, scenario, &url(&running[i]), &options.load, options.duration, rate)?);
             }
         }
         std::thread::sleep(SETTLE);
@@ -91,7 +90,7 @@ pub fn compare(
             r.supervisor.stop_all();
         }
         for ((server, readings), answered) in variants.iter().zip(&readings).zip(&answered) {
-            let row = row(server, scenario, rate, duration, readings, answered, block);
+            let row = row(server, scenario, rate, options.duration, readings, answered, block);
             if server.telemetry == Telemetry::Off && !row.sustained {
                 bail!(
                     "demo-app without telemetry did not keep to {rate} req/s on {}: lower --equal-rate",

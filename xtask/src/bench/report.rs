@@ -566,6 +566,12 @@ mod tests {
         }
     }
 
+    /// What the target named `prefix`…`part` measured, and its verdict.
+    fn judged(r: &Results, prefix: &str, part: &str) -> (String, &'static str) {
+        let row = targets(r).into_iter().find(|t| t.name.starts_with(prefix) && t.name.contains(part)).unwrap();
+        (row.measured, row.verdict)
+    }
+
     /// One round per block, every round weighing the same.
     fn equal(server: &str, rounds: &[f64], sustained: bool) -> EqualLoad {
         EqualLoad {
@@ -610,13 +616,7 @@ mod tests {
             ..equal(server, rounds, true)
         };
         let even = [1000; 6];
-        let judged = |r: &Results| {
-            let row = targets(r)
-                .into_iter()
-                .find(|t| t.name.starts_with("GET /api/info requests per") && t.name.contains("gRPC"))
-                .unwrap();
-            (row.measured, row.verdict)
-        };
+        let judged = |r: &Results| judged(r, "GET /api/info requests per", "gRPC");
         let mut r = results(vec![
             case("demo-app", Scenario::Info, 30_000.0, 10.0, None, 0),
             case("demo-app-otel", Scenario::Info, 30_000.0, 10.0, None, 0),
@@ -761,23 +761,14 @@ mod tests {
             ("40.0%, 0 errors", "NOT met")
         );
 
+        let grpc = |r: &Results| judged(r, "GET /api/info throughput cost", "OTLP/gRPC");
         // Paced, but no row at one offered load to judge it: not met.
         r.equal_load.clear();
-        let t = targets(&r);
-        let row = t
-            .iter()
-            .find(|t| t.name.starts_with("GET /api/info throughput cost") && t.name.contains("OTLP/gRPC"))
-            .unwrap();
-        assert_eq!(row.verdict, "NOT met", "{}", row.measured);
+        assert_eq!(grpc(&r).1, "NOT met", "{}", grpc(&r).0);
         // Errors fail a paced case too.
         r.cases[1].errors = 2;
         r.equal_load = vec![at("demo-app", &[10.0, 10.0]), at("demo-app-otel", &[10.0, 10.0])];
-        let t = targets(&r);
-        let row = t
-            .iter()
-            .find(|t| t.name.starts_with("GET /api/info throughput cost") && t.name.contains("OTLP/gRPC"))
-            .unwrap();
-        assert_eq!(row.verdict, "NOT met", "{}", row.measured);
+        assert_eq!(grpc(&r).1, "NOT met", "{}", grpc(&r).0);
     }
 
     #[test]
