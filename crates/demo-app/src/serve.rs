@@ -20,10 +20,10 @@
 //! - HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on the same port; with
 //!   `tls`, HTTPS (ALPN h2 and http/1.1), as podinfo's --secure-port.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -77,16 +77,23 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
-/// Serves `router` until `stop` turns true, then stops accepting and waits
-/// for the open connections to finish their requests (the caller bounds
-/// that wait).
-pub async fn serve(
+/// Serves `app` (a router, or routes::App) until `stop` turns true, then
+/// stops accepting and waits for the open connections to finish their
+/// requests (the caller bounds that wait).
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    app: S,
     limits: Limits,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -123,7 +130,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&stream, SOCKET_SEND_BUFFER);
         let slot = ConnectionSlot(Arc::new(permit));
-        let service = router.clone().map_request(move |request: axum::http::Request<_>| {
+        let service = app.clone().map_request(move |request: axum::http::Request<_>| {
             // Most requests have no body: an empty one costs no allocation,
             // where a deadline around hyper's empty body was boxed.
             let mut request = request.map(|body| {

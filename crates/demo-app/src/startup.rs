@@ -137,7 +137,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, metrics_listener, grpc_listener, secure, state } = self;
         let config = state.config.clone();
-        let app = routes::router(state.clone());
+        let app = routes::app(state.clone());
         let metrics_app = routes::metrics_router(state.clone());
         let wanted = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
         let limits = serve::Limits {

@@ -14,6 +14,7 @@ mod control;
 pub(crate) mod delay;
 mod echo;
 pub(crate) mod env;
+mod exact;
 mod headers;
 mod health;
 mod index;
@@ -31,10 +32,12 @@ mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 
 pub use body_budget::BodyBudgetLayer;
+pub use exact::App;
 pub use openapi::{ApiDoc, document as openapi_document};
 
 use crate::faults;
@@ -44,7 +47,13 @@ use crate::state::AppState;
 /// Request bodies above this size are refused with 413.
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
-pub fn router(state: AppState) -> Router {
+/// The HTTP port's service: `GET /api/info` and `GET /healthz` answered
+/// first (exact.rs), everything else by the router.
+pub fn app(state: AppState) -> App {
+    App::new(&state, router(state.clone()))
+}
+
+fn router(state: AppState) -> Router {
     let role = state.config.role;
     let mut app = Router::new()
         .route("/", get(index::handler))
@@ -121,14 +130,14 @@ pub fn router(state: AppState) -> Router {
     app.merge(operational).with_state(state)
 }
 
-/// A handler of the state alone, for the routes hit most: with no extractor
-/// axum hands the request over whole instead of taking it apart and back.
-fn with<F, Fut>(state: &AppState, handler: F) -> impl Fn() -> Fut + Clone + Send + Sync + 'static
-where
-    F: Fn(AppState) -> Fut + Clone + Send + Sync + 'static,
-{
+/// A synchronous handler of the state alone (the exact routes' handlers,
+/// for the methods the router takes on their paths).
+fn with(
+    state: &AppState,
+    handler: fn(&AppState) -> Response,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
     let state = state.clone();
-    move || handler(state.clone())
+    move || std::future::ready(handler(&state))
 }
 
 /// The metrics port: Prometheus scrapes and the liveness probe, which must

@@ -36,11 +36,18 @@ use crate::telemetry::http::ServerSpan;
 #[derive(Clone)]
 pub struct ObserveLayer {
     metrics: Arc<Metrics>,
+    route: Option<&'static RouteNames>,
 }
 
 impl ObserveLayer {
+    /// For the router's routes: the route is the template axum matched.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+        Self { metrics, route: None }
+    }
+
+    /// For one route known in advance (exact.rs): no lookup a request.
+    pub fn of_route(metrics: Arc<Metrics>, template: &str) -> Self {
+        Self { metrics, route: Some(route_names::of(template)) }
     }
 }
 
@@ -48,7 +55,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner, metrics: self.metrics.clone() }
+        Observe { inner, metrics: self.metrics.clone(), route: self.route }
     }
 }
 
@@ -56,6 +63,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    route: Option<&'static RouteNames>,
 }
 
 impl<S> tower::Service<Request> for Observe<S>
@@ -75,7 +83,8 @@ where
         // Bounded labels: the known methods or `_OTHER`, route templates or
         // "unmatched", never what the client wrote.
         let method = metrics::method_label(request.method());
-        let route = request.extensions().get::<MatchedPath>().map(|p| route_names::of(p.as_str()));
+        let route =
+            self.route.or_else(|| request.extensions().get::<MatchedPath>().map(|p| route_names::of(p.as_str())));
         let span = ServerSpan::start(&request, method, route);
         // Not current during `call`: the layers and routes below only build
         // their futures there; the span is current whenever those are polled.

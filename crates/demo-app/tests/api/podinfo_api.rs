@@ -63,6 +63,34 @@ async fn version_probes_and_metrics_port() {
     assert_eq!(reqwest::get(format!("{}/healthz", app.metrics_address)).await.unwrap().text().await.unwrap(), "OK");
 }
 
+/// GET /api/info and GET /healthz are answered before the router
+/// (routes/exact.rs), HEAD and the other methods on those paths by it: both
+/// ways give the same answer, headers and metric labels.
+#[tokio::test]
+async fn the_exact_routes_answer_as_the_router_does() {
+    let app = spawn_app().await;
+    for (path, label) in [("/api/info", "api_info"), ("/healthz", "healthz")] {
+        let get = app.get(path).await;
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!((get.status().as_u16(), head.status().as_u16()), (200, 200), "{path}");
+        for name in ["content-type", "x-content-type-options"] {
+            assert_eq!(get.headers().get(name), head.headers().get(name), "{path}: {name}");
+        }
+        assert!(head.text().await.unwrap().is_empty(), "{path}: HEAD has no body");
+        let post = app.post(path, "").await;
+        assert_eq!(post.status(), 405, "{path}");
+        assert_eq!(post.headers()["allow"], "GET,HEAD", "{path}");
+        assert_eq!(post.headers()["x-content-type-options"], "nosniff", "{path}");
+        let metrics = reqwest::get(format!("{}/metrics", app.metrics_address)).await.unwrap().text().await.unwrap();
+        for (method, status) in [("GET", 200), ("HEAD", 200), ("POST", 405)] {
+            let series = format!(
+                "http_request_duration_seconds_count{{method=\"{method}\",path=\"{label}\",status=\"{status}\"}} 1"
+            );
+            assert!(metrics.contains(&series), "{series} not in:\n{metrics}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn unhealthy_and_unready_flags_fail_the_probes() {
     let app = spawn_app_with(|c| {
