@@ -4,6 +4,7 @@
 //! handler per file, `store` the database engines, `metrics` the Prometheus
 //! exposition, `faults` the chaos middlewares.
 
+pub mod allocator;
 pub mod api_error;
 pub mod body_deadline;
 pub mod config;

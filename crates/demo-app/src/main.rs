@@ -7,7 +7,7 @@ use demo_app::startup::{Application, shutdown_signal};
 /// docs/benchmarks.md): every request allocates its headers, futures and
 /// JSON body, and mimalloc's fast path is several times shorter.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: demo_app::allocator::Allocator = demo_app::allocator::Allocator;
 
 /// Time left to flush telemetry after the server has drained.
 const TELEMETRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);

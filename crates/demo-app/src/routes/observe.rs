@@ -156,7 +156,8 @@ fn finish(seen: Seen, mut response: Response) -> Response {
     let Seen { started, method, route, span, metrics } = seen;
     let status = response.status();
     response.headers_mut().entry(X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
-    metrics::observe(&metrics, method, route.map_or(metrics::UNMATCHED, |r| r.label), status.as_u16(), started);
+    let lasted = started.elapsed();
+    metrics::observe(&metrics, method, route.map_or(metrics::UNMATCHED, |r| r.label), status.as_u16(), lasted);
     let mut span = span;
     if status.is_server_error() {
         let name = route_names::span_name(method, route);
@@ -170,7 +171,7 @@ fn finish(seen: Seen, mut response: Response) -> Response {
         }
     }
     if let Some(span) = span {
-        span.end(status);
+        span.end(status, lasted);
     }
     response
 }

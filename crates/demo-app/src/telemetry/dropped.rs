@@ -77,6 +77,17 @@ impl ShouldSample for PausingSampler {
 }
 
 impl PausingSampler {
+    /// Whether a span, child of `parent`, is recorded, when that is known
+    /// in a few instructions: the configured sampler answers in place
+    /// (`Configured::records`) and export is not paused. None when the
+    /// whole decision is needed.
+    pub fn records_at_once(&self, parent: &Context) -> Option<bool> {
+        if self.pause.is_paused() {
+            return None;
+        }
+        self.inner.records(parent)
+    }
+
     /// Whether a span starting now is dropped for the pause (and
     /// counted, when the configured sampler would have recorded it), decided
     /// before the span is made: while export is paused, a span, its

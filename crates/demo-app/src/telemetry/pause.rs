@@ -49,6 +49,12 @@ impl Pause {
         Self { length, paused: AtomicBool::new(false), state: Mutex::new(State::Exporting) }
     }
 
+    /// Whether a failed export has paused recording and export (a probe
+    /// may be under way).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
     /// Whether a new span is recorded.
     pub fn records_span(&self) -> bool {
         !self.paused.load(Ordering::Acquire) || self.records_span_at(Instant::now())

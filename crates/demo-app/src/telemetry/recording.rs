@@ -75,14 +75,22 @@ impl Recorder {
         let parent_span = parent.span();
         let known = parent_span.span_context();
         let trace_id = if known.is_valid() { known.trace_id() } else { TraceId::from(random_id::<u128>()) };
-        let sampling = (!self.sampler.drops_for_pause(parent, trace_id, name, &kind))
-            .then(|| self.sampler.should_sample(Some(parent), trace_id, name, &kind, &[], &[]));
-        let recorded = sampling.as_ref().is_some_and(|s| s.decision == SamplingDecision::RecordAndSample);
+        // The trace state as the sampler leaves it: the parent's, unless the
+        // SDK's sampler says otherwise.
+        let (recorded, trace_state, sampler_attributes) = match self.sampler.records_at_once(parent) {
+            Some(recorded) => (recorded, known.trace_state().clone(), Vec::new()),
+            None => {
+                let sampling = (!self.sampler.drops_for_pause(parent, trace_id, name, &kind))
+                    .then(|| self.sampler.should_sample(Some(parent), trace_id, name, &kind, &[], &[]));
+                match sampling {
+                    Some(s) => (s.decision == SamplingDecision::RecordAndSample, s.trace_state, s.attributes),
+                    None => (false, known.trace_state().clone(), Vec::new()),
+                }
+            }
+        };
         let span_id = SpanId::from(random_id::<u64>());
-        // The SDK's rules: the parent's flags, sampled or not as decided; the
-        // trace state as the sampler leaves it.
+        // The SDK's rules: the parent's flags, sampled or not as decided.
         let flags = known.trace_flags().with_sampled(recorded);
-        let trace_state = sampling.as_ref().map_or_else(|| known.trace_state().clone(), |s| s.trace_state.clone());
         let context = SpanContext::new(trace_id, span_id, flags, false, trace_state.clone());
         let record = recorded.then(|| Finished {
             trace_id,
@@ -98,7 +106,7 @@ impl Recorder {
             status: 0,
             error: None,
             exception: None,
-            sampler_attributes: sampling.map(|s| s.attributes).unwrap_or_default(),
+            sampler_attributes,
         });
         (record.map(|span| Recording { span, sink: self.sink }), context)
     }
@@ -112,9 +120,11 @@ pub(super) struct Recording {
 }
 
 impl Recording {
-    /// Ends the span now and hands it to the sink.
+    /// Ends the span, now unless its end is known, and hands it to the sink.
     pub(super) fn finish(mut self) {
-        self.span.end = span_record::now();
+        if self.span.end == 0 {
+            self.span.end = span_record::now();
+        }
         self.sink.finish(self.span);
     }
 }

@@ -44,6 +44,21 @@ impl Configured {
     }
 }
 
+impl Configured {
+    /// Whether a span, child of `parent`, is recorded, for the samplers
+    /// answered in place (None for the SDK's): the decision `should_sample`
+    /// takes, without a `SamplingResult` to build and move (its trace state
+    /// is the parent's, it has no attribute).
+    pub fn records(&self, parent: &Context) -> Option<bool> {
+        match self {
+            Self::RecordAll { follow_parent } => {
+                Some(!(*follow_parent && parent.has_active_span()) || parent.span().span_context().is_sampled())
+            }
+            Self::Sdk(_) => None,
+        }
+    }
+}
+
 impl ShouldSample for Configured {
     fn should_sample(
         &self,
@@ -54,17 +69,13 @@ impl ShouldSample for Configured {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
-        let follow_parent = match self {
-            Self::RecordAll { follow_parent } => *follow_parent,
-            Self::Sdk(sdk) => return sdk.should_sample(parent_context, trace_id, name, span_kind, attributes, links),
-        };
+        if let Self::Sdk(sdk) = self {
+            return sdk.should_sample(parent_context, trace_id, name, span_kind, attributes, links);
+        }
         // The SDK's rules: a parent-based sampler follows a parent span when
         // there is one; the trace state is the parent's.
         let parent = parent_context.filter(|cx| cx.has_active_span());
-        let record = match parent {
-            Some(cx) if follow_parent => cx.span().span_context().is_sampled(),
-            _ => true,
-        };
+        let record = parent.map_or(Some(true), |cx| self.records(cx)).unwrap_or(true);
         SamplingResult {
             decision: if record { SamplingDecision::RecordAndSample } else { SamplingDecision::Drop },
             attributes: Vec::new(),
@@ -125,7 +136,18 @@ mod tests {
             let ours = configured(env);
             assert!(matches!(ours, Configured::RecordAll { .. }), "{env:?}");
             assert_eq!(decisions(&ours), decisions(&sdk), "{env:?}");
+            // The decision taken at once (telemetry/recording.rs) is the same.
+            let at_once: Vec<_> = [Context::new(), parent(true), parent(false)]
+                .iter()
+                .map(|cx| ours.records(cx).map(|r| r.then_some(SamplingDecision::RecordAndSample)))
+                .collect();
+            let full: Vec<_> = decisions(&sdk)
+                .into_iter()
+                .map(|(d, _)| Some((d == SamplingDecision::RecordAndSample).then_some(d)))
+                .collect();
+            assert_eq!(at_once, full, "{env:?}");
         }
+        assert!(configured(&[("OTEL_TRACES_SAMPLER", "always_off")]).records(&Context::new()).is_none());
         // The parent's trace state is handed on; a parent not sampled is followed.
         let parent_based = decisions(&configured(&[]));
         assert_eq!(parent_based[1], (SamplingDecision::RecordAndSample, "vendor=x".to_string()));

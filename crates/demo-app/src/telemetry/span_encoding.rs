@@ -12,6 +12,8 @@
 //! and `common/v1/common.proto`; the tests decode the bytes with the
 //! generated structs and compare them with the SDK's own conversion.
 
+use std::borrow::Cow;
+
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -81,7 +83,12 @@ pub fn request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
 /// same allocation batch after batch.
 pub fn records_request(buf: &mut Vec<u8>, resource: &EncodedResource, shared: &mut SharedFields, spans: &[Finished]) {
     buf.clear();
-    buf.reserve(320 * spans.len() + resource.resource.len() + 64);
+    let needed = 320 * spans.len() + resource.resource.len() + 64;
+    if buf.capacity() < needed {
+        // Not `reserve`: growing the old allocation copies all of it, bytes
+        // of the last batch that are to be overwritten.
+        *buf = Vec::with_capacity(needed);
+    }
     nested(buf, 1, 3, |b| {
         nested(b, 1, 2, |b| b.extend_from_slice(&resource.resource));
         nested(b, 2, 3, |b| {
@@ -103,13 +110,14 @@ pub struct SharedFields(FxHashMap<SharedKey, Shared>);
 
 /// What tells kinds of span apart: their `&'static str` by address and
 /// length (route_names.rs, the store's literals), without hashing their
-/// text (SipHash of these words cost more than the fields it saves), and
-/// the status code.
+/// text (SipHash of these words cost more than the fields it saves), the
+/// status code, and whether the server span's path is its route's template.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct SharedKey {
     kind: u8,
     texts: [(usize, usize); 5],
     status: u16,
+    path_is_route: bool,
 }
 
 /// Kinds of span remembered at most: routes × methods × statuses is bounded,
@@ -136,8 +144,17 @@ impl SharedKey {
             }
         };
         let texts = [at(span.name), detail[0], detail[1], detail[2], error];
-        Self { kind, texts, status: span.status }
+        Self { kind, texts, status: span.status, path_is_route: path_is_route(&span.detail) }
     }
+}
+
+/// A server span's `url.path` that is its route's own template (`/api/info`,
+/// most requests): the same for every span of the route, so it goes with
+/// the shared fields (first of them, where it is written otherwise too).
+/// Not when `http.request.method_original` follows it.
+fn path_is_route(detail: &Detail) -> bool {
+    matches!(detail, Detail::Server { path: Cow::Borrowed(path), route: Some(route), method_original: None, .. }
+        if path.as_ptr() == route.as_ptr() && path.len() == route.len())
 }
 
 impl SharedFields {
@@ -162,7 +179,10 @@ impl Shared {
         varint(&mut name_and_kind, 6, kind(&span.detail.kind()));
         let mut attributes = Vec::new();
         match &span.detail {
-            Detail::Server { method, route, .. } => {
+            Detail::Server { method, route, path, .. } => {
+                if path_is_route(&span.detail) {
+                    string_attribute(&mut attributes, 9, "url.path", path);
+                }
                 string_attribute(&mut attributes, 9, "http.request.method", method);
                 string_attribute(&mut attributes, 9, "url.scheme", "http");
                 if let Some(route) = route {
@@ -203,7 +223,9 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
     fixed64(buf, 8, span.end);
     match &span.detail {
         Detail::Server { path, method_original, .. } => {
-            string_attribute(buf, 9, "url.path", path);
+            if !path_is_route(&span.detail) {
+                string_attribute(buf, 9, "url.path", path);
+            }
             if let Some(original) = method_original {
                 string_attribute(buf, 9, "http.request.method_original", original);
             }
