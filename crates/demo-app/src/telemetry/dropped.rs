@@ -97,8 +97,10 @@ impl PausingSampler {
         if !self.pause.skips_span() {
             return false;
         }
-        let wanted = self.inner.should_sample(Some(parent), trace_id, name, kind, &[], &[]);
-        if wanted.decision != SamplingDecision::Drop {
+        let wanted = self.inner.records(parent).unwrap_or_else(|| {
+            self.inner.should_sample(Some(parent), trace_id, name, kind, &[], &[]).decision != SamplingDecision::Drop
+        });
+        if wanted {
             count("traces", 1);
         }
         true
