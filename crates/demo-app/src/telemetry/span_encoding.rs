@@ -20,6 +20,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encoded_len_varint};
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 
 use super::span_record::{self, Detail, Finished, nanos};
 
@@ -94,7 +95,7 @@ pub fn records_request(buf: &mut Vec<u8>, resource: &EncodedResource, shared: &m
         nested(b, 2, 3, |b| {
             message(b, 1, |b| string(b, 1, span_record::SCOPE));
             for span in spans {
-                nested(b, 2, 2, |b| shared.with(span, |fields| record(b, fields, span)));
+                shared.encode(b, span);
             }
         });
         string(b, 3, &resource.schema_url);
@@ -128,6 +129,75 @@ const SHARED_KINDS: usize = 1024;
 struct Shared {
     name_and_kind: Vec<u8>,
     attributes: Vec<u8>,
+    /// Whole records of this kind, one a shape (`Shape`).
+    templates: Vec<Template>,
+}
+
+/// What else a record's bytes depend on, for a span that has nothing of
+/// variable length of its own (`Shape::of`): then a span's record is that
+/// of another of its kind and shape with other ids and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    has_parent: bool,
+    flags: u32,
+}
+
+/// Shapes remembered a kind: a root span, a remote parent's child, a local
+/// parent's child.
+const SHAPES: usize = 3;
+
+/// A span record, key and length included, and where its ids and times are.
+#[derive(Debug)]
+struct Template {
+    shape: Shape,
+    bytes: Vec<u8>,
+    holes: Holes,
+}
+
+/// Offsets of the values that differ between records of one template.
+#[derive(Debug, Clone, Copy)]
+struct Holes {
+    trace_id: usize,
+    span_id: usize,
+    parent_span_id: Option<usize>,
+    start: usize,
+    end: usize,
+}
+
+impl Shape {
+    /// None for a span with anything of variable length or presence of its
+    /// own: a trace state, an exception, sampler attributes, a path that is
+    /// not its route's template, a client or database span's target, a
+    /// time of 0 (which proto3 leaves out).
+    fn of(span: &Finished) -> Option<Self> {
+        let fixed = span.trace_state == TraceState::NONE
+            && span.exception.is_none()
+            && span.sampler_attributes.is_empty()
+            && span.start != 0
+            && span.end != 0
+            && path_is_route(&span.detail);
+        fixed.then(|| Self {
+            has_parent: span.parent_span_id != SpanId::INVALID,
+            flags: flags(span.flags.to_u8(), span.parent_is_remote),
+        })
+    }
+}
+
+impl Template {
+    /// This template's record with `span`'s ids and times.
+    fn write(&self, buf: &mut Vec<u8>, span: &Finished) {
+        let at = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        let record = &mut buf[at..];
+        let holes = self.holes;
+        record[holes.trace_id..][..16].copy_from_slice(&span.trace_id.to_bytes());
+        record[holes.span_id..][..8].copy_from_slice(&span.span_id.to_bytes());
+        if let Some(parent) = holes.parent_span_id {
+            record[parent..][..8].copy_from_slice(&span.parent_span_id.to_bytes());
+        }
+        record[holes.start..][..8].copy_from_slice(&span.start.to_le_bytes());
+        record[holes.end..][..8].copy_from_slice(&span.end.to_le_bytes());
+    }
 }
 
 impl SharedKey {
@@ -158,17 +228,54 @@ fn path_is_route(detail: &Detail) -> bool {
 }
 
 impl SharedFields {
-    fn with<R>(&mut self, span: &Finished, write: impl FnOnce(&Shared) -> R) -> R {
-        let key = SharedKey::of(span);
-        if let Some(known) = self.0.get(&key) {
-            return write(known);
+    /// `span`'s record, key and length included: a copy of its template
+    /// with its ids and times when its kind and shape have one (about a
+    /// fifth of the instructions of writing it field by field).
+    fn encode(&mut self, buf: &mut Vec<u8>, span: &Finished) {
+        let kinds = self.0.len();
+        let shared = match self.0.entry(SharedKey::of(span)) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) if kinds < SHARED_KINDS => new.insert(Shared::of(span)),
+            Entry::Vacant(_) => {
+                write_record(buf, &Shared::of(span), span);
+                return;
+            }
+        };
+        let Some(shape) = Shape::of(span) else {
+            write_record(buf, shared, span);
+            return;
+        };
+        if let Some(template) = shared.templates.iter().find(|t| t.shape == shape) {
+            template.write(buf, span);
+            return;
         }
-        let shared = Shared::of(span);
-        let written = write(&shared);
-        if self.0.len() < SHARED_KINDS {
-            self.0.insert(key, shared);
+        let at = buf.len();
+        let holes = write_record(buf, shared, span);
+        if shared.templates.len() < SHAPES {
+            shared.templates.push(Template { shape, bytes: buf[at..].to_vec(), holes });
         }
-        written
+    }
+}
+
+/// A span record, its key and length included, field by field; where its
+/// ids and times are, from the record's first byte.
+fn write_record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) -> Holes {
+    let at = buf.len();
+    let mut body = (0, None);
+    nested(buf, 2, 2, |b| {
+        let from = b.len();
+        let holes = record(b, shared, span);
+        body = (b.len() - from, Some(holes));
+    });
+    // The body ends the buffer, wherever `nested` left its start.
+    let offset = buf.len() - body.0 - at;
+    let holes = body.1.expect("the record was written");
+    Holes {
+        trace_id: offset + holes.trace_id,
+        span_id: offset + holes.span_id,
+        parent_span_id: holes.parent_span_id.map(|p| offset + p),
+        start: offset + holes.start,
+        end: offset + holes.end,
     }
 }
 
@@ -206,21 +313,25 @@ impl Shared {
             let error = span.error.unwrap_or_else(|| status_text(span.status, &mut code));
             string_attribute(&mut attributes, 9, "error.type", error);
         }
-        Self { name_and_kind, attributes }
+        Self { name_and_kind, attributes, templates: Vec::new() }
     }
 }
 
-/// One span record; what it shares with others of its kind is `shared`.
-fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
-    id(buf, 1, span.trace_id.to_bytes());
-    id(buf, 2, span.span_id.to_bytes());
+/// One span record's fields; what it shares with others of its kind is
+/// `shared`. Returns where its ids and times are, from its first byte (the
+/// times' are meaningful when not 0: proto3 leaves a 0 out).
+fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) -> Holes {
+    let from = buf.len();
+    let trace_id = id(buf, 1, span.trace_id.to_bytes()) - from;
+    let span_id = id(buf, 2, span.span_id.to_bytes()) - from;
     trace_state(buf, 3, &span.trace_state);
-    if span.parent_span_id != SpanId::INVALID {
-        id(buf, 4, span.parent_span_id.to_bytes());
-    }
+    let parent_span_id =
+        (span.parent_span_id != SpanId::INVALID).then(|| id(buf, 4, span.parent_span_id.to_bytes()) - from);
     buf.extend_from_slice(&shared.name_and_kind);
     fixed64(buf, 7, span.start);
+    let start = buf.len() - 8 - from;
     fixed64(buf, 8, span.end);
+    let end = buf.len() - 8 - from;
     match &span.detail {
         Detail::Server { path, method_original, .. } => {
             if !path_is_route(&span.detail) {
@@ -258,14 +369,18 @@ fn record(buf: &mut Vec<u8>, shared: &Shared, span: &Finished) {
     }
     message(buf, 15, |b| varint(b, 3, if span.is_error() { 2 } else { 0 }));
     fixed32(buf, 16, flags(span.flags.to_u8(), span.parent_is_remote));
+    Holes { trace_id, span_id, parent_span_id, start, end }
 }
 
 /// A trace or span id: `bytes` with a length known at compile time, so the
-/// copy is a move or two rather than a call to `memcpy`.
-fn id<const N: usize>(buf: &mut Vec<u8>, field: u32, id: [u8; N]) {
+/// copy is a move or two rather than a call to `memcpy`. Returns where the
+/// id's bytes are.
+fn id<const N: usize>(buf: &mut Vec<u8>, field: u32, id: [u8; N]) -> usize {
     key(buf, field, WireType::LengthDelimited);
     buf.push(N as u8);
+    let at = buf.len();
     buf.extend_from_slice(&id);
+    at
 }
 
 /// A status code's three digits, without formatting.
@@ -845,6 +960,38 @@ mod tests {
         assert_eq!(shared.0.len(), SHARED_KINDS, "no more kinds remembered than the bound");
         records_request(&mut buf, &resource, &mut shared, &spans);
         assert!(buf == request(&resource, &as_sdk), "past the bound too");
+    }
+
+    /// Spans of one kind told apart only by their ids, times and shape
+    /// (root, remote or local parent, sampled or not): from the second of a
+    /// shape on they are written from a template, with their own values.
+    #[test]
+    fn records_written_from_a_template_carry_their_own_ids_and_times() {
+        let resource = EncodedResource::new(&Resource::builder_empty().with_service_name("demo-app").build());
+        let child = Finished { trace_state: TraceState::NONE, ..records().remove(0) };
+        let spans: Vec<Finished> = (1..=40u64)
+            .map(|n| Finished {
+                trace_id: TraceId::from(u128::from(n) << 64 | 0xabc),
+                span_id: SpanId::from(n * 7919),
+                parent_span_id: if n % 3 == 0 { SpanId::INVALID } else { SpanId::from(n * 104_729) },
+                parent_is_remote: n % 3 == 1,
+                flags: if n % 5 == 0 { TraceFlags::default() } else { TraceFlags::SAMPLED },
+                start: child.start + n * 1_000,
+                end: child.start + n * 1_000 + n * 37,
+                status: if n % 4 == 0 { 500 } else { 200 },
+                ..child.clone()
+            })
+            .collect();
+        assert!(spans.iter().all(|span| Shape::of(span).is_some()), "every span fits a template");
+        let as_sdk: Vec<SpanData> = spans.iter().map(Finished::to_span_data).collect();
+        let mut shared = SharedFields::default();
+        let mut buf = Vec::new();
+        for pass in ["templates made", "templates used"] {
+            records_request(&mut buf, &resource, &mut shared, &spans);
+            assert!(buf == request(&resource, &as_sdk), "{pass}");
+        }
+        let templates: usize = shared.0.values().map(|kind| kind.templates.len()).sum();
+        assert!(templates >= 4, "{templates} templates: roots, remote and local parents, sampled or not");
     }
 
     #[test]
