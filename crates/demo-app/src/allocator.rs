@@ -3,12 +3,16 @@
 //!
 //! The mimalloc crate sends every allocation to `mi_malloc_aligned`. Its
 //! fast path takes the next free block of the size class only if that
-//! block happens to be aligned. When the class's local free list is empty,
-//! it over-allocates from a larger class, and so never refills the list it
-//! looked at. Measured with gdb and callgrind on `GET /api/info`, most of
-//! a request's allocations went that way: its span's context (112 bytes at
-//! 16), hyper's 8 KiB read buffer (at 1), header maps (96 at 8). Each cost
-//! 150 to 225 instructions instead of about 40.
+//! block happens to be aligned, and only up to 1 KiB. When the class's
+//! local free list is empty, it over-allocates from a larger class, and so
+//! never refills the list it looked at; above 1 KiB it always takes the
+//! long way round. Measured with gdb and callgrind on `GET /api/info`,
+//! most of a request's allocations went that way: its span's context (112
+//! bytes at 16), header maps (96 at 8), hyper's 8 KiB read buffer (at 1).
+//! Each cost 150 to 225 instructions instead of about 40.
+//!
+//! This holds for mimalloc built without `MI_GUARDED` (the default, and
+//! this build's: libmimalloc-sys enables it only with its `debug` features).
 //!
 //! Like any `malloc`, mimalloc aligns its blocks for any type that fits
 //! them. Its size classes are multiples of 16 bytes from 16 up, and of 8

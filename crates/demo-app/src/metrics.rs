@@ -249,14 +249,14 @@ mod tests {
     #[test]
     fn each_request_counts_in_its_own_registry_cached_or_not() {
         let (first, second) = (Metrics::default(), Metrics::default());
-        let now = Duration::from_millis(3);
+        let lasted = Duration::from_millis(3);
         for _ in 0..3 {
-            observe(&first, "GET", "api_info", 200, now);
+            observe(&first, "GET", "api_info", 200, lasted);
         }
-        observe(&second, "GET", "api_info", 200, now);
+        observe(&second, "GET", "api_info", 200, lasted);
         // Past the threads' cache bound, counted all the same.
         for status in 0..(CACHED_SERIES as u16 + 10) {
-            observe(&first, "POST", "status_code", status, now);
+            observe(&first, "POST", "status_code", status, lasted);
         }
         let text = first.encode();
         // Three GETs, and the POST of the loop that answered 200.

@@ -8,7 +8,10 @@
 //!
 //! Only these two paths, with GET, take this way. Everything else goes to
 //! the router, HEAD and the other methods on these paths included (axum
-//! answers those: HEAD without a body, 405 with `Allow`).
+//! answers those: HEAD without a body, 405 with `Allow`). One difference:
+//! a body sent with these GETs is never read, so it is not weighed against
+//! the memory budget (the router's `BodyBudgetLayer` refuses a declared
+//! length that cannot fit, even for a handler that would not read it).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,7 +38,9 @@ pub struct App {
     router: Router,
 }
 
-/// One stack a route, built once: a request clones the one it takes.
+/// One stack a route, built once: a request clones the one it takes and
+/// calls it at once, so every service in it must be always ready (as the
+/// layers here and `Answer` are: they hold no capacity of their own).
 struct Exact {
     /// An app route: observed, and subject to fault injection.
     info: Observe<Faults<Answer>>,
@@ -65,10 +70,10 @@ impl Service<Request> for App {
     type Error = Infallible;
     type Future = Either<Either<InfoFuture, HealthzFuture>, RouteFuture<Infallible>>;
 
-    /// Always ready, as everything behind it: axum's routes are, and the
-    /// layers here pass their inner service's readiness on.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    /// The router's readiness (always, in axum 0.8); the exact routes' stacks
+    /// are always ready (`Exact`).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        <Router as Service<Request>>::poll_ready(&mut self.router, cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {

@@ -48,9 +48,9 @@ pub fn info(state: &AppState) -> Info {
 #[utoipa::path(get, path = "/api/info", operation_id = "getInfo", tag = "podinfo", responses((status = 200, body = Info)))]
 pub fn handler(state: &AppState) -> Response {
     // Synchronous and of the state alone: served by the exact routes
-    // (exact.rs) as well as by the router. Everything but the task count is fixed for the process: serialized
-    // once, the document is two copies and a number (it is the route load
-    // balancers and benchmarks hit most).
+    // (exact.rs) as well as by the router. Everything but the task count is
+    // fixed for the process: serialized once, the document is two copies
+    // and a number (it is the route load balancers and benchmarks hit most).
     let (head, tail) = state.info_document.get_or_init(|| split_document(state));
     let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     let mut body = String::with_capacity(head.len() + tail.len() + 20);

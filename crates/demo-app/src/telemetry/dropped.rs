@@ -92,7 +92,8 @@ impl PausingSampler {
     /// counted, when the configured sampler would have recorded it), decided
     /// before the span is made: while export is paused, a span, its
     /// attributes and its context cost a request 2k instructions for
-    /// nothing. Outside a pause this is one atomic load.
+    /// nothing. Asked when `records_at_once` has no answer: during a pause,
+    /// or with the SDK's samplers (outside a pause this is one atomic load).
     pub fn drops_for_pause(&self, parent: &Context, trace_id: TraceId, name: &str, kind: &SpanKind) -> bool {
         if !self.pause.skips_span() {
             return false;

@@ -135,7 +135,13 @@ impl ServerSpan {
         if let Some(recording) = &mut self.recording {
             recording.span.status = status.as_u16();
             let lasted = u64::try_from(lasted.as_nanos()).unwrap_or(u64::MAX);
-            recording.span.end = recording.span.start.saturating_add(lasted);
+            let end = recording.span.start.saturating_add(lasted);
+            recording.span.end = end;
+            // Stamped by the wall clock after the duration was measured: an
+            // event after its span's end would be drawn outside it.
+            if let Some((at, _)) = &mut recording.span.exception {
+                *at = (*at).min(end);
+            }
         }
     }
 
@@ -354,6 +360,17 @@ mod tests {
         assert!(spans[0].attributes.contains(&KeyValue::new("url.path", "/api/orders/7")));
         assert!(spans[0].attributes.contains(&KeyValue::new("http.route", "/api/orders/{id}")));
         assert!(spans[1].attributes.contains(&KeyValue::new("url.path", "/api/info")));
+        exported.reset();
+
+        // An exception told after the request's duration was measured (as
+        // observe.rs does): the event is not after its span's end.
+        let mut failed = ServerSpan::start(&request(caller), "GET", None).unwrap();
+        std::thread::sleep(LASTED * 2);
+        failed.exception("GET answered 500".into());
+        failed.end(StatusCode::INTERNAL_SERVER_ERROR, LASTED);
+        let spans = exported.get_finished_spans().unwrap();
+        let event = spans[0].events.iter().next().expect("the exception event");
+        assert!(event.timestamp <= spans[0].end_time, "{:?} after {:?}", event.timestamp, spans[0].end_time);
         exported.reset();
 
         // Without a caller: a root span in a trace of its own, ids fresh

@@ -142,8 +142,8 @@ struct Shape {
     flags: u32,
 }
 
-/// Shapes remembered a kind: a root span, a remote parent's child, a local
-/// parent's child.
+/// Shapes remembered a kind: a root span, a remote parent's child, and one
+/// more (a local parent's child, other trace flags).
 const SHAPES: usize = 3;
 
 /// A span record, key and length included, and where its ids and times are.
@@ -166,9 +166,10 @@ struct Holes {
 
 impl Shape {
     /// None for a span with anything of variable length or presence of its
-    /// own: a trace state, an exception, sampler attributes, a path that is
-    /// not its route's template, a client or database span's target, a
-    /// time of 0 (which proto3 leaves out).
+    /// own: a trace state, an exception, sampler attributes, a time of 0
+    /// (which proto3 leaves out); and for all but server spans whose path is
+    /// their route's template (client and database spans carry a URL or a
+    /// target).
     fn of(span: &Finished) -> Option<Self> {
         let fixed = span.trace_state == TraceState::NONE
             && span.exception.is_none()
