@@ -139,15 +139,13 @@ macro_rules! dispatch {
             Ok(_) => span.succeed(),
             Err(err) => span.fail(err.kind(), || err.to_string()),
         }
-        let mut attributes = vec![
-            opentelemetry::KeyValue::new("db.system.name", $self.system()),
-            opentelemetry::KeyValue::new("db.operation.name", $operation),
-        ];
-        attributes.extend(collection.map(|c| opentelemetry::KeyValue::new("db.collection.name", c)));
-        if let Some(target) = $self.target() {
-            attributes.extend(target.key_values());
-        }
-        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(started.elapsed().as_secs_f64(), &attributes);
+        let operation = crate::telemetry::instruments::DbOperation {
+            system: $self.system(),
+            operation: $operation,
+            collection,
+            target: $self.target(),
+        };
+        crate::telemetry::instruments::INSTRUMENTS.db_duration.record(started.elapsed().as_secs_f64(), &operation);
         result
     }};
 }

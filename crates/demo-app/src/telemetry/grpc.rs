@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::http::HeaderExtractor;
+use super::trace_context::HeaderExtractor;
 use crate::grpc_status;
 
 /// Server span for every gRPC call of the gRPC port.

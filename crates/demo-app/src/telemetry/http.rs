@@ -4,86 +4,18 @@
 //! for every outgoing call, its context injected into the call's headers.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, StatusCode};
-use opentelemetry::KeyValue;
-use opentelemetry::global;
-use opentelemetry::propagation::{Extractor, Injector};
+use axum::http::StatusCode;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 
-use super::instruments::INSTRUMENTS;
+use super::instruments::{ClientCall, INSTRUMENTS};
 use super::recording::{self, ChildSpan, Recording};
 use super::span_record::{self, Detail};
+use super::trace_context;
 use crate::metrics;
 use crate::route_names::{self, RouteNames};
-
-pub(super) struct HeaderExtractor<'a>(pub(super) &'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        let value = match known_name(key) {
-            Some(name) => self.0.get(name),
-            None => self.0.get(key),
-        };
-        value.and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-
-    /// Every field of that name (`tracestate` may come in several); None
-    /// when there is none or one is not visible ASCII, which makes the
-    /// whole list invalid.
-    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let fields = match known_name(key) {
-            Some(name) => self.0.get_all(name),
-            None => self.0.get_all(key),
-        };
-        let values: Vec<&str> = fields.iter().map(|v| v.to_str().ok()).collect::<Option<_>>()?;
-        (!values.is_empty()).then_some(values)
-    }
-}
-
-struct HeaderInjector<'a>(&'a mut reqwest::header::HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        let name = known_name(key).map_or_else(|| HeaderName::from_bytes(key.as_bytes()), Ok);
-        if let (Ok(name), Ok(value)) = (name, reqwest::header::HeaderValue::try_from(value)) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-/// The W3C propagators' names, made once: parsing a name from a `&str`
-/// cost as much as the rest of the header (0.4k instructions).
-fn known_name(key: &str) -> Option<HeaderName> {
-    match key {
-        "traceparent" => Some(TRACEPARENT),
-        "tracestate" => Some(TRACESTATE),
-        "baggage" => Some(BAGGAGE),
-        _ => None,
-    }
-}
-
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-
-/// The headers the configured propagators read (traceparent, tracestate,
-/// baggage), from the propagators themselves.
-fn context_headers() -> &'static [HeaderName] {
-    static NAMES: OnceLock<Vec<HeaderName>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        global::get_text_map_propagator(|p| {
-            p.fields().filter_map(|f| HeaderName::from_bytes(f.as_bytes()).ok()).collect()
-        })
-    })
-}
 
 /// A request's server span. Not the SDK's: a `Finished` record filled in
 /// as the request goes (span_record.rs). The spans the handler starts
@@ -104,17 +36,10 @@ impl ServerSpan {
     /// W3C context its headers carry; None when telemetry is off.
     pub fn start(request: &Request, method: &'static str, route: Option<&'static RouteNames>) -> Option<Self> {
         let recorder = recording::recorder()?;
-        let headers = request.headers();
-        // One pass over the request's few headers: three lookups by name
-        // hashed each name, 0.4k instructions a request.
-        let parent = if headers.keys().any(|name| context_headers().contains(name)) {
-            global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
-        } else {
-            // No trace headers: a root span. Not `Context::current()`, which
-            // extracting from no headers gives: whatever a worker thread
-            // happens to hold is not the request's parent.
-            opentelemetry::Context::new()
-        };
+        // Without trace headers, a root span: not `Context::current()`, which
+        // the global propagator extracts onto, as whatever a worker thread
+        // happens to hold is not the request's parent.
+        let parent = trace_context::extract_from_headers(request.headers());
         let name = route_names::span_name(method, route);
         let (record, context) = recorder.start(&parent, name, SpanKind::Server, || Detail::Server {
             method,
@@ -173,26 +98,26 @@ pub async fn send(
     let name = route_names::span_name(method, None);
     let mut span =
         ChildSpan::start(name, || Detail::Client { method, url: Box::new(span_record::redacted(request.url())) });
-    global::get_text_map_propagator(|p| p.inject_context(&span.outgoing(), &mut HeaderInjector(request.headers_mut())));
+    trace_context::inject_into_headers(&span.outgoing(), request.headers_mut());
     let host = span_record::server_address(request.url()).to_string();
     let started = Instant::now();
     let result = client.execute(request).await;
-    let mut attributes = vec![KeyValue::new("http.request.method", method), KeyValue::new("server.address", host)];
-    match &result {
+    let outcome = match &result {
         Ok(response) => {
             let status = response.status().as_u16();
             span.status(status);
-            attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+            Ok(status)
         }
         Err(err) => {
             let error = transport_error(err);
             let message = redacted_message(err);
             tracing::warn!(error = message, "an outgoing call failed");
             span.fail(error, || message);
-            attributes.push(KeyValue::new("error.type", error));
+            Err(error)
         }
-    }
-    INSTRUMENTS.client_duration.record(started.elapsed().as_secs_f64(), &attributes);
+    };
+    let call = ClientCall { method, host: &host, outcome };
+    INSTRUMENTS.client_duration.record(started.elapsed().as_secs_f64(), &call);
     result
 }
 
@@ -228,8 +153,9 @@ mod tests {
     use std::sync::Arc;
 
     use opentelemetry::trace::{SpanId, Status, TraceId};
-    use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SimpleSpanProcessor};
+
+    use opentelemetry::KeyValue;
 
     use super::*;
     use crate::telemetry::dropped::PausingSampler;
@@ -246,21 +172,6 @@ mod tests {
             .header("traceparent", traceparent)
             .body(axum::body::Body::empty())
             .unwrap()
-    }
-
-    #[test]
-    fn every_field_of_a_repeated_header_is_read() {
-        let mut headers = HeaderMap::new();
-        headers.append(TRACESTATE, "a=1".parse().unwrap());
-        headers.append(TRACESTATE, "b=2".parse().unwrap());
-        let extractor = HeaderExtractor(&headers);
-        assert_eq!(extractor.get("tracestate"), Some("a=1"));
-        assert_eq!(extractor.get_all("tracestate"), Some(vec!["a=1", "b=2"]));
-        assert_eq!(extractor.get_all("baggage"), None);
-
-        headers.append(TRACESTATE, axum::http::HeaderValue::from_bytes("c=\u{e9}".as_bytes()).unwrap());
-        let extractor = HeaderExtractor(&headers);
-        assert_eq!(extractor.get_all("tracestate"), None, "one field not ASCII spoils the list");
     }
 
     fn request_without_context() -> Request {
@@ -280,7 +191,6 @@ mod tests {
     /// One test: the sink and sampler are set once per process.
     #[test]
     fn spans_follow_the_caller_the_sampler_and_the_export_pause() {
-        global::set_text_map_propagator(TraceContextPropagator::new());
         let exported = InMemorySpanExporter::default();
         let pause = Arc::new(Pause::new(Duration::from_secs(60)));
         let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));

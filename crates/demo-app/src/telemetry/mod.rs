@@ -19,6 +19,7 @@
 mod admission;
 pub mod dropped;
 pub mod grpc;
+mod hex_ids;
 pub mod http;
 mod http_client;
 pub mod instruments;
@@ -53,7 +54,8 @@ use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter as _};
-use tracing_subscriber::filter::{FilterExt as _, dynamic_filter_fn, filter_fn};
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -117,7 +119,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let json = tracing_subscriber::fmt::layer()
         .event_format(json_lines::JsonLines)
         .with_writer(stdout)
-        .with_filter(filter_fn(|meta| meta.is_event()).and(log_filter(level)));
+        .with_filter(stdout_filter(level));
 
     let Some(endpoint) = settings.endpoint.clone() else {
         let _ = tracing_subscriber::registry().with(json).try_init();
@@ -173,7 +175,7 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     )
     .build();
     let logger = SdkLoggerProvider::builder()
-        .with_log_processor(admission::LogAdmission { inner: records, queue: log_queue })
+        .with_log_processor(admission::LogAdmission { inner: records, queue: log_queue, pause: log_pause })
         .with_resource(resource)
         .build();
     global::set_tracer_provider(tracer.clone());
@@ -189,15 +191,12 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_target(false)
-        .with_filter(span_filter().and(unless_paused(span_pause)));
-    let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
+        .with_filter(traces_filter(span_pause));
     // Events only, in one filter: a filter that enables spans (the level's
     // EnvFilter alone does) made the registry keep every span, a map entry
     // and an enter and exit at each poll, even while the traces layer,
     // paused, wants none.
-    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(
-        not_exporter.and(filter_fn(|meta| meta.is_event())).and(log_filter(level)).and(UnlessLogsPaused(log_pause)),
-    );
+    let logs = OpenTelemetryTracingBridge::new(&logger).with_filter(logs_filter(level));
     tracing_subscriber::registry().with(json).with(traces).with(logs).try_init().ok();
     tracing::info!(endpoint, protocol = ?settings.protocol, service = settings.service_name, "OTLP export on");
     Ok(Telemetry {
@@ -225,6 +224,35 @@ fn export_runtime() -> anyhow::Result<tokio::runtime::Handle> {
     Ok(handle)
 }
 
+/// What stdout's layer sees: events at the log level.
+fn stdout_filter<S>(level: &str) -> impl Filter<S> + use<S> {
+    events().and(log_filter(level))
+}
+
+/// What the traces layer sees: spans of this service while span export is
+/// not paused, and events (which join the current span).
+fn traces_filter<S>(pause: Arc<pause::Pause>) -> impl Filter<S> {
+    span_filter().and(UnlessSpansPaused(pause))
+}
+
+/// What the OTLP logs bridge sees: events at the log level, not of the
+/// exporters' own crates. While log export is paused the bridge builds no
+/// record (`admission::LogAdmission::event_enabled`).
+fn logs_filter<S>(level: &str) -> impl Filter<S> + use<S> {
+    let not_exporter = filter_fn(|meta| !EXPORTER_TARGETS.iter().any(|t| meta.target().starts_with(t)));
+    not_exporter.with_max_level_hint(LevelFilter::TRACE).and(events()).and(log_filter(level))
+}
+
+/// Events, not spans. Every filter here that does not filter by level says
+/// so (a hint of every level): one without a hint leaves its whole layer,
+/// and so the subscriber, without one, every level then possible. The `log`
+/// crate's records (reqwest logs a debug line per call) then each crossed
+/// `LogTracer` into every layer's filters, 0.2k instructions a record, when
+/// the level would have refused them in the `log` macro.
+fn events<S>() -> impl Filter<S> {
+    filter_fn(|meta| meta.is_event()).with_max_level_hint(LevelFilter::TRACE)
+}
+
 /// `--level` (or RUST_LOG), with the chatty transport crates held at warn.
 fn log_filter(level: &str) -> EnvFilter {
     EnvFilter::try_from_default_env()
@@ -240,40 +268,35 @@ fn span_filter() -> tracing_subscriber::filter::Targets {
         })
 }
 
-/// Spans and events while span export is not paused: paused, spans are not
-/// even built (the layer built each one, its fields visited, a builder, a
-/// context, before the pausing sampler dropped it). Asked at every span: a
-/// plain `filter_fn` is asked once per callsite and its answer kept, so a
-/// span first seen during a pause would never have been exported again.
-fn unless_paused<S>(pause: Arc<pause::Pause>) -> impl tracing_subscriber::layer::Filter<S> {
-    dynamic_filter_fn(move |_, _| !pause.skips_span())
-}
-
-/// Log events while log export is not paused. Paused, a record is not even
-/// built (the bridge visited its fields, copied the scope and queued it, for
-/// the exporter to drop it: an order stored cost that with the Collector
-/// down); it is counted as dropped, as the exporter counts those it drops.
-/// After the pause, the records of one probe batch are built again
-/// (`Pause::records_span`): their export decides.
+/// Spans while span export is not paused: paused, spans are not even built
+/// (the layer built each one, its fields visited, a builder, a context,
+/// before the pausing sampler dropped it). Asked at every span: an answer
+/// kept per callsite would have left a span first seen during a pause
+/// unexported for good.
 ///
-/// Asked in `event_enabled`, once per event dispatched and only for what the
-/// other filters let through: `enabled` may be asked more than once for one
-/// record (tracing-log asks twice per `log` record), and a per-event answer
-/// there would make every callsite "sometimes", re-asking the level filter
-/// at each event.
-struct UnlessLogsPaused(Arc<pause::Pause>);
+/// Events pass: the traces layer makes them events of the current span,
+/// and a span not built leaves them none to join. A per-event answer for
+/// them made every event's callsite "sometimes" for every layer, each
+/// level filter evaluated again at each event (0.7k instructions an order
+/// stored with the Collector down).
+struct UnlessSpansPaused(Arc<pause::Pause>);
 
-impl<S> tracing_subscriber::layer::Filter<S> for UnlessLogsPaused {
-    fn enabled(&self, _: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
-        true
+impl<S> Filter<S> for UnlessSpansPaused {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        !meta.is_span() || !self.0.skips_span()
     }
 
-    fn event_enabled(&self, _: &tracing::Event<'_>, _: &tracing_subscriber::layer::Context<'_, S>) -> bool {
-        let records = self.0.records_span();
-        if !records {
-            dropped::count("logs", 1);
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
         }
-        records
+    }
+
+    /// Every level: the level is `span_filter`'s to say (see `events`).
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
     }
 }
 
@@ -394,36 +417,32 @@ mod tests {
         }
     }
 
-    /// Counts the events it is shown.
-    struct Events(Arc<AtomicUsize>);
-
-    impl<S: tracing::Subscriber> Layer<S> for Events {
-        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
+    #[test]
+    fn the_span_pause_leaves_an_event_callsite_decided_once() {
+        use tracing::callsite::Callsite as _;
+        use tracing::metadata::Kind;
+        type Registry = tracing_subscriber::Registry;
+        let spans = UnlessSpansPaused(Arc::new(pause::Pause::new(Duration::from_secs(60))));
+        let event =
+            tracing::callsite!(name: "order created", kind: Kind::EVENT, level: tracing::Level::INFO, fields: []);
+        let span = tracing::callsite!(name: "grpc call", kind: Kind::SPAN, level: tracing::Level::INFO, fields: []);
+        // "sometimes" for one layer re-asks every layer's filters at each event.
+        assert!(Filter::<Registry>::callsite_enabled(&spans, event.metadata()).is_always());
+        // A span is decided each time: the pause comes and goes.
+        assert!(Filter::<Registry>::callsite_enabled(&spans, span.metadata()).is_sometimes());
     }
 
     #[test]
-    fn log_records_are_not_built_while_log_export_is_paused_and_are_counted() {
-        let pause = Arc::new(pause::Pause::new(Duration::from_millis(50)));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let dropped = || dropped::DROPPED.get_or_create(&dropped::SignalLabels { signal: "logs" }).get();
-        let subscriber =
-            tracing_subscriber::registry().with(Events(seen.clone()).with_filter(UnlessLogsPaused(pause.clone())));
-        tracing::subscriber::with_default(subscriber, || {
-            let event = || tracing::info!("order stored");
-            event();
-            assert_eq!(seen.load(Ordering::Relaxed), 1, "exporting: the record is built");
-            pause.judge(false);
-            let before = dropped();
-            event();
-            assert_eq!(seen.load(Ordering::Relaxed), 1, "no record while paused");
-            // At least: tests running beside this one may drop logs too.
-            assert!(dropped() > before, "the record not built is counted as dropped");
-            std::thread::sleep(Duration::from_millis(60));
-            event();
-            assert_eq!(seen.load(Ordering::Relaxed), 2, "after the pause, a probe record is built");
-        });
+    fn every_layer_keeps_the_log_level_as_its_hint() {
+        type Registry = tracing_subscriber::Registry;
+        // The level the subscriber, and the `log` crate, let through: what
+        // `--level` (or RUST_LOG, when set) says.
+        let level = Filter::<Registry>::max_level_hint(&log_filter("warn"));
+        assert!(level.is_some(), "the level filter has a hint");
+        assert_eq!(Filter::<Registry>::max_level_hint(&stdout_filter("warn")), level);
+        assert_eq!(Filter::<Registry>::max_level_hint(&logs_filter("warn")), level);
+        let pause = Arc::new(pause::Pause::new(Duration::from_secs(60)));
+        assert_eq!(Filter::<Registry>::max_level_hint(&traces_filter(pause)), Some(LevelFilter::INFO));
     }
 
     #[test]
@@ -431,7 +450,7 @@ mod tests {
         let pause = Arc::new(pause::Pause::new(Duration::from_secs(60)));
         let seen = Arc::new(AtomicUsize::new(0));
         let subscriber =
-            tracing_subscriber::registry().with(Spans(seen.clone()).with_filter(unless_paused(pause.clone())));
+            tracing_subscriber::registry().with(Spans(seen.clone()).with_filter(UnlessSpansPaused(pause.clone())));
         tracing::subscriber::with_default(subscriber, || {
             let span = || drop(tracing::info_span!("grpc_server_call"));
             pause.judge(false);
