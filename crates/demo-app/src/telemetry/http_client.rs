@@ -1,5 +1,5 @@
-//! One HTTP client for the three signals over OTLP/HTTP, the span exporter's
-//! (span_export.rs), handed to the library's metric and log exporters too.
+//! One HTTP client for the three signals over OTLP/HTTP, the span and log
+//! exporters' (otlp_export.rs), handed to the library's metric exporter too.
 //! It is of the reqwest release demo-app calls its backend with; the
 //! library's own client was another release, with a pool of its own:
 //! another copy of the HTTP stack's code resident, and a connection a

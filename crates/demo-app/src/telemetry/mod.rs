@@ -8,13 +8,15 @@
 //! `dropped.rs`), and a Collector that is down costs requests next to
 //! nothing: while it is, spans are not even recorded (`pause.rs`). The
 //! exporters send from a runtime of their own (`export_runtime`), so
-//! encoding and sending never take a thread that serves requests. Spans,
-//! exported per request, are encoded by our own exporter (`span_export.rs`,
-//! a quarter of the library's instructions), and the spans of an HTTP
-//! request (server, client call, database operation) are records of our own
-//! with a queue of their own (`recording.rs`, `span_record.rs`,
-//! `span_batch.rs`), not SDK spans; gRPC server spans, made through
-//! `tracing`, take the SDK's path; metrics and logs use the library's.
+//! encoding and sending never take a thread that serves requests. Spans and
+//! log records, exported per request, are encoded and sent by exporters of
+//! our own (`otlp_export.rs`, `span_encoding.rs`, `log_encoding.rs`, a
+//! quarter of the library's instructions), and the spans of an HTTP request
+//! (server, client call, database operation) are records of our own with a
+//! queue of their own (`recording.rs`, `span_record.rs`, `span_batch.rs`),
+//! not SDK spans; gRPC server spans, made through `tracing`, take the SDK's
+//! path, as log records take the SDK's bridge and batch processor; metrics
+//! use the library's exporter.
 
 mod admission;
 pub mod dropped;
@@ -24,6 +26,9 @@ pub mod http;
 mod http_client;
 pub mod instruments;
 mod json_lines;
+mod log_encoding;
+mod otlp_export;
+mod otlp_wire;
 mod pause;
 mod queue;
 pub mod recording;
@@ -31,7 +36,6 @@ mod sampler;
 mod settings;
 mod span_batch;
 mod span_encoding;
-mod span_export;
 pub mod span_record;
 mod trace_context;
 
@@ -44,7 +48,7 @@ use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{LogExporter, MetricExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor;
@@ -60,7 +64,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use settings::{Protocol, Settings};
+pub use settings::{Export, Protocol, Settings};
 
 /// How often metrics are pushed over OTLP. The SDK's reader on a runtime
 /// skips its first tick: the first push comes after two intervals (20 s),
@@ -137,7 +141,8 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let span_queue = queue::Queue::from_env(vars, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
     let span_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let wire = Wire::of(&settings)?;
-    let mut exporter = span_exporter(&settings, &endpoint, &wire, export_runtime.clone())?;
+    let mut exporter: otlp_export::OtlpSpanExporter =
+        otlp_exporter(&settings.span_export, &endpoint, "v1/traces", &wire, export_runtime.clone())?;
     exporter.set_resource(&resource);
     // The spans of HTTP requests skip the SDK's span and batch processor
     // (span_batch.rs); the spans made through `tracing` (gRPC) take the
@@ -170,7 +175,17 @@ pub fn init_from(level: &str, vars: &HashMap<String, String>) -> anyhow::Result<
     let log_queue = queue::Queue::from_env(vars, "OTEL_BLRP_MAX_QUEUE_SIZE", 2048);
     let log_pause = Arc::new(pause::Pause::new(pause::LENGTH));
     let records = BatchLogProcessor::builder(
-        dropped::CountingLogExporter(log_exporter(&endpoint, &wire)?, log_queue.clone(), log_pause.clone()),
+        dropped::CountingLogExporter(
+            otlp_exporter::<otlp_export::Logs>(
+                &settings.log_export,
+                &endpoint,
+                "v1/logs",
+                &wire,
+                export_runtime.clone(),
+            )?,
+            log_queue.clone(),
+            log_pause.clone(),
+        ),
         Tokio,
     )
     .build();
@@ -313,7 +328,7 @@ impl Wire {
             Protocol::Grpc => Wire::Grpc,
             Protocol::HttpProtobuf => Wire::Http(http_client::SharedClient(
                 reqwest::Client::builder()
-                    .timeout(settings.span_timeout)
+                    .timeout(settings.span_export.timeout)
                     .build()
                     .context("cannot build the OTLP/HTTP client")?,
             )),
@@ -330,41 +345,36 @@ impl Wire {
     }
 }
 
-/// The library's OTLP exporter of a signal, over the configured protocol;
-/// the builders share a shape but not a type, hence a macro.
-macro_rules! exporter {
-    ($name:ident, $exporter:ty, $path:literal, $what:literal) => {
-        fn $name(endpoint: &str, wire: &Wire) -> anyhow::Result<$exporter> {
-            let url = wire.endpoint(endpoint, $path);
-            let built = match wire {
-                Wire::Grpc => <$exporter>::builder().with_tonic().with_endpoint(url).build(),
-                Wire::Http(client) => {
-                    <$exporter>::builder().with_http().with_http_client(client.clone()).with_endpoint(url).build()
-                }
-            };
-            built.context(concat!("cannot build the OTLP ", $what, " exporter"))
+/// The library's OTLP metric exporter, over the configured protocol.
+fn metric_exporter(endpoint: &str, wire: &Wire) -> anyhow::Result<MetricExporter> {
+    let url = wire.endpoint(endpoint, "v1/metrics");
+    match wire {
+        Wire::Grpc => MetricExporter::builder().with_tonic().with_endpoint(url).build(),
+        Wire::Http(client) => {
+            MetricExporter::builder().with_http().with_http_client(client.clone()).with_endpoint(url).build()
         }
-    };
+    }
+    .context("cannot build the OTLP metric exporter")
 }
 
-/// Spans go through an exporter of our own, encoded once (span_export.rs).
-fn span_exporter(
-    settings: &Settings,
+/// Spans and log records go through exporters of our own, each batch
+/// encoded once (otlp_export.rs), to `path` of the Collector over HTTP.
+fn otlp_exporter<S: otlp_export::Signal>(
+    export: &Export,
     endpoint: &str,
+    path: &str,
     wire: &Wire,
     runtime: tokio::runtime::Handle,
-) -> anyhow::Result<span_export::OtlpSpanExporter> {
-    let url = wire.endpoint(endpoint, "v1/traces");
-    let (headers, timeout) = (&settings.span_headers, settings.span_timeout);
-    match wire {
-        Wire::Grpc => span_export::OtlpSpanExporter::grpc(&url, headers, timeout, runtime),
-        Wire::Http(client) => span_export::OtlpSpanExporter::http(&url, headers, client.0.clone(), timeout, runtime),
-    }
-    .context("cannot build the OTLP span exporter")
+) -> anyhow::Result<otlp_export::OtlpExporter<S>> {
+    let url = wire.endpoint(endpoint, path);
+    let exporter = match wire {
+        Wire::Grpc => otlp_export::OtlpExporter::grpc(&url, &export.headers, export.timeout, runtime),
+        Wire::Http(client) => {
+            otlp_export::OtlpExporter::http(&url, &export.headers, client.0.clone(), export.timeout, runtime)
+        }
+    };
+    exporter.with_context(|| format!("cannot build the OTLP {} exporter", S::RECORD))
 }
-
-exporter!(metric_exporter, MetricExporter, "v1/metrics", "metric");
-exporter!(log_exporter, LogExporter, "v1/logs", "log");
 
 impl Telemetry {
     /// Flushes and stops the exporters, bounded by `timeout` so a Collector

@@ -18,11 +18,18 @@ pub struct Settings {
     pub service_name: String,
     /// Resource attributes we add (the SDK reads OTEL_RESOURCE_ATTRIBUTES itself).
     pub attributes: Vec<(&'static str, String)>,
-    /// For span export (span_export.rs; the library's metric and log
-    /// exporters read the same variables themselves): how long one attempt
-    /// may take, and the headers sent with each.
-    pub span_timeout: Duration,
-    pub span_headers: Vec<(String, String)>,
+    /// For span and log export (otlp_export.rs; the library's metric
+    /// exporter reads the same variables itself).
+    pub span_export: Export,
+    pub log_export: Export,
+}
+
+/// How one signal is exported: how long one attempt may take, and the
+/// headers sent with each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 /// OTEL_EXPORTER_OTLP_TIMEOUT's default.
@@ -59,32 +66,39 @@ impl Settings {
                 attributes.push((key, value));
             }
         }
-        let signal_or_all = |name: &str| {
-            let signal = format!("OTEL_EXPORTER_OTLP_TRACES_{name}");
-            get(&signal).map(|v| (signal, v)).or_else(|| {
-                get(&format!("OTEL_EXPORTER_OTLP_{name}")).map(|v| (format!("OTEL_EXPORTER_OTLP_{name}"), v))
-            })
-        };
-        let span_timeout = match signal_or_all("TIMEOUT") {
-            None => DEFAULT_TIMEOUT,
-            Some((variable, value)) => match value.parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => return Err(format!("{variable}={value:?} is not a timeout: give milliseconds, e.g. 10000")),
-            },
-        };
-        let span_headers = match signal_or_all("HEADERS") {
-            None => Vec::new(),
-            Some((variable, value)) => headers(&value).map_err(|e| format!("{variable}: {e}"))?,
-        };
+        let span_export = export(&get, "TRACES")?;
+        let log_export = export(&get, "LOGS")?;
         Ok(Self {
             endpoint,
             protocol,
             service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "demo-app".into()),
             attributes,
-            span_timeout,
-            span_headers,
+            span_export,
+            log_export,
         })
     }
+}
+
+/// A signal's export settings: its own variables first
+/// (OTEL_EXPORTER_OTLP_{SIGNAL}_TIMEOUT, _HEADERS), then the shared ones.
+fn export(get: &impl Fn(&str) -> Option<String>, signal: &str) -> Result<Export, String> {
+    let signal_or_all = |name: &str| {
+        let own = format!("OTEL_EXPORTER_OTLP_{signal}_{name}");
+        let shared = format!("OTEL_EXPORTER_OTLP_{name}");
+        get(&own).map(|v| (own, v)).or_else(|| get(&shared).map(|v| (shared, v)))
+    };
+    let timeout = match signal_or_all("TIMEOUT") {
+        None => DEFAULT_TIMEOUT,
+        Some((variable, value)) => match value.parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => return Err(format!("{variable}={value:?} is not a timeout: give milliseconds, e.g. 10000")),
+        },
+    };
+    let headers = match signal_or_all("HEADERS") {
+        None => Vec::new(),
+        Some((variable, value)) => headers(&value).map_err(|e| format!("{variable}: {e}"))?,
+    };
+    Ok(Export { timeout, headers })
 }
 
 /// `key1=value1,key2=value2`, values percent-encoded (the OTLP exporter
@@ -153,22 +167,26 @@ mod tests {
     }
 
     #[test]
-    fn span_export_takes_the_traces_variables_first_then_the_shared_ones() {
+    fn each_signal_takes_its_own_variables_first_then_the_shared_ones() {
         let s = Settings::from_env(&vars(&[]), "i").unwrap();
-        assert_eq!((s.span_timeout, s.span_headers), (DEFAULT_TIMEOUT, Vec::new()));
+        let default = Export { timeout: DEFAULT_TIMEOUT, headers: Vec::new() };
+        assert_eq!((&s.span_export, &s.log_export), (&default, &default));
         let s = Settings::from_env(
             &vars(&[
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
                 ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "750"),
                 ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%C3%A9cret%2C1 , x-tenant = a=b"),
+                ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-tenant=logs"),
             ]),
             "i",
         )
         .unwrap();
-        assert_eq!(s.span_timeout, Duration::from_millis(750));
+        assert_eq!(s.span_export.timeout, Duration::from_millis(750));
+        assert_eq!(s.log_export.timeout, Duration::from_millis(2000));
         let expected =
             vec![("api-key".to_string(), "sécret,1".to_string()), ("x-tenant".to_string(), "a=b".to_string())];
-        assert_eq!(s.span_headers, expected);
+        assert_eq!(s.span_export.headers, expected);
+        assert_eq!(s.log_export.headers, [("x-tenant".to_string(), "logs".to_string())]);
     }
 
     #[test]
@@ -181,5 +199,6 @@ mod tests {
         assert!(error(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0")]).contains("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"));
         assert!(error(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key")]).contains("\"api-key\" is not key=value"));
         assert!(error(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=%zz")]).contains("not percent-encoded"));
+        assert!(error(&[("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "-1")]).contains("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"));
     }
 }

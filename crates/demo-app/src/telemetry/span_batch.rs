@@ -18,10 +18,10 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::dropped;
+use super::otlp_export::OtlpSpanExporter;
 use super::pause::Pause;
 use super::queue::setting;
 use super::span_encoding::{self, SharedFields};
-use super::span_export::OtlpSpanExporter;
 use super::span_record::{Finished, Sink};
 
 #[derive(Debug)]
