@@ -42,6 +42,12 @@ const BAGGAGE_HEADER: HeaderName = HeaderName::from_static("baggage");
 /// (not the current one: whatever a worker thread happens to hold is not
 /// the request's parent). Empty without trace headers.
 pub fn extract_from_headers(headers: &HeaderMap) -> Context {
+    // One pass over the request's few headers first: most carry no context,
+    // and two lookups by name hashed each name (0.2k instructions a
+    // `GET /api/info`). A `tracestate` alone is never read.
+    if !headers.keys().any(|name| *name == TRACEPARENT_HEADER || *name == BAGGAGE_HEADER) {
+        return Context::new();
+    }
     let parent = headers.get(TRACEPARENT_HEADER).and_then(parse_field);
     let context = match parent {
         Some((trace_id, span_id, flags)) => {
